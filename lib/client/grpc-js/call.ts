@@ -1,0 +1,172 @@
+/**
+ * The per-call object a grpc-js Client drives through a Channel
+ * (grpc-js's internal Call interface), over one stream of a ClientSession.
+ * It keeps the contract grpc-js's own HTTP/2 call keeps: write callbacks
+ * always fire, one message per startRead, the status last and exactly once,
+ * an OK status only after every message, the deadline enforced here.
+ */
+import { Metadata, status as GrpcStatus, type CallCredentials, type StatusObject } from '@grpc/grpc-js'
+import type { AuthContext, ClientCall, ClientCallListener, MessageContext } from '../../grpc-internals.js'
+import { fromGrpcMetadata, toGrpcMetadata } from '../../grpc-metadata.js'
+import type { MetadataEntry } from '../../protocol/metadata.js'
+import type { CallStatus } from '../../protocol/payload.js'
+import type { ClientSession, ClientStream, StreamHandler } from '../session.js'
+
+const MAX_TIMER_MS = 0x7fffffff
+let callNumber = 0
+
+export interface CallSetup {
+  session: ClientSession
+  method: string
+  /** ms since the epoch, or Infinity */
+  deadline: number
+  peer: string
+  userAgent: string
+  authority: string
+}
+
+export class WebSocketClientCall implements ClientCall, StreamHandler {
+  private readonly number = ++callNumber
+  private listener: ClientCallListener | null = null
+  private stream: ClientStream | null = null
+  // Calls made on the call before its stream exists (call credentials pending).
+  private early: Array<(stream: ClientStream) => void> | null = []
+  private readonly messages: Buffer[] = []
+  private readPending = false
+  private finalStatus: StatusObject | null = null
+  private statusReported = false
+  private credentials: CallCredentials | null = null
+  private deadlineTimer: ReturnType<typeof setTimeout> | null = null
+  /** Runs once the status has been reported. */
+  onEnded: (() => void) | null = null
+
+  constructor (private readonly setup: CallSetup) {
+    if (setup.deadline !== Infinity) this.armDeadline()
+  }
+
+  private armDeadline (): void {
+    const left = this.setup.deadline - Date.now()
+    this.deadlineTimer = setTimeout(() => {
+      if (left > MAX_TIMER_MS) {
+        this.armDeadline()
+        return
+      }
+      this.cancelWithStatus(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded')
+    }, Math.max(0, Math.min(left, MAX_TIMER_MS)))
+  }
+
+  start (metadata: Metadata, listener: ClientCallListener): void {
+    this.listener = listener
+    if (this.statusReported || this.finalStatus !== null) return
+    const entries = fromGrpcMetadata(metadata).filter(([key]) => key !== 'user-agent')
+    entries.push(['user-agent', this.setup.userAgent])
+    if (this.credentials === null) {
+      this.open(entries)
+      return
+    }
+    const host = this.setup.authority.replace(/:\d+$/, '')
+    const service = this.setup.method.substring(0, this.setup.method.lastIndexOf('/'))
+    this.credentials.generateMetadata({ method_name: this.setup.method, service_url: `https://${host}${service}` }).then(extra => {
+      const extraEntries = fromGrpcMetadata(extra)
+      if (extraEntries.filter(([key]) => key === 'authorization').length > 1) {
+        this.cancelWithStatus(GrpcStatus.INTERNAL, '"authorization" metadata cannot have multiple values')
+        return
+      }
+      this.open([...entries, ...extraEntries])
+    }, (err: unknown) => {
+      this.cancelWithStatus(GrpcStatus.UNAVAILABLE, `Failed to generate metadata: ${err instanceof Error ? err.message : String(err)}`)
+    })
+  }
+
+  private open (metadata: MetadataEntry[]): void {
+    if (this.finalStatus !== null) return
+    const stream = this.setup.session.openStream({ path: this.setup.method, metadata, deadline: this.setup.deadline }, this)
+    this.stream = stream
+    const early = this.early!
+    this.early = null
+    for (const op of early) op(stream)
+  }
+
+  private withStream (op: (stream: ClientStream) => void): void {
+    if (this.stream !== null) op(this.stream)
+    else if (this.early !== null) this.early.push(op)
+  }
+
+  sendMessageWithContext (context: MessageContext, message: Buffer): void {
+    const done = context.callback === undefined ? undefined : () => context.callback!()
+    if (this.finalStatus !== null) {
+      // The call is over; grpc-js still expects every write callback.
+      if (done !== undefined) process.nextTick(done)
+      return
+    }
+    this.withStream(stream => { stream.send(message, done) })
+  }
+
+  halfClose (): void {
+    this.withStream(stream => { stream.halfClose() })
+  }
+
+  startRead (): void {
+    if (this.statusReported) return
+    this.readPending = true
+    this.deliver()
+  }
+
+  cancelWithStatus (code: GrpcStatus, details: string): void {
+    if (this.finalStatus !== null) return
+    this.stream?.cancel()
+    this.early = null
+    this.finish({ code, details, metadata: new Metadata() })
+  }
+
+  getPeer (): string { return this.setup.peer }
+  getCallNumber (): number { return this.number }
+  setCredentials (credentials: CallCredentials): void { this.credentials = credentials }
+  getAuthContext (): AuthContext | null { return null }
+
+  // --- StreamHandler --------------------------------------------------------
+
+  onHeaders (metadata: MetadataEntry[]): void {
+    if (this.finalStatus === null) this.listener?.onReceiveMetadata(toGrpcMetadata(metadata))
+  }
+
+  onMessage (message: Uint8Array): void {
+    if (this.finalStatus !== null) return
+    this.messages.push(Buffer.from(message.buffer, message.byteOffset, message.byteLength))
+    this.deliver()
+  }
+
+  onEnd (status: CallStatus): void {
+    this.finish({ code: status.code, details: status.details, metadata: toGrpcMetadata(status.metadata) })
+  }
+
+  // -------------------------------------------------------------------------
+
+  private finish (status: StatusObject): void {
+    if (this.finalStatus !== null) return
+    this.finalStatus = status
+    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer)
+    // Like grpc-js: an error drops what the application has not read yet.
+    if (status.code !== GrpcStatus.OK) this.messages.length = 0
+    this.deliver()
+  }
+
+  private deliver (): void {
+    if (this.statusReported) return
+    if (this.messages.length > 0 && this.readPending) {
+      this.readPending = false
+      const message = this.messages.shift()!
+      this.stream!.consumed()
+      this.listener!.onReceiveMessage(message)
+    }
+    // The status goes out once every message has been handed over (an OK
+    // status never overtakes a message), without waiting for another read.
+    const status = this.finalStatus
+    if (status === null || this.statusReported || this.messages.length > 0) return
+    this.statusReported = true
+    process.nextTick(() => {
+      this.listener?.onReceiveStatus(status)
+      this.onEnded?.()
+    })
+  }
+}

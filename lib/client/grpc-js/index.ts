@@ -1,0 +1,1 @@
+export { createWebSocketChannel, type WebSocketChannelOptions } from './channel.js'

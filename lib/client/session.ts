@@ -1,0 +1,442 @@
+/**
+ * The client side of the protocol: one WebSocket shared by every call,
+ * opened when the first call needs it, streams multiplexed on it under the
+ * server's limits and windows. Browser-safe (no Node built-ins); the grpc-js
+ * channel and the browser client are thin layers over it.
+ */
+import { SendWindow } from '../protocol/flow-control.js'
+import { FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, SUBPROTOCOL, frameTypeName, type Frame } from '../protocol/frame.js'
+import { FrameWriter } from '../protocol/frame-writer.js'
+import { InboundMessages } from '../protocol/inbound.js'
+import type { MetadataEntry } from '../protocol/metadata.js'
+import { OutboundMessages, type FrameSink } from '../protocol/outbound.js'
+import {
+  NO_TIMEOUT, PING_PAYLOAD_SIZE, buildCall, buildEmpty, buildPing, buildWindowUpdate, parseGoAway, parseHeaders,
+  parseSettings, parseTrailers, parseWindowUpdate, type CallStatus, type Settings
+} from '../protocol/payload.js'
+import { Status } from '../protocol/status.js'
+
+/** The subset of the WHATWG WebSocket this client uses (browsers, `ws`, undici). */
+export interface WebSocketLike {
+  binaryType: string
+  readonly readyState: number
+  readonly protocol: string
+  send (data: Uint8Array): void
+  close (code?: number, reason?: string): void
+  onopen: ((event: any) => void) | null
+  onmessage: ((event: { data: unknown }) => void) | null
+  onclose: ((event: { code: number, reason: string }) => void) | null
+  onerror: ((event: any) => void) | null
+}
+export type WebSocketConstructor = new (url: string, protocols: string | string[]) => WebSocketLike
+
+export type SessionState = 'idle' | 'connecting' | 'ready' | 'closed'
+
+export interface SessionOptions {
+  /** The WebSocket class: the global one in browsers, `ws` in Node. */
+  WebSocket: WebSocketConstructor
+  /** Receive window for each call's responses, in bytes. Default 256 KiB. */
+  initialWindowSize?: number
+  /** Largest response message accepted, in bytes; -1 for no limit. Default 4 MiB, as grpc-js. */
+  maxReceiveMessageSize?: number
+  /** Gives up on a socket that has not opened (and sent SETTINGS) in this time, ms. Default 20000. */
+  connectTimeoutMs?: number
+}
+
+/** Until the server's SETTINGS arrive, nothing is sent; these are its defaults. */
+const assumedSettings: Settings = {
+  maxConcurrentStreams: 100,
+  initialWindowSize: 65536,
+  maxFrameSize: 65536,
+  maxMessageSize: 4 * 1024 * 1024,
+  maxMetadataSize: 16 * 1024
+}
+
+/** What a stream reports to the call above it. */
+export interface StreamHandler {
+  onHeaders (metadata: MetadataEntry[]): void
+  /** One whole response message; call {@link ClientStream.consumed} once the application has taken it. */
+  onMessage (message: Uint8Array): void
+  /** The stream is over: the server's trailers, or a failure of the connection. Called once. */
+  onEnd (status: CallStatus): void
+}
+
+export interface StreamStart {
+  path: string
+  metadata: MetadataEntry[]
+  /** Absolute deadline in ms since the epoch, or Infinity. */
+  deadline: number
+}
+
+type PendingOp = { kind: 'message', bytes: Uint8Array, done: (() => void) | undefined } | { kind: 'half-close' }
+
+/** One call's stream. Usable at once; it waits for the socket by itself. */
+export class ClientStream {
+  id = 0
+  private conn: ClientConnection | null = null
+  private outbound: OutboundMessages | null = null
+  private inbound: InboundMessages | null = null
+  private pending: PendingOp[] = []
+  private ended = false
+
+  constructor (readonly start: StreamStart, readonly handler: StreamHandler) {}
+
+  send (bytes: Uint8Array, done?: () => void): void {
+    if (this.ended) {
+      if (done !== undefined) queueMicrotask(done)
+      return
+    }
+    if (this.outbound === null) this.pending.push({ kind: 'message', bytes, done })
+    else this.outbound.send(bytes, done)
+  }
+
+  halfClose (): void {
+    if (this.ended) return
+    if (this.outbound === null) this.pending.push({ kind: 'half-close' })
+    else this.outbound.finish(buildEmpty(FrameType.HALF_CLOSE, this.id))
+  }
+
+  /** Tells the server to stop; the handler hears nothing more. */
+  cancel (): void {
+    if (this.ended) return
+    this.ended = true
+    this.pending = []
+    this.outbound?.clear()
+    this.conn?.cancelStream(this)
+  }
+
+  /** The application took a message: the server may send more. */
+  consumed (): void {
+    this.inbound?.consumed()
+  }
+
+  get isEnded (): boolean { return this.ended }
+
+  // --- from the connection ---------------------------------------------------
+
+  /** @private The connection has given the stream an id and sent its CALL. */
+  activate (conn: ClientConnection, id: number, settings: Settings, windowSize: number, maxReceiveMessageSize: number): void {
+    this.conn = conn
+    this.id = id
+    this.outbound = new OutboundMessages(id, new SendWindow(settings.initialWindowSize), conn)
+    this.inbound = new InboundMessages(windowSize, maxReceiveMessageSize, increment => {
+      conn.write(buildWindowUpdate(id, increment))
+    })
+    const pending = this.pending
+    this.pending = []
+    for (const op of pending) {
+      if (op.kind === 'message') this.outbound.send(op.bytes, op.done)
+      else this.outbound.finish(buildEmpty(FrameType.HALF_CLOSE, id))
+    }
+  }
+
+  /** @private */
+  onFrame (frame: Frame): void {
+    if (this.ended) return
+    switch (frame.type) {
+      case FrameType.HEADERS:
+        this.handler.onHeaders(parseHeaders(frame.payload))
+        return
+      case FrameType.MESSAGE: {
+        const result = this.inbound!.receive(frame.payload, (frame.flags & FrameFlags.MORE) !== 0)
+        if (result === null) return
+        if (result instanceof Uint8Array) {
+          this.handler.onMessage(result)
+        } else {
+          this.conn!.cancelStream(this)
+          this.end({ code: result.code, details: result.details, metadata: [] })
+        }
+        return
+      }
+      case FrameType.TRAILERS:
+        this.end(parseTrailers(frame.payload))
+        return
+      case FrameType.WINDOW_UPDATE:
+        if (!this.outbound!.grant(parseWindowUpdate(frame.payload))) {
+          throw new ProtocolError(`invalid WINDOW_UPDATE on stream ${this.id}`)
+        }
+        return
+      default:
+        throw new ProtocolError(`${frameTypeName(frame.type)} frames are sent by clients only`)
+    }
+  }
+
+  /** @private Ends the stream with a status, from the server or from here. */
+  end (status: CallStatus): void {
+    if (this.ended) return
+    this.ended = true
+    this.pending = []
+    this.outbound?.clear()
+    this.conn?.streamEnded(this)
+    this.handler.onEnd(status)
+  }
+
+  /** @private */
+  resume (): void {
+    this.outbound?.pump()
+  }
+}
+
+function unavailable (details: string): CallStatus {
+  return { code: Status.UNAVAILABLE, details, metadata: [] }
+}
+
+/** One WebSocket and the streams on it. */
+class ClientConnection implements FrameSink {
+  settings: Settings = assumedSettings
+  maxFramePayload = assumedSettings.maxFrameSize - FRAME_HEADER_SIZE
+  private ready = false
+  private draining = false
+  private closed = false
+  private nextId = 1
+  private readonly active = new Map<number, ClientStream>()
+  private readonly waiting: ClientStream[] = []
+  private readonly socket: WebSocketLike
+  private readonly writer: FrameWriter
+  private readonly decoder = new FrameDecoder(0x7fffffff)
+  private connectTimer: ReturnType<typeof setTimeout> | null
+
+  constructor (private readonly session: ClientSession, url: string, private readonly options: Required<Omit<SessionOptions, 'WebSocket'>> & SessionOptions) {
+    this.socket = new options.WebSocket(url, [SUBPROTOCOL])
+    // Browsers default to Blob; `ws` defaults to Buffer, a Uint8Array already.
+    if (this.socket.binaryType === 'blob') this.socket.binaryType = 'arraybuffer'
+    this.writer = new FrameWriter(message => {
+      if (this.socket.readyState === 1) this.socket.send(message)
+    }, assumedSettings.maxFrameSize)
+    this.socket.onmessage = event => this.onMessage(event.data)
+    this.socket.onclose = event => this.fail(`Connection closed (code ${event.code}${event.reason === '' ? '' : `: ${event.reason}`})`)
+    this.socket.onerror = () => this.fail('Connection failed')
+    this.connectTimer = setTimeout(() => {
+      this.fail(`Connection not ready after ${options.connectTimeoutMs} ms`)
+    }, options.connectTimeoutMs)
+  }
+
+  get isReady (): boolean { return this.ready }
+  get acceptsStreams (): boolean { return !this.closed && !this.draining }
+  get streamCount (): number { return this.active.size + this.waiting.length }
+
+  write (frame: Uint8Array, done?: () => void): void {
+    if (!this.closed) this.writer.write(frame, done)
+  }
+
+  canWrite (): boolean { return true }
+
+  add (stream: ClientStream): void {
+    this.waiting.push(stream)
+    if (this.ready) this.startWaiting()
+  }
+
+  private startWaiting (): void {
+    while (this.waiting.length > 0 && this.active.size < this.settings.maxConcurrentStreams) {
+      const stream = this.waiting.shift()!
+      if (stream.isEnded) continue
+      const id = this.nextId
+      this.nextId += 2
+      const { path, metadata, deadline } = stream.start
+      let timeoutMs = NO_TIMEOUT
+      if (deadline !== Infinity) timeoutMs = Math.min(NO_TIMEOUT - 1, Math.max(0, Math.ceil(deadline - Date.now())))
+      this.active.set(id, stream)
+      this.writer.write(buildCall(id, { path, timeoutMs, initialWindowSize: this.options.initialWindowSize, metadata }))
+      stream.activate(this, id, this.settings, this.options.initialWindowSize, this.options.maxReceiveMessageSize)
+    }
+  }
+
+  cancelStream (stream: ClientStream): void {
+    const index = this.waiting.indexOf(stream)
+    if (index !== -1) {
+      this.waiting.splice(index, 1)
+      return
+    }
+    if (this.active.delete(stream.id)) {
+      this.writer.write(buildEmpty(FrameType.CANCEL, stream.id))
+      this.afterStreamEnd()
+    }
+  }
+
+  streamEnded (stream: ClientStream): void {
+    if (this.active.delete(stream.id)) this.afterStreamEnd()
+  }
+
+  private afterStreamEnd (): void {
+    if (this.ready) this.startWaiting()
+    if (this.draining && this.streamCount === 0) this.close(1000, 'drained')
+  }
+
+  private onMessage (data: unknown): void {
+    if (this.closed) return
+    const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null
+    try {
+      if (bytes === null) throw new ProtocolError('text messages are not part of the protocol', 1003)
+      for (const frame of this.decoder.push(bytes)) this.onFrame(frame)
+      if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
+    } catch (err) {
+      if (!(err instanceof ProtocolError)) throw err
+      this.close(err.closeCode, err.message)
+      this.failStreams(`Protocol error from the server: ${err.message}`, Status.INTERNAL)
+    }
+  }
+
+  private onFrame (frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.SETTINGS:
+        this.settings = parseSettings(frame.payload, assumedSettings)
+        this.maxFramePayload = this.settings.maxFrameSize - FRAME_HEADER_SIZE
+        this.writer.maxMessageSize = this.settings.maxFrameSize
+        if (!this.ready) {
+          this.ready = true
+          if (this.connectTimer !== null) clearTimeout(this.connectTimer)
+          this.connectTimer = null
+          this.session.connectionReady(this)
+        }
+        this.startWaiting()
+        return
+      case FrameType.PING:
+        if ((frame.flags & FrameFlags.ACK) === 0 && frame.payload.byteLength === PING_PAYLOAD_SIZE) {
+          this.write(buildPing(FrameFlags.ACK, frame.payload))
+        }
+        return
+      case FrameType.GOAWAY: {
+        const { lastStreamId, reason } = parseGoAway(frame.payload)
+        this.draining = true
+        this.session.connectionDraining(this)
+        for (const [id, stream] of this.active) {
+          if (id > lastStreamId) stream.end(unavailable(`The server is going away: ${reason}`))
+        }
+        for (const stream of this.waiting.splice(0)) this.session.requeue(stream)
+        if (this.streamCount === 0) this.close(1000, 'drained')
+        return
+      }
+      default: {
+        if (frame.streamId === 0) throw new ProtocolError(`${frameTypeName(frame.type)} frame on stream 0`)
+        // Frames for a stream already ended here (cancelled) are dropped.
+        this.active.get(frame.streamId)?.onFrame(frame)
+      }
+    }
+  }
+
+  close (code: number, reason: string): void {
+    if (this.closed) return
+    this.writer.flush()
+    this.closed = true
+    try { this.socket.close(code, reason) } catch {}
+    this.cleanup()
+  }
+
+  /** The socket failed or closed: every call on it ends with UNAVAILABLE. */
+  private fail (details: string): void {
+    if (this.closed) {
+      return
+    }
+    this.closed = true
+    try { this.socket.close() } catch {}
+    this.cleanup()
+    this.failStreams(details, Status.UNAVAILABLE)
+  }
+
+  private failStreams (details: string, code: number): void {
+    const streams = [...this.active.values(), ...this.waiting]
+    this.active.clear()
+    this.waiting.length = 0
+    for (const stream of streams) stream.end({ code, details, metadata: [] })
+  }
+
+  private cleanup (): void {
+    if (this.connectTimer !== null) clearTimeout(this.connectTimer)
+    this.connectTimer = null
+    this.writer.discard()
+    this.socket.onmessage = null
+    this.socket.onopen = null
+    this.socket.onerror = null
+    this.socket.onclose = null
+    this.session.connectionClosed(this)
+  }
+}
+
+/** A client's one connection at a time, opened on demand. */
+export class ClientSession {
+  private conn: ClientConnection | null = null
+  private readonly draining = new Set<ClientConnection>()
+  private state: SessionState = 'idle'
+  private readonly listeners = new Set<(state: SessionState) => void>()
+  private readonly options: Required<Omit<SessionOptions, 'WebSocket'>> & SessionOptions
+
+  constructor (readonly url: string, options: SessionOptions) {
+    this.options = {
+      initialWindowSize: 256 * 1024,
+      maxReceiveMessageSize: 4 * 1024 * 1024,
+      connectTimeoutMs: 20000,
+      ...options
+    }
+  }
+
+  get connectivityState (): SessionState { return this.state }
+
+  onStateChange (listener: (state: SessionState) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  private setState (state: SessionState): void {
+    if (this.state === state) return
+    this.state = state
+    for (const listener of [...this.listeners]) listener(state)
+  }
+
+  /** Opens a socket now if none is open or opening. */
+  connect (): void {
+    if (this.state === 'closed' || this.conn !== null) return
+    this.conn = new ClientConnection(this, this.url, this.options)
+    this.setState('connecting')
+  }
+
+  openStream (start: StreamStart, handler: StreamHandler): ClientStream {
+    const stream = new ClientStream(start, handler)
+    if (this.state === 'closed') {
+      queueMicrotask(() => stream.end(unavailable('The channel is closed')))
+      return stream
+    }
+    this.requeue(stream)
+    return stream
+  }
+
+  /** @private */
+  requeue (stream: ClientStream): void {
+    if (this.state === 'closed') {
+      stream.end(unavailable('The channel is closed'))
+      return
+    }
+    this.connect()
+    this.conn!.add(stream)
+  }
+
+  /** Closes the socket; calls in flight end with UNAVAILABLE. */
+  close (): void {
+    if (this.state === 'closed') return
+    this.setState('closed')
+    const conns = [this.conn, ...this.draining]
+    this.conn = null
+    this.draining.clear()
+    for (const conn of conns) conn?.close(1000, 'client closed')
+  }
+
+  /** @private */
+  connectionReady (conn: ClientConnection): void {
+    if (conn === this.conn) this.setState('ready')
+  }
+
+  /** @private */
+  connectionDraining (conn: ClientConnection): void {
+    if (conn !== this.conn) return
+    this.conn = null
+    this.draining.add(conn)
+    if (this.state !== 'closed') this.setState('idle')
+  }
+
+  /** @private */
+  connectionClosed (conn: ClientConnection): void {
+    this.draining.delete(conn)
+    if (conn !== this.conn) return
+    this.conn = null
+    if (this.state !== 'closed') this.setState('idle')
+  }
+}

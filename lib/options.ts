@@ -1,0 +1,121 @@
+/**
+ * Plugin options: their defaults, and validation that turns a mistake into a
+ * coded error at register time.
+ */
+import type { Server, ServerInterceptor, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js'
+import { ERR_INVALID_OPTION, ERR_INVALID_SERVICE } from './errors.js'
+import { MAX_WINDOW } from './protocol/flow-control.js'
+
+export interface ServiceEntry {
+  /** A grpc-js ServiceDefinition, e.g. `loadPackageDefinition(...).pkg.Echo.service`. */
+  definition: ServiceDefinition
+  /** The grpc-js implementation object, as given to `Server.addService`. */
+  implementation: UntypedServiceImplementation
+}
+
+export interface FastifyGrpcWsOptions {
+  /** The WebSocket route. Default `'/grpc'`. */
+  path?: string
+  /** Services served over WebSocket (and on `grpcServer`, if given). */
+  services?: ServiceEntry[]
+  /** A grpc-js Server that is given the very same services with `addService`. */
+  grpcServer?: Server
+  /** grpc-js server interceptors, run on every WebSocket call (pass the same array to `new grpc.Server({ interceptors })`). */
+  interceptors?: ServerInterceptor[]
+  /** Largest request message, in bytes; -1 for no limit. Default 4 MiB, as grpc-js. */
+  maxReceiveMessageSize?: number
+  /** Largest response message, in bytes; -1 for no limit. Default 4 MiB. */
+  maxSendMessageSize?: number
+  /** Calls one connection may have open at once. Default 100. */
+  maxConcurrentStreams?: number
+  /** Per-stream receive window, in message bytes. Default 256 KiB. */
+  initialWindowSize?: number
+  /** Largest WebSocket message accepted (one frame or a batch). Default 256 KiB. */
+  maxFrameSize?: number
+  /** Largest encoded request metadata. Default 16 KiB. */
+  maxMetadataSize?: number
+  /** Bytes a socket may buffer before its streams stop sending. Default 1 MiB. */
+  socketHighWaterMark?: number
+  /** On close, how long calls in flight may run before they are cancelled, in ms. Default 5000. */
+  closeGracePeriod?: number
+}
+
+export const defaults = {
+  path: '/grpc',
+  maxReceiveMessageSize: 4 * 1024 * 1024,
+  maxSendMessageSize: 4 * 1024 * 1024,
+  maxConcurrentStreams: 100,
+  initialWindowSize: 256 * 1024,
+  maxFrameSize: 256 * 1024,
+  maxMetadataSize: 16 * 1024,
+  socketHighWaterMark: 1024 * 1024,
+  closeGracePeriod: 5000
+} as const
+
+// Room in a CALL frame beside the metadata: header, fields and a path.
+const CALL_FRAME_ROOM = 4096
+
+export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer'>> & { grpcServer: Server | undefined }
+
+function integer (name: string, value: unknown, fallback: number, min: number, max: number, unlimited = false): number {
+  if (value === undefined) return fallback
+  if (unlimited && value === -1) return -1
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ERR_INVALID_OPTION(name, `expected an integer from ${min} to ${max}${unlimited ? ' (or -1 for no limit)' : ''}, got ${String(value)}`)
+  }
+  return value
+}
+
+export function checkService (entry: unknown): asserts entry is ServiceEntry {
+  if (entry === null || typeof entry !== 'object') throw new ERR_INVALID_SERVICE('expected { definition, implementation }')
+  const { definition, implementation } = entry as Partial<ServiceEntry>
+  if (definition === null || typeof definition !== 'object' || Object.keys(definition).length === 0) {
+    throw new ERR_INVALID_SERVICE('definition must be a non-empty grpc-js ServiceDefinition')
+  }
+  for (const [name, method] of Object.entries(definition)) {
+    if (method === null || typeof method !== 'object' || typeof method.path !== 'string' ||
+      typeof method.requestDeserialize !== 'function' || typeof method.responseSerialize !== 'function') {
+      throw new ERR_INVALID_SERVICE(`definition.${name} is not a grpc-js MethodDefinition`)
+    }
+  }
+  if (implementation === null || typeof implementation !== 'object') {
+    throw new ERR_INVALID_SERVICE('implementation must be an object of handler functions')
+  }
+}
+
+export function validateOptions (options: FastifyGrpcWsOptions | undefined): ResolvedOptions {
+  const o = options ?? {}
+  const path = o.path ?? defaults.path
+  if (typeof path !== 'string' || !path.startsWith('/')) throw new ERR_INVALID_OPTION('path', `expected a string starting with "/", got ${String(path)}`)
+  const services = o.services ?? []
+  if (!Array.isArray(services)) throw new ERR_INVALID_OPTION('services', 'expected an array of { definition, implementation }')
+  services.forEach(checkService)
+  const grpcServer = o.grpcServer
+  if (grpcServer !== undefined && (grpcServer === null || typeof grpcServer.addService !== 'function')) {
+    throw new ERR_INVALID_OPTION('grpcServer', 'expected a grpc-js Server')
+  }
+  const interceptors = o.interceptors ?? []
+  if (!Array.isArray(interceptors) || interceptors.some(i => typeof i !== 'function')) {
+    throw new ERR_INVALID_OPTION('interceptors', 'expected an array of grpc-js server interceptor functions')
+  }
+  const maxFrameSize = integer('maxFrameSize', o.maxFrameSize, defaults.maxFrameSize, 16 * 1024, 16 * 1024 * 1024)
+  const maxMetadataSize = integer('maxMetadataSize', o.maxMetadataSize, defaults.maxMetadataSize, 1024, 16 * 1024 * 1024)
+  // A CALL frame holds the metadata, the method path and a few fields.
+  if (maxMetadataSize > maxFrameSize - CALL_FRAME_ROOM) {
+    throw new ERR_INVALID_OPTION('maxMetadataSize', `must leave ${CALL_FRAME_ROOM} bytes of maxFrameSize (${maxFrameSize}) for the rest of a CALL frame`)
+  }
+  return {
+    path,
+    services: [...services],
+    grpcServer,
+    interceptors: [...interceptors],
+    maxReceiveMessageSize: integer('maxReceiveMessageSize', o.maxReceiveMessageSize, defaults.maxReceiveMessageSize, 0, 0x7fffffff, true),
+    maxSendMessageSize: integer('maxSendMessageSize', o.maxSendMessageSize, defaults.maxSendMessageSize, 0, 0x7fffffff, true),
+    maxConcurrentStreams: integer('maxConcurrentStreams', o.maxConcurrentStreams, defaults.maxConcurrentStreams, 1, 0x7fffffff),
+    initialWindowSize: integer('initialWindowSize', o.initialWindowSize, defaults.initialWindowSize, 1024, MAX_WINDOW),
+    maxFrameSize,
+    maxMetadataSize,
+    socketHighWaterMark: integer('socketHighWaterMark', o.socketHighWaterMark, defaults.socketHighWaterMark, 1024, 0x7fffffff),
+    closeGracePeriod: integer('closeGracePeriod', o.closeGracePeriod, defaults.closeGracePeriod, 0, 0x7fffffff)
+  }
+}

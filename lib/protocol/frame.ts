@@ -1,0 +1,162 @@
+/**
+ * The grpc-ws.v1 frame layer: a 10-byte header and a payload.
+ *
+ *   type u8 | flags u8 | stream id u32 BE | payload length u32 BE | payload
+ *
+ * A WebSocket message carries one or more whole frames. The decoder is a
+ * streaming state machine anyway, so it can be fed bytes split anywhere; the
+ * connection checks that nothing is left over at the end of each message.
+ * Pure: no I/O, no Node built-ins.
+ */
+
+export const FRAME_HEADER_SIZE = 10
+
+export const FrameType = {
+  SETTINGS: 0x01,
+  CALL: 0x02,
+  HEADERS: 0x03,
+  MESSAGE: 0x04,
+  HALF_CLOSE: 0x05,
+  TRAILERS: 0x06,
+  CANCEL: 0x07,
+  WINDOW_UPDATE: 0x08,
+  PING: 0x09,
+  GOAWAY: 0x0a
+} as const
+export type FrameTypeCode = (typeof FrameType)[keyof typeof FrameType]
+
+const frameTypeNames: Record<number, string> = {}
+for (const [name, code] of Object.entries(FrameType)) frameTypeNames[code] = name
+
+/** `'MESSAGE'` for 0x04; `'0x3f'` for a type this version does not define. */
+export function frameTypeName (type: number): string {
+  return frameTypeNames[type] ?? `0x${type.toString(16).padStart(2, '0')}`
+}
+
+export const FrameFlags = {
+  /** MESSAGE: the sender half-closes after this frame (client to server only). */
+  END_STREAM: 0x01,
+  /** MESSAGE: the message continues in the next MESSAGE frame of the stream. */
+  MORE: 0x02,
+  /** PING: this is the answer to a PING. */
+  ACK: 0x01
+} as const
+
+export interface Frame {
+  type: number
+  flags: number
+  streamId: number
+  /** A view into the received bytes: copy it before keeping it past the next push. */
+  payload: Uint8Array
+}
+
+/** WebSocket close codes this protocol uses, with the reason for each. */
+export const CloseCode = {
+  NORMAL: 1000,
+  GOING_AWAY: 1001,
+  PROTOCOL_ERROR: 1002,
+  UNSUPPORTED_DATA: 1003,
+  INVALID_PAYLOAD: 1007,
+  POLICY_VIOLATION: 1008,
+  MESSAGE_TOO_BIG: 1009,
+  INTERNAL_ERROR: 1011
+} as const
+
+/** A violation of the protocol that ends the whole connection. */
+export class ProtocolError extends Error {
+  constructor (message: string, readonly closeCode: number = CloseCode.PROTOCOL_ERROR) {
+    super(message)
+    this.name = 'ProtocolError'
+  }
+}
+
+/** Writes a frame header at `offset` of `target`. */
+export function writeFrameHeader (target: Uint8Array, offset: number, type: number, flags: number, streamId: number, length: number): void {
+  target[offset] = type
+  target[offset + 1] = flags
+  const view = new DataView(target.buffer, target.byteOffset + offset + 2, 8)
+  view.setUint32(0, streamId)
+  view.setUint32(4, length)
+}
+
+/** One whole frame in a fresh buffer. */
+export function encodeFrame (type: number, flags: number, streamId: number, payload?: Uint8Array): Uint8Array {
+  const size = payload === undefined ? 0 : payload.byteLength
+  const out = new Uint8Array(FRAME_HEADER_SIZE + size)
+  writeFrameHeader(out, 0, type, flags, streamId, size)
+  if (payload !== undefined) out.set(payload, FRAME_HEADER_SIZE)
+  return out
+}
+
+function readU32 (b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) >>> 0) + (b[at + 1]! << 16) + (b[at + 2]! << 8) + b[at + 3]!
+}
+
+/**
+ * Splits a byte stream into frames. Refuses, with a {@link ProtocolError}
+ * (close 1009), any frame whose payload is larger than `maxPayload`, as soon as
+ * its header arrives and before buffering it.
+ */
+export class FrameDecoder {
+  private pending: Uint8Array | null = null
+  private pendingLength = 0
+
+  constructor (readonly maxPayload: number) {}
+
+  /** Bytes held for an incomplete frame. */
+  get buffered (): number { return this.pendingLength }
+
+  /** Feeds bytes; returns the frames they complete, in order. */
+  push (chunk: Uint8Array): Frame[] {
+    const frames: Frame[] = []
+    let bytes = chunk
+    if (this.pendingLength > 0) {
+      bytes = this.join(chunk)
+    }
+    let at = 0
+    const end = bytes.byteLength
+    while (end - at >= FRAME_HEADER_SIZE) {
+      const length = readU32(bytes, at + 6)
+      if (length > this.maxPayload) {
+        throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${this.maxPayload}`, CloseCode.MESSAGE_TOO_BIG)
+      }
+      if (end - at - FRAME_HEADER_SIZE < length) break
+      const start = at + FRAME_HEADER_SIZE
+      frames.push({
+        type: bytes[at]!,
+        flags: bytes[at + 1]!,
+        streamId: readU32(bytes, at + 2),
+        payload: bytes.subarray(start, start + length)
+      })
+      at = start + length
+    }
+    this.keep(bytes, at)
+    return frames
+  }
+
+  private join (chunk: Uint8Array): Uint8Array {
+    const joined = new Uint8Array(this.pendingLength + chunk.byteLength)
+    joined.set(this.pending!.subarray(0, this.pendingLength))
+    joined.set(chunk, this.pendingLength)
+    this.pending = null
+    this.pendingLength = 0
+    return joined
+  }
+
+  private keep (bytes: Uint8Array, from: number): void {
+    const left = bytes.byteLength - from
+    if (left === 0) return
+    if (left >= FRAME_HEADER_SIZE) {
+      const length = readU32(bytes, from + 6)
+      if (length > this.maxPayload) {
+        throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${this.maxPayload}`, CloseCode.MESSAGE_TOO_BIG)
+      }
+    }
+    // Copy: the caller's chunk may be reused once push() returns.
+    this.pending = bytes.slice(from)
+    this.pendingLength = left
+  }
+}
+
+/** The WebSocket subprotocol of this version of the protocol. */
+export const SUBPROTOCOL = 'grpc-ws.v1'

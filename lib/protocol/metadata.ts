@@ -1,0 +1,132 @@
+/**
+ * Metadata on the wire: an ordered list of (key, value) entries. Keys are
+ * lower-case ASCII; values of keys ending in `-bin` are raw bytes (never
+ * base64 on this wire), others printable ASCII strings. Repeated keys are
+ * separate entries.
+ *
+ *   count u16 | { key length u16 | key | value length u32 | value } * count
+ */
+import { ByteReader, ByteWriter } from './bytes.js'
+
+export type MetadataValue = string | Uint8Array
+export type MetadataEntry = [key: string, value: MetadataValue]
+
+/** Raised when a block or an entry breaks the rules above. */
+export class MetadataError extends Error {
+  constructor (message: string) {
+    super(message)
+    this.name = 'MetadataError'
+  }
+}
+
+export function isBinaryKey (key: string): boolean {
+  return key.endsWith('-bin')
+}
+
+// 0-9 a-z _ . - as in the gRPC HTTP/2 spec (grpc-js also accepts ':').
+function isKeyByte (c: number): boolean {
+  return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x2e || c === 0x2d
+}
+
+/** Why `key` is not a legal metadata key, or null when it is. */
+export function checkKey (key: string): string | null {
+  if (key.length === 0) return 'Metadata key is empty'
+  for (let i = 0; i < key.length; i++) {
+    if (!isKeyByte(key.charCodeAt(i))) return `Metadata key "${key}" contains illegal characters`
+  }
+  return null
+}
+
+/** Why `value` is not a legal value for `key`, or null when it is. */
+export function checkValue (key: string, value: MetadataValue): string | null {
+  if (isBinaryKey(key)) {
+    return value instanceof Uint8Array ? null : `Metadata key "${key}" ends with "-bin" and needs a binary value`
+  }
+  if (typeof value !== 'string') return `Metadata key "${key}" needs a string value`
+  for (let i = 0; i < value.length; i++) {
+    const c = value.charCodeAt(i)
+    if (c < 0x20 || c > 0x7e) return `Metadata value for key "${key}" contains characters other than printable ASCII`
+  }
+  return null
+}
+
+function asciiBytes (text: string): Uint8Array {
+  const out = new Uint8Array(text.length)
+  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i)
+  return out
+}
+
+function asciiString (bytes: Uint8Array): string {
+  let s = ''
+  for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]!)
+  return s
+}
+
+/** Encoded size of a metadata block, for sizing a frame up front. */
+export function metadataSize (entries: readonly MetadataEntry[]): number {
+  let size = 2
+  for (const [key, value] of entries) {
+    size += 2 + key.length + 4 + (typeof value === 'string' ? value.length : value.byteLength)
+  }
+  return size
+}
+
+/**
+ * Writes a block. Entries are checked first: a bad entry throws a
+ * MetadataError and nothing is sent.
+ */
+export function writeMetadata (w: ByteWriter, entries: readonly MetadataEntry[]): void {
+  if (entries.length > 0xffff) throw new MetadataError(`too many metadata entries (${entries.length})`)
+  w.u16(entries.length)
+  for (const [key, value] of entries) {
+    w.u16(key.length)
+    w.put(asciiBytes(key))
+    if (typeof value === 'string') {
+      w.u32(value.length)
+      w.put(asciiBytes(value))
+    } else {
+      w.u32(value.byteLength)
+      w.put(value)
+    }
+  }
+}
+
+/** Checks every entry; throws a MetadataError naming the first bad one. */
+export function validateMetadata (entries: readonly MetadataEntry[]): void {
+  for (const [key, value] of entries) {
+    const problem = checkKey(key) ?? checkValue(key, value)
+    if (problem !== null) throw new MetadataError(problem)
+  }
+}
+
+/** Reads a block; binary values are copied out of the frame. */
+export function readMetadata (r: ByteReader): MetadataEntry[] {
+  const count = r.u16('metadata count')
+  const entries: MetadataEntry[] = new Array(count)
+  for (let i = 0; i < count; i++) {
+    const key = asciiString(r.take(r.u16('metadata key length'), 'metadata key'))
+    const keyProblem = checkKey(key)
+    if (keyProblem !== null) throw new MetadataError(keyProblem)
+    const raw = r.take(r.u32('metadata value length'), 'metadata value')
+    let value: MetadataValue
+    if (isBinaryKey(key)) {
+      value = raw.slice()
+    } else {
+      for (let j = 0; j < raw.length; j++) {
+        const c = raw[j]!
+        if (c < 0x20 || c > 0x7e) throw new MetadataError(`Metadata value for key "${key}" contains characters other than printable ASCII`)
+      }
+      value = asciiString(raw)
+    }
+    entries[i] = [key, value]
+  }
+  return entries
+}
+
+/** For tests and tools: a block as bytes. */
+export function encodeMetadata (entries: readonly MetadataEntry[]): Uint8Array {
+  const out = new Uint8Array(metadataSize(entries))
+  writeMetadata(new ByteWriter(out), entries)
+  return out
+}
+

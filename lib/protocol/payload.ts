@@ -1,0 +1,190 @@
+/**
+ * Builders and parsers for each frame type's payload. Builders return one
+ * whole frame (header included) in a single allocation.
+ */
+import { ByteReader, ByteWriter, utf8Decode, utf8Encode } from './bytes.js'
+import { FRAME_HEADER_SIZE, FrameType, writeFrameHeader } from './frame.js'
+import { metadataSize, readMetadata, writeMetadata, type MetadataEntry } from './metadata.js'
+
+/** CALL timeout value meaning "no deadline". */
+export const NO_TIMEOUT = 0xffffffff
+
+function build (type: number, flags: number, streamId: number, size: number, fill?: (w: ByteWriter) => void): Uint8Array {
+  const out = new Uint8Array(FRAME_HEADER_SIZE + size)
+  writeFrameHeader(out, 0, type, flags, streamId, size)
+  if (fill !== undefined) {
+    const w = new ByteWriter(out)
+    w.offset = FRAME_HEADER_SIZE
+    fill(w)
+  }
+  return out
+}
+
+// SETTINGS ---------------------------------------------------------------
+
+export const SettingId = {
+  MAX_CONCURRENT_STREAMS: 1,
+  INITIAL_WINDOW_SIZE: 2,
+  MAX_FRAME_SIZE: 3,
+  MAX_MESSAGE_SIZE: 4,
+  MAX_METADATA_SIZE: 5
+} as const
+
+/** What a server announces in its first frame. */
+export interface Settings {
+  /** Streams the client may have open at once. */
+  maxConcurrentStreams: number
+  /** The server's receive window for each new stream, in message bytes. */
+  initialWindowSize: number
+  /** The largest WebSocket message (one frame or a batch of frames) the server accepts. */
+  maxFrameSize: number
+  /** The largest request message the server accepts. */
+  maxMessageSize: number
+  /** The largest encoded metadata block the server accepts. */
+  maxMetadataSize: number
+}
+
+const settingOrder: Array<[number, keyof Settings]> = [
+  [SettingId.MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams'],
+  [SettingId.INITIAL_WINDOW_SIZE, 'initialWindowSize'],
+  [SettingId.MAX_FRAME_SIZE, 'maxFrameSize'],
+  [SettingId.MAX_MESSAGE_SIZE, 'maxMessageSize'],
+  [SettingId.MAX_METADATA_SIZE, 'maxMetadataSize']
+]
+
+export function buildSettings (settings: Settings): Uint8Array {
+  return build(FrameType.SETTINGS, 0, 0, settingOrder.length * 6, w => {
+    for (const [id, name] of settingOrder) {
+      w.u16(id)
+      w.u32(settings[name])
+    }
+  })
+}
+
+/** Reads the settings a peer sent over `defaults`; unknown ids are ignored. */
+export function parseSettings (payload: Uint8Array, defaults: Settings): Settings {
+  const settings = { ...defaults }
+  const r = new ByteReader(payload)
+  while (r.remaining > 0) {
+    const id = r.u16('setting id')
+    const value = r.u32('setting value')
+    const entry = settingOrder.find(([known]) => known === id)
+    if (entry !== undefined) settings[entry[1]] = value
+  }
+  return settings
+}
+
+// CALL -------------------------------------------------------------------
+
+export interface CallStart {
+  /** `/package.Service/Method` */
+  path: string
+  /** Milliseconds the call may take, or {@link NO_TIMEOUT}. */
+  timeoutMs: number
+  /** The client's receive window for this stream, in message bytes. */
+  initialWindowSize: number
+  metadata: MetadataEntry[]
+}
+
+export function buildCall (streamId: number, call: CallStart): Uint8Array {
+  const path = utf8Encode(call.path)
+  return build(FrameType.CALL, 0, streamId, 4 + 4 + 2 + path.byteLength + metadataSize(call.metadata), w => {
+    w.u32(call.timeoutMs)
+    w.u32(call.initialWindowSize)
+    w.u16(path.byteLength)
+    w.put(path)
+    writeMetadata(w, call.metadata)
+  })
+}
+
+export interface ParsedCall extends CallStart {
+  /** Encoded size of the metadata block, for the receiver's limit. */
+  metadataSize: number
+}
+
+export function parseCall (payload: Uint8Array): ParsedCall {
+  const r = new ByteReader(payload)
+  const timeoutMs = r.u32('timeout')
+  const initialWindowSize = r.u32('window')
+  const path = utf8Decode(r.take(r.u16('path length'), 'path'))
+  const metadataSize = r.remaining
+  const metadata = readMetadata(r)
+  return { path, timeoutMs, initialWindowSize, metadata, metadataSize }
+}
+
+// HEADERS ----------------------------------------------------------------
+
+export function buildHeaders (streamId: number, metadata: readonly MetadataEntry[]): Uint8Array {
+  return build(FrameType.HEADERS, 0, streamId, metadataSize(metadata), w => writeMetadata(w, metadata))
+}
+
+export function parseHeaders (payload: Uint8Array): MetadataEntry[] {
+  return readMetadata(new ByteReader(payload))
+}
+
+// TRAILERS ---------------------------------------------------------------
+
+export interface CallStatus {
+  code: number
+  details: string
+  metadata: MetadataEntry[]
+}
+
+export function buildTrailers (streamId: number, status: { code: number, details: string, metadata: readonly MetadataEntry[] }): Uint8Array {
+  const details = utf8Encode(status.details)
+  return build(FrameType.TRAILERS, 0, streamId, 4 + 4 + details.byteLength + metadataSize(status.metadata), w => {
+    w.i32(status.code)
+    w.u32(details.byteLength)
+    w.put(details)
+    writeMetadata(w, status.metadata)
+  })
+}
+
+export function parseTrailers (payload: Uint8Array): CallStatus {
+  const r = new ByteReader(payload)
+  const code = r.i32('status code')
+  const details = utf8Decode(r.take(r.u32('details length'), 'details'))
+  const metadata = readMetadata(r)
+  return { code, details, metadata }
+}
+
+// WINDOW_UPDATE, PING, GOAWAY, and the empty frames ------------------------
+
+export function buildWindowUpdate (streamId: number, increment: number): Uint8Array {
+  return build(FrameType.WINDOW_UPDATE, 0, streamId, 4, w => w.u32(increment))
+}
+
+export function parseWindowUpdate (payload: Uint8Array): number {
+  return new ByteReader(payload).u32('window increment')
+}
+
+export const PING_PAYLOAD_SIZE = 8
+
+export function buildPing (flags: number, data: Uint8Array): Uint8Array {
+  return build(FrameType.PING, flags, 0, PING_PAYLOAD_SIZE, w => w.put(data.subarray(0, PING_PAYLOAD_SIZE)))
+}
+
+export interface GoAway {
+  /** The highest stream id the server has accepted and will finish. */
+  lastStreamId: number
+  reason: string
+}
+
+export function buildGoAway (goAway: GoAway): Uint8Array {
+  const reason = utf8Encode(goAway.reason)
+  return build(FrameType.GOAWAY, 0, 0, 4 + reason.byteLength, w => {
+    w.u32(goAway.lastStreamId)
+    w.put(reason)
+  })
+}
+
+export function parseGoAway (payload: Uint8Array): GoAway {
+  const r = new ByteReader(payload)
+  const lastStreamId = r.u32('last stream id')
+  return { lastStreamId, reason: utf8Decode(r.rest()) }
+}
+
+/** HALF_CLOSE, CANCEL: frames with no payload. */
+export function buildEmpty (type: number, streamId: number): Uint8Array {
+  return build(type, 0, streamId, 0)
+}

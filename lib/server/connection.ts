@@ -1,0 +1,265 @@
+/**
+ * One client WebSocket on the server: decodes frames, keeps the streams of
+ * the calls multiplexed on it, enforces the connection's limits, answers
+ * pings, and goes away gracefully.
+ */
+import { status as GrpcStatus } from '@grpc/grpc-js'
+import type { IncomingMessage } from 'node:http'
+import type { TLSSocket } from 'node:tls'
+import type { WebSocket } from 'ws'
+import type { AuthContext, ConnectionInfo } from '../grpc-internals.js'
+import { CloseCode, FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, frameTypeName, type Frame } from '../protocol/frame.js'
+import { FrameWriter } from '../protocol/frame-writer.js'
+import { MetadataError } from '../protocol/metadata.js'
+import type { FrameSink } from '../protocol/outbound.js'
+import {
+  NO_TIMEOUT, PING_PAYLOAD_SIZE, buildGoAway, buildPing, buildSettings, buildTrailers, parseCall,
+  parseWindowUpdate, type ParsedCall, type Settings
+} from '../protocol/payload.js'
+import { requestMetadata, type Dispatcher } from './dispatch.js'
+import { WebSocketServerCall, type CallHost } from './server-call.js'
+
+export interface ConnectionLimits extends Settings {
+  maxSendMessageSize: number
+  /** Bytes the socket may buffer before streams stop sending. */
+  socketHighWaterMark: number
+}
+
+const OPEN = 1
+
+export class ServerConnection implements CallHost, FrameSink {
+  readonly peer: string
+  readonly host: string
+  readonly authContext: AuthContext
+  readonly connectionInfo: ConnectionInfo
+  readonly maxSendMessageSize: number
+  readonly maxReceiveMessageSize: number
+  readonly initialWindowSize: number
+  readonly maxFramePayload: number
+  readonly sink: FrameSink = this
+  private readonly streams = new Map<number, WebSocketServerCall>()
+  private readonly decoder: FrameDecoder
+  private readonly writer: FrameWriter
+  private readonly userAgent: string | undefined
+  private lastStreamId = 0
+  private congested = false
+  private goingAway = false
+  private closed = false
+  private onIdle: (() => void) | null = null
+
+  constructor (
+    private readonly socket: WebSocket,
+    request: IncomingMessage,
+    private readonly dispatcher: Dispatcher,
+    private readonly limits: ConnectionLimits,
+    private readonly onClosed: (conn: ServerConnection) => void
+  ) {
+    const s = request.socket
+    this.peer = s.remoteAddress === undefined ? 'unknown' : s.remotePort === undefined ? s.remoteAddress : `${s.remoteAddress}:${s.remotePort}`
+    this.host = request.headers.host ?? ''
+    this.userAgent = request.headers['user-agent']
+    this.authContext = authContextOf(s as TLSSocket)
+    this.connectionInfo = { localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort }
+    this.maxSendMessageSize = limits.maxSendMessageSize
+    this.maxReceiveMessageSize = limits.maxMessageSize
+    this.initialWindowSize = limits.initialWindowSize
+    this.maxFramePayload = limits.maxFrameSize - FRAME_HEADER_SIZE
+    this.decoder = new FrameDecoder(this.maxFramePayload)
+    this.writer = new FrameWriter(this.sendNow, limits.maxFrameSize)
+
+    socket.on('message', this.onMessage)
+    socket.on('close', this.onClose)
+    // Errors end in 'close'; without a listener ws would throw them.
+    socket.on('error', () => {})
+    this.writer.write(buildSettings(limits))
+  }
+
+  /** Calls in flight. */
+  get streamCount (): number { return this.streams.size }
+
+  // --- FrameSink -----------------------------------------------------------
+
+  write (frame: Uint8Array, done?: () => void): void {
+    if (!this.closed) this.writer.write(frame, done)
+  }
+
+  canWrite (): boolean { return !this.congested }
+
+  private readonly sendNow = (message: Uint8Array): void => {
+    const socket = this.socket
+    if (socket.readyState !== OPEN) return
+    if (socket.bufferedAmount + message.byteLength > this.limits.socketHighWaterMark) {
+      // The last send's callback runs once everything before it is flushed.
+      this.congested = true
+      socket.send(message, this.onFlushed)
+    } else {
+      socket.send(message)
+    }
+  }
+
+  private readonly onFlushed = (): void => {
+    if (!this.congested || this.socket.bufferedAmount > this.limits.socketHighWaterMark / 2) return
+    this.congested = false
+    for (const call of this.streams.values()) {
+      call.resume()
+      if (this.congested) return
+    }
+  }
+
+  // --- CallHost ------------------------------------------------------------
+
+  streamClosed (streamId: number): void {
+    this.streams.delete(streamId)
+    if (this.streams.size === 0 && this.onIdle !== null) this.onIdle()
+  }
+
+  // --- incoming ------------------------------------------------------------
+
+  private readonly onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
+    if (this.closed) return
+    if (!isBinary) {
+      this.fail(new ProtocolError('text messages are not part of the protocol; send binary frames', CloseCode.UNSUPPORTED_DATA))
+      return
+    }
+    try {
+      const frames = this.decoder.push(data as Buffer)
+      if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
+      for (const frame of frames) this.onFrame(frame)
+    } catch (err) {
+      if (err instanceof ProtocolError) this.fail(err)
+      else throw err
+    }
+  }
+
+  private onFrame (frame: Frame): void {
+    switch (frame.type) {
+      case FrameType.CALL: this.onCall(frame); return
+      case FrameType.MESSAGE: this.stream(frame)?.onMessageFrame(frame.payload, frame.flags); return
+      case FrameType.HALF_CLOSE: this.stream(frame)?.onHalfCloseFrame(); return
+      case FrameType.CANCEL: this.stream(frame)?.abort(); return
+      case FrameType.WINDOW_UPDATE: {
+        const call = this.stream(frame)
+        if (call !== undefined) call.onWindowUpdate(this.u32(frame))
+        return
+      }
+      case FrameType.PING:
+        if (frame.streamId !== 0 || frame.payload.byteLength !== PING_PAYLOAD_SIZE) {
+          throw new ProtocolError('PING must be on stream 0 with 8 bytes of payload')
+        }
+        if ((frame.flags & FrameFlags.ACK) === 0) this.write(buildPing(FrameFlags.ACK, frame.payload))
+        return
+      case FrameType.SETTINGS:
+      case FrameType.HEADERS:
+      case FrameType.TRAILERS:
+      case FrameType.GOAWAY:
+        throw new ProtocolError(`${frameTypeName(frame.type)} frames are sent by servers only`)
+      default:
+        throw new ProtocolError(`unknown frame type ${frameTypeName(frame.type)}`)
+    }
+  }
+
+  private u32 (frame: Frame): number {
+    if (frame.payload.byteLength !== 4) throw new ProtocolError(`${frameTypeName(frame.type)} payload must be 4 bytes`)
+    return parseWindowUpdate(frame.payload)
+  }
+
+  /** The open stream a frame belongs to; undefined for one already closed. */
+  private stream (frame: Frame): WebSocketServerCall | undefined {
+    const id = frame.streamId
+    if (id === 0) throw new ProtocolError(`${frameTypeName(frame.type)} frame on stream 0`)
+    if (id > this.lastStreamId) throw new ProtocolError(`${frameTypeName(frame.type)} frame on stream ${id}, which was never opened`)
+    // A stream that has ended may still see frames the client sent before
+    // it learnt so: they are dropped.
+    return this.streams.get(id)
+  }
+
+  private onCall (frame: Frame): void {
+    const id = frame.streamId
+    if (id <= this.lastStreamId) {
+      throw new ProtocolError(`CALL on stream ${id}: stream ids must increase (last was ${this.lastStreamId})`)
+    }
+    this.lastStreamId = id
+    if (this.goingAway) {
+      this.refuse(id, GrpcStatus.UNAVAILABLE, 'The server is going away; retry on a new connection')
+      return
+    }
+    if (this.streams.size >= this.limits.maxConcurrentStreams) {
+      this.refuse(id, GrpcStatus.RESOURCE_EXHAUSTED, `Too many concurrent streams on this connection (limit ${this.limits.maxConcurrentStreams})`)
+      return
+    }
+    let start: ParsedCall
+    try {
+      start = parseCall(frame.payload)
+    } catch (err) {
+      const details = err instanceof MetadataError ? err.message : `Malformed CALL frame: ${(err as Error).message}`
+      this.refuse(id, GrpcStatus.INTERNAL, details)
+      return
+    }
+    if (start.metadataSize > this.limits.maxMetadataSize) {
+      this.refuse(id, GrpcStatus.RESOURCE_EXHAUSTED, `Request metadata of ${start.metadataSize} bytes exceeds the limit of ${this.limits.maxMetadataSize}`)
+      return
+    }
+    const handler = this.dispatcher.lookup(start.path)
+    if (handler === undefined) {
+      this.refuse(id, GrpcStatus.UNIMPLEMENTED, `The server does not implement the method ${start.path}`)
+      return
+    }
+    const deadline = start.timeoutMs === NO_TIMEOUT ? Infinity : Date.now() + start.timeoutMs
+    const call = new WebSocketServerCall(this, id, handler, requestMetadata(start.metadata, this.userAgent), deadline, start.initialWindowSize)
+    this.streams.set(id, call)
+    this.dispatcher.run(call, handler)
+  }
+
+  private refuse (streamId: number, code: number, details: string): void {
+    this.write(buildTrailers(streamId, { code, details, metadata: [] }))
+  }
+
+  // --- ending ----------------------------------------------------------------
+
+  /** Ends the connection on a protocol violation, with its close code. */
+  private fail (err: ProtocolError): void {
+    this.writer.flush()
+    this.close(err.closeCode, err.message)
+  }
+
+  /**
+   * Sends GOAWAY: calls already started finish, new ones are refused with
+   * UNAVAILABLE. Resolves once no call is left.
+   */
+  goAway (reason: string): Promise<void> {
+    if (!this.goingAway) {
+      this.goingAway = true
+      this.write(buildGoAway({ lastStreamId: this.lastStreamId, reason }))
+    }
+    if (this.streams.size === 0) return Promise.resolve()
+    return new Promise(resolve => { this.onIdle = resolve })
+  }
+
+  /** Closes the socket; calls still running see 'cancelled'. */
+  close (code: number, reason: string): void {
+    if (this.socket.readyState === OPEN) {
+      this.writer.flush()
+      // Close reasons are limited to 123 bytes by the WebSocket protocol.
+      this.socket.close(code, reason.length > 120 ? reason.slice(0, 120) : reason)
+    }
+    this.onClose()
+  }
+
+  private readonly onClose = (): void => {
+    if (this.closed) return
+    this.closed = true
+    this.writer.discard()
+    for (const call of this.streams.values()) call.abort()
+    this.streams.clear()
+    if (this.onIdle !== null) this.onIdle()
+    this.onClosed(this)
+  }
+}
+
+function authContextOf (socket: TLSSocket): AuthContext {
+  // Same shape grpc-js reports for an HTTP/2 session's socket.
+  if (socket.encrypted !== true || !socket.authorized) return {}
+  const peerCertificate = socket.getPeerCertificate()
+  return { transportSecurityType: 'ssl', sslPeerCertificate: peerCertificate.raw !== undefined ? peerCertificate : undefined }
+}
+
