@@ -1,0 +1,156 @@
+/**
+ * Runs one scenario twice with the same assertions: a stock grpc-js client
+ * to a grpc-js Server over HTTP/2, and the same stock client over
+ * createWebSocketChannel to the plugin. Both servers hold the very same
+ * implementation object.
+ */
+import * as grpc from '@grpc/grpc-js'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { EventEmitter } from 'node:events'
+import type { Test } from 'tap'
+import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
+import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
+import { TestClient, createTestService, testDefinition, type Request, type Response } from './test-service.js'
+
+export type TransportName = 'http2' | 'websocket'
+
+export interface Transport {
+  name: TransportName
+  /** The shared client of this transport (one channel). */
+  client: any
+  /** A further client on a channel of its own. */
+  newClient: () => any
+  /** Handler events: `events.once(id)` resolves with what a handler reported. */
+  events: EventEmitter
+}
+
+export interface Env {
+  transports: Transport[]
+  events: EventEmitter
+  app: FastifyInstance
+  grpcServer: grpc.Server
+  wsUrl: string
+  http2Address: string
+}
+
+export interface EnvOptions {
+  plugin?: Partial<FastifyGrpcWsOptions>
+  server?: grpc.ServerOptions
+}
+
+export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env> {
+  const events = new EventEmitter()
+  events.setMaxListeners(0)
+  const implementation = createTestService(events)
+  const grpcServer = new grpc.Server(options.server)
+  const app = Fastify()
+  await app.register(fastifyGrpcWs, {
+    ...options.plugin,
+    services: [{ definition: testDefinition, implementation }],
+    grpcServer
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = await new Promise<number>((resolve, reject) => {
+    grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { err === null ? resolve(p) : reject(err) })
+  })
+  const address = app.server.address()
+  const wsUrl = `ws://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}/grpc`
+  const http2Address = `127.0.0.1:${port}`
+  const clients: any[] = []
+  const make = (name: TransportName): any => {
+    const client = name === 'http2'
+      ? new TestClient(http2Address, grpc.credentials.createInsecure())
+      : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
+    clients.push(client)
+    return client
+  }
+  const transports: Transport[] = (['http2', 'websocket'] as const).map(name => ({
+    name,
+    client: make(name),
+    newClient: () => make(name),
+    events
+  }))
+  t.teardown(async () => {
+    for (const client of clients) client.close()
+    await app.close()
+    grpcServer.forceShutdown()
+  })
+  return { transports, events, app, grpcServer, wsUrl, http2Address }
+}
+
+/** Registers `body` as one subtest per transport. */
+export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>): void {
+  for (const transport of env.transports) {
+    t.test(`${name} [${transport.name}]`, async t => { await body(t, transport) })
+  }
+}
+
+// --- promise helpers over stock clients ---------------------------------------
+
+let ids = 0
+/** A unique id for handler events. */
+export function nextId (): string {
+  return `call-${++ids}`
+}
+
+export function unary (client: any, request: Request, metadata = new grpc.Metadata(), options: grpc.CallOptions = {}): Promise<{ value: Response, status: grpc.StatusObject, headers: grpc.Metadata | null }> {
+  return new Promise((resolve, reject) => {
+    let headers: grpc.Metadata | null = null
+    let result: { value?: Response, error?: grpc.ServiceError } = {}
+    const call = client.Unary(request, metadata, options, (error: grpc.ServiceError | null, value: Response) => {
+      result = error === null ? { value } : { error }
+    })
+    call.on('metadata', (md: grpc.Metadata) => { headers = md })
+    call.on('status', (status: grpc.StatusObject) => {
+      if (result.error !== undefined) reject(result.error)
+      else resolve({ value: result.value!, status, headers })
+    })
+  })
+}
+
+export async function unaryError (client: any, request: Request, metadata = new grpc.Metadata(), options: grpc.CallOptions = {}): Promise<grpc.ServiceError> {
+  try {
+    await unary(client, request, metadata, options)
+  } catch (err) {
+    return err as grpc.ServiceError
+  }
+  throw new Error('the call succeeded')
+}
+
+export interface StreamResult {
+  messages: Response[]
+  status: grpc.StatusObject
+  error: grpc.ServiceError | null
+  headers: grpc.Metadata | null
+  /** Order of events as seen by the client. */
+  order: string[]
+}
+
+export async function collect (call: any): Promise<StreamResult> {
+  const messages: Response[] = []
+  const order: string[] = []
+  let error: grpc.ServiceError | null = null
+  let headers: grpc.Metadata | null = null
+  call.on('metadata', (md: grpc.Metadata) => { headers = md; order.push('metadata') })
+  call.on('data', (m: Response) => { messages.push(m); order.push('data') })
+  call.on('error', (e: grpc.ServiceError) => { error = e; order.push('error') })
+  // Not events.once: it would reject on the 'error' that precedes 'status'.
+  const status = await new Promise<grpc.StatusObject>(resolve => call.once('status', resolve))
+  order.push('status')
+  return { messages, status, error, headers, order }
+}
+
+export function clientStream (client: any, requests: Request[], metadata = new grpc.Metadata()): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const call = client.ClientStream(metadata, (error: grpc.ServiceError | null, value: Response) => {
+      error === null ? resolve(value) : reject(error)
+    })
+    for (const request of requests) call.write(request)
+    call.end()
+  })
+}
+
+/** Waits for the next event a handler reports under `id`. */
+export async function handlerEvent (events: EventEmitter, id: string): Promise<any> {
+  return await new Promise(resolve => events.once(id, resolve))
+}
