@@ -1,0 +1,79 @@
+/**
+ * The contract with grpc-js internals (lib/grpc-internals.ts). If a grpc-js
+ * upgrade breaks any of these, this file fails first and says which.
+ */
+import * as grpc from '@grpc/grpc-js'
+import t from 'tap'
+import { createMetricsRecorder, lookupHandler, runHandler, sendErrorDetails } from '../lib/grpc-internals.js'
+import { testDefinition } from './helpers/test-service.js'
+
+t.test('Should find handlers registered by addService in the Server\'s private map', async t => {
+  const server = new grpc.Server({ 'grpc.enable_channelz': 0 })
+  const Unary = (): void => {}
+  server.addService(testDefinition, { Unary })
+  const handler = lookupHandler(server, '/test.Test/Unary')
+  t.ok(handler, 'Server#handlers still maps paths to handlers')
+  t.equal(handler!.type, 'unary')
+  t.equal(handler!.path, '/test.Test/Unary')
+  t.type(handler!.func, 'function')
+  t.type(handler!.serialize, 'function')
+  t.type(handler!.deserialize, 'function')
+  t.equal(lookupHandler(server, '/test.Test/ServerStream')!.type, 'serverStream')
+  t.equal(lookupHandler(server, '/test.Test/ClientStream')!.type, 'clientStream')
+  t.equal(lookupHandler(server, '/test.Test/Bidi')!.type, 'bidi')
+  t.equal(lookupHandler(server, '/nope/Nope'), undefined)
+})
+
+t.test('Should run a handler through Server#_runHandlerForCall with grpc-js call objects', async t => {
+  const server = new grpc.Server({ 'grpc.enable_channelz': 0 })
+  let seen: any
+  server.addService(testDefinition, {
+    Unary (call: any, callback: grpc.sendUnaryData<any>) {
+      seen = call
+      callback(null, { message: 'ok' })
+    }
+  })
+  const handler = lookupHandler(server, '/test.Test/Unary')!
+  const sent: unknown[] = []
+  let listener: any
+  const call: grpc.ServerInterceptingCallInterface = {
+    start (l: any) { listener = l; l.onReceiveMetadata(new grpc.Metadata()) },
+    sendMetadata () { sent.push('metadata') },
+    sendMessage (message: unknown, cb: () => void) { sent.push(message); cb() },
+    sendStatus (status: any) { sent.push(status.code) },
+    startRead () { queueMicrotask(() => { if (!sent.includes('read')) { sent.push('read'); listener.onReceiveMessage({ mode: 'x' }) } else listener.onReceiveHalfClose() }) },
+    getPeer: () => 'peer',
+    getDeadline: () => Infinity,
+    getHost: () => 'host',
+    getAuthContext: () => ({}),
+    getConnectionInfo: () => ({}),
+    getMetricsRecorder: () => createMetricsRecorder()
+  } as any
+  t.equal(runHandler(server, call, handler), true)
+  await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal(seen?.constructor.name, 'ServerWritableStreamImpl')
+  t.same(seen.request, { mode: 'x' })
+  t.same(sent, ['read', { message: 'ok' }, 0])
+  t.equal(runHandler(server, call, { ...handler, type: 'other' as any }), false, 'unknown kinds are refused')
+})
+
+t.test('Should build the per-call metrics recorder grpc-js gives handlers', async t => {
+  const recorder = createMetricsRecorder()
+  t.type(recorder.recordRequestCostMetric, 'function')
+  t.type(recorder.recordCPUUtilizationMetric, 'function')
+})
+
+t.test('Should read the error-details switch grpc-js reads', async t => {
+  t.equal(sendErrorDetails, process.env.GRPC_NODE_DEBUG_SEND_ERROR_DETAILS === 'true')
+})
+
+t.test('Should find the client Call interface members a custom Channel must provide', async t => {
+  // grpc-js's own internal Channel returns calls with exactly these members.
+  const channel = new grpc.Channel('127.0.0.1:1', grpc.credentials.createInsecure(), {})
+  const call = channel.createCall('/test.Test/Unary', Infinity, undefined, null, undefined)
+  for (const member of ['cancelWithStatus', 'getPeer', 'start', 'sendMessageWithContext', 'startRead', 'halfClose', 'getCallNumber', 'setCredentials', 'getAuthContext']) {
+    t.type((call as any)[member], 'function', member)
+  }
+  call.cancelWithStatus(grpc.status.CANCELLED, 'done')
+  channel.close()
+})
