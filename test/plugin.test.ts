@@ -1,0 +1,148 @@
+import websocket from '@fastify/websocket'
+import * as grpc from '@grpc/grpc-js'
+import Fastify from 'fastify'
+import { EventEmitter } from 'node:events'
+import t from 'tap'
+import WebSocket from 'ws'
+import fastifyGrpcWs, { SUBPROTOCOL, defaults, fastifyGrpcWs as named } from '../index.js'
+import { createWebSocketChannel } from '../lib/client/grpc-js/index.js'
+import { collect, unary } from './helpers/parity.js'
+import { TestClient, createTestService, testDefinition } from './helpers/test-service.js'
+
+const service = (): { definition: grpc.ServiceDefinition, implementation: any } => ({ definition: testDefinition, implementation: createTestService(new EventEmitter()) })
+
+async function listen (app: ReturnType<typeof Fastify>): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address() as { port: number }
+  return `ws://127.0.0.1:${address.port}/grpc`
+}
+
+function wsClient (url: string): any {
+  return new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(url) })
+}
+
+t.test('Should export the plugin as default and by name', async t => {
+  t.equal(fastifyGrpcWs, named)
+  t.equal(SUBPROTOCOL, 'grpc-ws.v1')
+  t.equal(defaults.maxReceiveMessageSize, 4 * 1024 * 1024)
+})
+
+t.test('Should refuse invalid options with coded errors', async t => {
+  const cases: Array<[string, object, RegExp]> = [
+    ['path', { path: 'grpc' }, /invalid option "path"/],
+    ['services', { services: {} }, /invalid option "services"/],
+    ['service entry', { services: [null] }, /invalid service/],
+    ['empty definition', { services: [{ definition: {}, implementation: {} }] }, /non-empty/],
+    ['bad method', { services: [{ definition: { X: {} }, implementation: {} }] }, /definition\.X is not a grpc-js MethodDefinition/],
+    ['implementation', { services: [{ definition: testDefinition, implementation: null }] }, /implementation must be an object/],
+    ['grpcServer', { grpcServer: {} }, /invalid option "grpcServer"/],
+    ['interceptors', { interceptors: [1] }, /invalid option "interceptors"/],
+    ['maxReceiveMessageSize', { maxReceiveMessageSize: -2 }, /invalid option "maxReceiveMessageSize"/],
+    ['maxConcurrentStreams', { maxConcurrentStreams: 0 }, /invalid option "maxConcurrentStreams"/],
+    ['initialWindowSize', { initialWindowSize: 1.5 }, /invalid option "initialWindowSize"/],
+    ['maxFrameSize', { maxFrameSize: 100 }, /invalid option "maxFrameSize"/],
+    ['maxMetadataSize beside maxFrameSize', { maxFrameSize: 16384, maxMetadataSize: 16384 }, /invalid option "maxMetadataSize"/]
+  ]
+  for (const [name, options, message] of cases) {
+    const app = Fastify()
+    await t.rejects(async () => { await app.register(fastifyGrpcWs, options as any) }, { message, code: /^FST_GRPCWS_INVALID_(OPTION|SERVICE)$/ }, name)
+    await app.close()
+  }
+})
+
+t.test('Should accept -1 for no message size limit', async t => {
+  const app = Fastify()
+  t.teardown(async () => await app.close())
+  await app.register(fastifyGrpcWs, { maxReceiveMessageSize: -1, maxSendMessageSize: -1, services: [service()] })
+  const client = new TestClient('ignored', grpc.credentials.createInsecure(), {
+    channelOverride: createWebSocketChannel(await listen(app), { maxReceiveMessageSize: -1 })
+  })
+  t.teardown(() => client.close())
+  const { value } = await unary(client, { mode: 'echo', payload: Buffer.alloc(5 * 1024 * 1024 - 64) })
+  t.equal(value.payload.length, 5 * 1024 * 1024 - 64)
+})
+
+t.test('Should add services through app.grpc.addService before ready, to both transports', async t => {
+  const app = Fastify()
+  const grpcServer = new grpc.Server()
+  t.teardown(async () => { await app.close(); grpcServer.forceShutdown() })
+  await app.register(fastifyGrpcWs, { grpcServer })
+  const { definition, implementation } = service()
+  app.grpc.addService(definition, implementation)
+  t.throws(() => { app.grpc.addService(definition, implementation) }, { code: 'FST_GRPCWS_DUPLICATE_METHOD' })
+  const url = await listen(app)
+  t.throws(() => { app.grpc.addService(definition, implementation) }, { code: 'FST_GRPCWS_ADD_SERVICE_TOO_LATE' })
+  const port = await new Promise<number>((resolve, reject) => grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (e, p) => { e === null ? resolve(p) : reject(e) }))
+  const clients = [wsClient(url), new TestClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure())]
+  t.teardown(() => { for (const c of clients) c.close() })
+  for (const client of clients) {
+    const { value } = await unary(client, { mode: 'echo', message: 'added' })
+    t.equal(value.message, 'added')
+  }
+  t.equal(app.grpc.subprotocol, 'grpc-ws.v1')
+  t.equal(app.grpc.connectionCount, 1)
+})
+
+t.test('Should reuse @fastify/websocket when the app registered it', async t => {
+  const app = Fastify()
+  t.teardown(async () => await app.close())
+  await app.register(websocket)
+  await app.register(fastifyGrpcWs, { services: [service()], path: '/rpc' })
+  app.get('/other', { websocket: true }, socket => { socket.send('other route') })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const client = wsClient(`ws://127.0.0.1:${port}/rpc`)
+  t.teardown(() => client.close())
+  const { value } = await unary(client, { mode: 'echo', message: 'shared' })
+  t.equal(value.message, 'shared')
+  const other = new WebSocket(`ws://127.0.0.1:${port}/other`)
+  const [data] = await new Promise<[Buffer]>(resolve => other.once('message', (d: Buffer) => resolve([d])))
+  t.equal(data.toString(), 'other route', 'the app keeps its own WebSocket routes')
+  other.close()
+})
+
+t.test('Should refuse an upgrade that does not offer the subprotocol with HTTP 400', async t => {
+  const app = Fastify()
+  t.teardown(async () => await app.close())
+  await app.register(fastifyGrpcWs, { services: [service()] })
+  const url = await listen(app)
+  const socket = new WebSocket(url, ['something-else'])
+  const status = await new Promise<number>(resolve => socket.once('unexpected-response', (_req, res) => { resolve(res.statusCode ?? 0) }))
+  t.equal(status, 400)
+})
+
+t.test('Should shut down gracefully: go away, finish calls in flight, refuse new ones, close with 1001', async t => {
+  const app = Fastify()
+  await app.register(fastifyGrpcWs, { services: [service()], closeGracePeriod: 2000 })
+  const url = await listen(app)
+  const client = wsClient(url)
+  t.teardown(() => client.close())
+  const inFlight = unary(client, { mode: 'delay', delayMs: 200, message: 'finished' })
+  const stream = collect(client.ServerStream({ mode: 'count', count: 3 }))
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const raw = new WebSocket(url, [SUBPROTOCOL])
+  await new Promise(resolve => raw.once('open', resolve))
+  const closed = new Promise<number>(resolve => raw.once('close', (code: number) => { resolve(code) }))
+  const closing = app.close()
+  const { value } = await inFlight
+  t.equal(value.message, 'finished', 'a call in flight finishes')
+  t.equal((await stream).status.code, grpc.status.OK)
+  await closing
+  t.equal(await closed, 1001, 'sockets close with 1001')
+})
+
+t.test('Should cancel calls still running when the grace period ends', async t => {
+  const app = Fastify()
+  const events = new EventEmitter()
+  await app.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation: createTestService(events) }], closeGracePeriod: 100 })
+  const url = await listen(app)
+  const client = wsClient(url)
+  t.teardown(() => client.close())
+  const cancelled = new Promise(resolve => events.once('stuck', resolve))
+  const call = unary(client, { mode: 'never', id: 'stuck' }).catch(err => err)
+  await new Promise(resolve => setTimeout(resolve, 50))
+  await app.close()
+  t.match(await cancelled, { event: 'cancelled' }, 'the handler sees cancelled')
+  const err = await call
+  t.equal(err.code, grpc.status.UNAVAILABLE, 'the client sees UNAVAILABLE, not a hang')
+})
