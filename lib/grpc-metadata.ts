@@ -32,8 +32,9 @@ export function fromGrpcMetadata (md: Metadata | null | undefined): MetadataEntr
   // toJSON() hands out grpc-js's own arrays: no copy.
   const map = md.toJSON()
   for (const key in map) {
-    // Pseudo-header keys never leave a process over HTTP/2 either.
-    if (key.charCodeAt(0) === 0x3a) continue
+    // grpc-js accepts ':' in keys; pseudo-header keys never leave a process
+    // over HTTP/2 either, and the wire has no room for others.
+    if (key.includes(':')) continue
     for (const value of map[key]!) entries.push([key, value])
   }
   return entries

@@ -235,8 +235,14 @@ class ClientConnection implements FrameSink {
       const { path, metadata, deadline } = stream.start
       let timeoutMs = NO_TIMEOUT
       if (deadline !== Infinity) timeoutMs = Math.min(NO_TIMEOUT - 1, Math.max(0, Math.ceil(deadline - Date.now())))
+      const call = buildCall(id, { path, timeoutMs, initialWindowSize: this.options.initialWindowSize, metadata })
+      if (call.byteLength > this.settings.maxFrameSize) {
+        // Sent, it would close the whole connection (1009): fail this call alone.
+        stream.end({ code: Status.RESOURCE_EXHAUSTED, details: `Request metadata of ${call.byteLength} bytes does not fit the server's frame limit of ${this.settings.maxFrameSize}`, metadata: [] })
+        continue
+      }
       this.active.set(id, stream)
-      this.writer.write(buildCall(id, { path, timeoutMs, initialWindowSize: this.options.initialWindowSize, metadata }))
+      this.writer.write(call)
       stream.activate(this, id, this.settings, this.options.initialWindowSize, this.options.maxReceiveMessageSize)
     }
   }
@@ -270,9 +276,10 @@ class ClientConnection implements FrameSink {
       for (const frame of this.decoder.push(bytes)) this.onFrame(frame)
       if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
     } catch (err) {
-      if (!(err instanceof ProtocolError)) throw err
-      this.close(err.closeCode, err.message)
-      this.failStreams(`Protocol error from the server: ${err.message}`, Status.INTERNAL)
+      // A malformed payload (truncated, bad metadata) is a protocol error too.
+      const closeCode = err instanceof ProtocolError ? err.closeCode : 1002
+      const message = err instanceof Error ? err.message : String(err)
+      this.close(closeCode, message, Status.INTERNAL, `Protocol error from the server: ${message}`)
     }
   }
 
@@ -314,12 +321,14 @@ class ClientConnection implements FrameSink {
     }
   }
 
-  close (code: number, reason: string): void {
+  /** Closes the socket; calls still on it end with `failCode`. */
+  close (code: number, reason: string, failCode: number = Status.UNAVAILABLE, details = `Connection closed by the client: ${reason}`): void {
     if (this.closed) return
     this.writer.flush()
     this.closed = true
-    try { this.socket.close(code, reason) } catch {}
+    try { this.socket.close(code, reason.slice(0, 120)) } catch {}
     this.cleanup()
+    this.failStreams(details, failCode)
   }
 
   /** The socket failed or closed: every call on it ends with UNAVAILABLE. */

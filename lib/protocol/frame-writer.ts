@@ -1,8 +1,8 @@
 /**
- * Batches the frames written during one turn of the event loop into as few
- * WebSocket messages as the peer's size limit allows: a unary call's
- * HEADERS, MESSAGE and TRAILERS, or the replies to many calls in flight,
- * leave as one message.
+ * Batches the frames written in one microtask checkpoint into as few
+ * WebSocket messages as the peer's size limit allows: a call's CALL,
+ * MESSAGE and HALF_CLOSE, or the replies to many calls in flight, leave as
+ * one message.
  */
 export class FrameWriter {
   private parts: Uint8Array[] = []

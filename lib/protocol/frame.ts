@@ -34,8 +34,6 @@ export function frameTypeName (type: number): string {
 }
 
 export const FrameFlags = {
-  /** MESSAGE: the sender half-closes after this frame (client to server only). */
-  END_STREAM: 0x01,
   /** MESSAGE: the message continues in the next MESSAGE frame of the stream. */
   MORE: 0x02,
   /** PING: this is the answer to a PING. */

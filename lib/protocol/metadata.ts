@@ -31,6 +31,7 @@ function isKeyByte (c: number): boolean {
 /** Why `key` is not a legal metadata key, or null when it is. */
 export function checkKey (key: string): string | null {
   if (key.length === 0) return 'Metadata key is empty'
+  if (key.length > 0xffff) return `Metadata key of ${key.length} bytes is longer than 65535`
   for (let i = 0; i < key.length; i++) {
     if (!isKeyByte(key.charCodeAt(i))) return `Metadata key "${key}" contains illegal characters`
   }
@@ -72,13 +73,16 @@ export function metadataSize (entries: readonly MetadataEntry[]): number {
 }
 
 /**
- * Writes a block. Entries are checked first: a bad entry throws a
- * MetadataError and nothing is sent.
+ * Writes a block. Entries are not checked here: senders pass metadata
+ * grpc-js (or {@link validateMetadata}) has already checked, and receivers
+ * check everything in {@link readMetadata}.
  */
 export function writeMetadata (w: ByteWriter, entries: readonly MetadataEntry[]): void {
   if (entries.length > 0xffff) throw new MetadataError(`too many metadata entries (${entries.length})`)
   w.u16(entries.length)
   for (const [key, value] of entries) {
+    // The one check a length field needs; everything else the sender has checked.
+    if (key.length > 0xffff) throw new MetadataError(`Metadata key of ${key.length} bytes is longer than 65535`)
     w.u16(key.length)
     w.put(asciiBytes(key))
     if (typeof value === 'string') {

@@ -88,6 +88,7 @@ export interface CallStart {
 
 export function buildCall (streamId: number, call: CallStart): Uint8Array {
   const path = utf8Encode(call.path)
+  if (path.byteLength > 0xffff) throw new RangeError(`method path of ${path.byteLength} bytes is longer than 65535`)
   return build(FrameType.CALL, 0, streamId, 4 + 4 + 2 + path.byteLength + metadataSize(call.metadata), w => {
     w.u32(call.timeoutMs)
     w.u32(call.initialWindowSize)

@@ -71,10 +71,7 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
         this.armDeadline()
         return
       }
-      // The client no longer wants anything still queued: end now rather
-      // than wait for credit it may never give.
-      this.outbound.clear()
-      this.sendStatus({ code: GrpcStatus.DEADLINE_EXCEEDED, details: 'Deadline exceeded' })
+      this.resetStream(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded')
     }, Math.max(0, Math.min(left, MAX_TIMER_MS)))
   }
 
@@ -214,10 +211,17 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
 
   // ---------------------------------------------------------------------
 
-  /** Ends the stream with a status now, dropping anything still queued. */
+  /**
+   * Ends the stream with a status now, dropping whatever is still queued
+   * (messages, or trailers waiting behind them): the client no longer wants
+   * them, and may never give the credit they wait for.
+   */
   private resetStream (code: number, details: string): void {
+    if (this.cancelled) return
     this.outbound.clear()
-    this.sendStatus({ code, details })
+    this.statusSent = true
+    this.conn.sink.write(buildTrailers(this.streamId, { code, details, metadata: [] }))
+    this.notifyOnCancel()
   }
 
   private maybePushNextMessage (): void {

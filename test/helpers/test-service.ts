@@ -123,12 +123,12 @@ export function createTestService (events: EventEmitter) {
   }
 
   return {
-    Unary (call: grpc.ServerUnaryCall<Request, Response>, callback: grpc.sendUnaryData<any>) {
+    Unary (call: grpc.ServerUnaryCall<Request, Partial<Response>>, callback: grpc.sendUnaryData<any>) {
       watch(call, call.request.id)
       unaryAnswer(call.request, call, callback)
     },
 
-    ServerStream (call: grpc.ServerWritableStream<Request, Response>) {
+    ServerStream (call: grpc.ServerWritableStream<Request, Partial<Response>>) {
       const request = call.request
       watch(call, request.id)
       switch (request.mode) {
@@ -196,7 +196,7 @@ export function createTestService (events: EventEmitter) {
       }
     },
 
-    ClientStream (call: grpc.ServerReadableStream<Request, Response>, callback: grpc.sendUnaryData<any>) {
+    ClientStream (call: grpc.ServerReadableStream<Request, Partial<Response>>, callback: grpc.sendUnaryData<any>) {
       const received: string[] = []
       let bytes = 0
       let first: Request | undefined
@@ -214,7 +214,7 @@ export function createTestService (events: EventEmitter) {
       })
     },
 
-    Bidi (call: grpc.ServerDuplexStream<Request, Response>) {
+    Bidi (call: grpc.ServerDuplexStream<Request, Partial<Response>>) {
       let first = true
       call.on('data', (request: Request) => {
         if (first) {

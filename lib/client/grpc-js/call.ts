@@ -46,6 +46,11 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
 
   private armDeadline (): void {
     const left = this.setup.deadline - Date.now()
+    if (left <= 0) {
+      // Already past: fail on the next tick, as grpc-js does, before any reply can win.
+      process.nextTick(() => { this.cancelWithStatus(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded') })
+      return
+    }
     this.deadlineTimer = setTimeout(() => {
       if (left > MAX_TIMER_MS) {
         this.armDeadline()
@@ -57,7 +62,7 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
 
   start (metadata: Metadata, listener: ClientCallListener): void {
     this.listener = listener
-    if (this.statusReported || this.finalStatus !== null) return
+    if (this.statusReported || this.finalStatus !== null || this.setup.deadline <= Date.now()) return
     const entries = fromGrpcMetadata(metadata).filter(([key]) => key !== 'user-agent')
     entries.push(['user-agent', this.setup.userAgent])
     if (this.credentials === null) {

@@ -1,0 +1,192 @@
+import t from 'tap'
+import { FrameWriter } from '../../lib/protocol/frame-writer.js'
+
+function bytes (...values: number[]): Uint8Array {
+  return Uint8Array.from(values)
+}
+function frameOf (size: number, fill: number): Uint8Array {
+  return new Uint8Array(size).fill(fill)
+}
+/** Lets every queued microtask run. */
+function settle (): Promise<void> {
+  return new Promise(resolve => setImmediate(resolve))
+}
+
+function recorder (): { sent: Uint8Array[], log: string[], send: (m: Uint8Array) => void } {
+  const sent: Uint8Array[] = []
+  const log: string[] = []
+  return { sent, log, send: m => { sent.push(m); log.push(`send ${m.byteLength}`) } }
+}
+
+t.test('FrameWriter sends nothing synchronously from write()', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 1000)
+  w.write(bytes(1, 2))
+  t.equal(r.sent.length, 0)
+  await settle()
+  t.equal(r.sent.length, 1)
+})
+
+t.test('FrameWriter batches frames written in the same tick into one message, in order', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 1000)
+  w.write(bytes(1, 2, 3))
+  w.write(bytes(4))
+  w.write(bytes(5, 6))
+  await settle()
+  t.equal(r.sent.length, 1)
+  t.same([...r.sent[0]!], [1, 2, 3, 4, 5, 6])
+})
+
+t.test('FrameWriter sends a lone frame as it is, without copying', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 1000)
+  const frame = bytes(7, 8, 9)
+  w.write(frame)
+  await settle()
+  t.equal(r.sent.length, 1)
+  t.equal(r.sent[0], frame)
+})
+
+t.test('FrameWriter sends the frames of different ticks as different messages', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 1000)
+  w.write(bytes(1))
+  await settle()
+  w.write(bytes(2))
+  w.write(bytes(3))
+  await settle()
+  t.same(r.sent.map(m => [...m]), [[1], [2, 3]])
+})
+
+t.test('FrameWriter flushes the batch before a frame that would take it past maxMessageSize', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 25)
+  w.write(frameOf(10, 1))
+  w.write(frameOf(10, 2))
+  t.equal(r.sent.length, 0, '20 bytes fit')
+  w.write(frameOf(10, 3))
+  t.equal(r.sent.length, 1, 'the first two left at once, before the third joined')
+  t.same([...r.sent[0]!], [...frameOf(10, 1), ...frameOf(10, 2)])
+  await settle()
+  t.equal(r.sent.length, 2)
+  t.same([...r.sent[1]!], [...frameOf(10, 3)])
+  t.ok(r.sent.every(m => m.byteLength <= 25))
+})
+
+t.test('FrameWriter fills a message up to exactly maxMessageSize', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 25)
+  w.write(frameOf(10, 1))
+  w.write(frameOf(15, 2))
+  await settle()
+  t.equal(r.sent.length, 1)
+  t.equal(r.sent[0]!.byteLength, 25)
+})
+
+t.test('FrameWriter sends a frame larger than maxMessageSize on its own', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 8)
+  w.write(frameOf(3, 1))
+  w.write(frameOf(12, 2))
+  w.write(frameOf(2, 3))
+  await settle()
+  t.same(r.sent.map(m => m.byteLength), [3, 12, 2])
+})
+
+t.test('FrameWriter uses a changed maxMessageSize for later writes', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 100)
+  w.maxMessageSize = 4
+  w.write(frameOf(3, 1))
+  w.write(frameOf(3, 2))
+  await settle()
+  t.same(r.sent.map(m => m.byteLength), [3, 3])
+})
+
+t.test('FrameWriter.flush sends the batch at once and the tick then sends nothing more', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 100)
+  w.write(bytes(1))
+  w.write(bytes(2))
+  w.flush()
+  t.same(r.sent.map(m => [...m]), [[1, 2]])
+  w.flush()
+  t.equal(r.sent.length, 1, 'flushing an empty batch sends nothing')
+  await settle()
+  t.equal(r.sent.length, 1)
+})
+
+t.test('FrameWriter runs done callbacks asynchronously, after the batch was sent, in order', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 100)
+  w.write(bytes(1), () => r.log.push('done 1'))
+  w.write(bytes(2))
+  w.write(bytes(3), () => r.log.push('done 3'))
+  t.same(r.log, [])
+  await settle()
+  t.same(r.log, ['send 3', 'done 1', 'done 3'])
+})
+
+t.test('FrameWriter does not run done callbacks synchronously from an explicit flush', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 100)
+  let called = 0
+  w.write(bytes(1), () => called++)
+  w.flush()
+  t.equal(r.sent.length, 1)
+  t.equal(called, 0, 'not yet')
+  await settle()
+  t.equal(called, 1)
+})
+
+t.test('FrameWriter runs the done callback of an early-flushed frame asynchronously, in write order', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 10)
+  w.write(frameOf(8, 1), () => r.log.push('done a'))
+  w.write(frameOf(8, 2), () => r.log.push('done b'))
+  t.same(r.log, ['send 8'], 'first batch sent, its callback still pending')
+  await settle()
+  // The tick's flush of the second batch was queued before the first batch's callbacks.
+  t.same(r.log, ['send 8', 'send 8', 'done a', 'done b'])
+  t.equal(r.sent.length, 2)
+})
+
+t.test('FrameWriter lets a done callback write again into a new batch', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 100)
+  w.write(bytes(1), () => {
+    w.write(bytes(2), () => r.log.push('done 2'))
+    r.log.push('done 1')
+  })
+  await settle()
+  t.same(r.sent.map(m => [...m]), [[1], [2]])
+  t.same(r.log, ['send 1', 'done 1', 'send 1', 'done 2'])
+})
+
+t.test('FrameWriter.discard drops the batch and its callbacks', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 100)
+  let called = 0
+  w.write(bytes(1), () => called++)
+  w.write(bytes(2), () => called++)
+  w.discard()
+  await settle()
+  t.equal(r.sent.length, 0, 'nothing sent')
+  t.equal(called, 0, 'no callback ran')
+  w.write(bytes(3), () => called++)
+  await settle()
+  t.same(r.sent.map(m => [...m]), [[3]], 'the writer still works afterwards')
+  t.equal(called, 1)
+})
+
+t.test('FrameWriter.discard does not cancel callbacks of a batch already sent', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 100)
+  let called = 0
+  w.write(bytes(1), () => called++)
+  w.flush()
+  w.discard()
+  await settle()
+  t.equal(called, 1)
+})
