@@ -12,6 +12,7 @@ import {
   type AuthContext, type ConnectionInfo, type RegisteredHandler, type ServerCallListener, type ServerStatus
 } from '../grpc-internals.js'
 import { fromGrpcMetadata } from '../grpc-metadata.js'
+import { whenDeadlinePasses } from '../protocol/deadline.js'
 import { SendWindow } from '../protocol/flow-control.js'
 import { FrameFlags } from '../protocol/frame.js'
 import { InboundMessages } from '../protocol/inbound.js'
@@ -33,8 +34,6 @@ export interface CallHost {
 }
 
 const HALF_CLOSE = Symbol('half-close')
-// setTimeout's longest delay; longer deadlines re-arm.
-const MAX_TIMER_MS = 0x7fffffff
 
 export class WebSocketServerCall implements ServerInterceptingCallInterface {
   cancelled = false
@@ -45,7 +44,7 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
   private metadataSent = false
   private statusSent = false
   private cancelNotified = false
-  private deadlineTimer: ReturnType<typeof setTimeout> | null = null
+  private stopDeadline: (() => void) | null = null
   private readonly outbound: OutboundMessages
   private readonly inbound: InboundMessages
 
@@ -61,18 +60,9 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
     this.inbound = new InboundMessages(conn.initialWindowSize, conn.maxReceiveMessageSize, increment => {
       conn.sink.write(buildWindowUpdate(streamId, increment))
     })
-    if (deadline !== Infinity) this.armDeadline()
-  }
-
-  private armDeadline (): void {
-    const left = this.deadline - Date.now()
-    this.deadlineTimer = setTimeout(() => {
-      if (left > MAX_TIMER_MS) {
-        this.armDeadline()
-        return
-      }
-      this.resetStream(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded')
-    }, Math.max(0, Math.min(left, MAX_TIMER_MS)))
+    if (deadline !== Infinity) {
+      this.stopDeadline = whenDeadlinePasses(deadline, () => { this.resetStream(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded') })
+    }
   }
 
   // --- ServerInterceptingCallInterface ---------------------------------
@@ -241,7 +231,7 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
     if (this.cancelNotified) return
     this.cancelNotified = true
     this.cancelled = true
-    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer)
+    if (this.stopDeadline !== null) this.stopDeadline()
     this.conn.streamClosed(this.streamId)
     process.nextTick(() => { this.listener?.onCancel() })
   }

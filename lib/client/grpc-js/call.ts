@@ -8,11 +8,11 @@
 import { Metadata, status as GrpcStatus, type CallCredentials, type StatusObject } from '@grpc/grpc-js'
 import type { AuthContext, ClientCall, ClientCallListener, MessageContext } from '../../grpc-internals.js'
 import { fromGrpcMetadata, toGrpcMetadata } from '../../grpc-metadata.js'
+import { whenDeadlinePasses } from '../../protocol/deadline.js'
 import type { MetadataEntry } from '../../protocol/metadata.js'
 import type { CallStatus } from '../../protocol/payload.js'
 import type { ClientSession, ClientStream, StreamHandler } from '../session.js'
 
-const MAX_TIMER_MS = 0x7fffffff
 let callNumber = 0
 
 export interface CallSetup {
@@ -36,7 +36,7 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   private finalStatus: StatusObject | null = null
   private statusReported = false
   private credentials: CallCredentials | null = null
-  private deadlineTimer: ReturnType<typeof setTimeout> | null = null
+  private stopDeadline: (() => void) | null = null
   /** Runs once the status has been reported. */
   onEnded: (() => void) | null = null
 
@@ -45,19 +45,13 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   }
 
   private armDeadline (): void {
-    const left = this.setup.deadline - Date.now()
-    if (left <= 0) {
+    const expire = (): void => { this.cancelWithStatus(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded') }
+    if (this.setup.deadline <= Date.now()) {
       // Already past: fail on the next tick, as grpc-js does, before any reply can win.
-      process.nextTick(() => { this.cancelWithStatus(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded') })
+      process.nextTick(expire)
       return
     }
-    this.deadlineTimer = setTimeout(() => {
-      if (left > MAX_TIMER_MS) {
-        this.armDeadline()
-        return
-      }
-      this.cancelWithStatus(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded')
-    }, Math.max(0, Math.min(left, MAX_TIMER_MS)))
+    this.stopDeadline = whenDeadlinePasses(this.setup.deadline, expire)
   }
 
   start (metadata: Metadata, listener: ClientCallListener): void {
@@ -150,7 +144,7 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   private finish (status: StatusObject): void {
     if (this.finalStatus !== null) return
     this.finalStatus = status
-    if (this.deadlineTimer !== null) clearTimeout(this.deadlineTimer)
+    if (this.stopDeadline !== null) this.stopDeadline()
     // Like grpc-js: an error drops what the application has not read yet.
     if (status.code !== GrpcStatus.OK) this.messages.length = 0
     this.deliver()
