@@ -126,8 +126,8 @@ export class ServerConnection implements CallHost, FrameSink {
       if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
       for (const frame of frames) this.onFrame(frame)
     } catch (err) {
-      if (err instanceof ProtocolError) this.fail(err)
-      else throw err
+      // Anything else is a bug of ours: end this connection, never the process.
+      this.fail(err instanceof ProtocolError ? err : new ProtocolError(`internal error: ${(err as Error).message}`, CloseCode.INTERNAL_ERROR))
     }
   }
 
@@ -207,7 +207,12 @@ export class ServerConnection implements CallHost, FrameSink {
     const deadline = start.timeoutMs === NO_TIMEOUT ? Infinity : Date.now() + start.timeoutMs
     const call = new WebSocketServerCall(this, id, handler, requestMetadata(start.metadata, this.userAgent), deadline, start.initialWindowSize)
     this.streams.set(id, call)
-    this.dispatcher.run(call, handler)
+    try {
+      this.dispatcher.run(call, handler)
+    } catch (err) {
+      // grpc-js catches what handlers throw; an interceptor's throw lands here.
+      call.sendStatus({ code: GrpcStatus.INTERNAL, details: `Server interceptor threw: ${(err as Error).message}` })
+    }
   }
 
   private refuse (streamId: number, code: number, details: string): void {

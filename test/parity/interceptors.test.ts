@@ -47,3 +47,18 @@ parity(t, env, 'Should let an interceptor refuse a call before the handler runs'
   t.equal(err.code, grpc.status.UNAUTHENTICATED)
   t.equal(err.details, 'missing or bad token')
 })
+
+const throwing: grpc.ServerInterceptor = () => { throw new Error('interceptor bug') }
+const throwingEnv = await startEnv(t, { plugin: { interceptors: [throwing] } })
+
+t.test('Should answer INTERNAL when a server interceptor throws, and keep serving [websocket]', async t => {
+  // Over HTTP/2 grpc-js 1.14 lets such a throw become an uncaught exception
+  // (checked by hand), so only the WebSocket side is run here: there the
+  // call ends with INTERNAL and the connection stays up.
+  const { client } = throwingEnv.transports.find(tr => tr.name === 'websocket')!
+  const err = await unaryError(client, { mode: 'echo' })
+  t.equal(err.code, grpc.status.INTERNAL)
+  t.match(err.details, /interceptor bug/)
+  const again = await unaryError(client, { mode: 'echo' })
+  t.equal(again.code, grpc.status.INTERNAL, 'the same socket still answers')
+})
