@@ -1,0 +1,73 @@
+/**
+ * The server side, independent of Fastify: the handler registry shared by
+ * both transports, the dispatcher, the open connections, and shutdown.
+ * index.ts binds it to a Fastify route.
+ */
+import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
+import type { IncomingMessage } from 'node:http'
+import type { WebSocket } from 'ws'
+import { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD } from '../errors.js'
+import { checkService, type ResolvedOptions } from '../options.js'
+import { CloseCode } from '../protocol/frame.js'
+import { ServerConnection, type ConnectionLimits } from './connection.js'
+import { Dispatcher } from './dispatch.js'
+
+export class GrpcWsServer {
+  /**
+   * Holds the handlers for WebSocket calls and never listens. grpc-js's own
+   * addService does the method lookup, so both transports find the same functions.
+   */
+  private readonly registry = new Server({ 'grpc.enable_channelz': 0 })
+  readonly dispatcher: Dispatcher
+  readonly connections = new Set<ServerConnection>()
+  private readonly limits: ConnectionLimits
+  private started = false
+
+  constructor (private readonly options: ResolvedOptions) {
+    this.dispatcher = new Dispatcher(this.registry, options.interceptors)
+    this.limits = {
+      maxConcurrentStreams: options.maxConcurrentStreams,
+      initialWindowSize: options.initialWindowSize,
+      maxFrameSize: options.maxFrameSize,
+      maxMessageSize: options.maxReceiveMessageSize === -1 ? 0xffffffff : options.maxReceiveMessageSize,
+      maxMetadataSize: options.maxMetadataSize,
+      maxSendMessageSize: options.maxSendMessageSize,
+      socketHighWaterMark: options.socketHighWaterMark
+    }
+    for (const { definition, implementation } of options.services) this.addService(definition, implementation)
+  }
+
+  addService (definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+    if (this.started) throw new ERR_ADD_SERVICE_TOO_LATE()
+    checkService({ definition, implementation })
+    for (const method of Object.values(definition)) {
+      if (this.dispatcher.lookup(method.path) !== undefined) throw new ERR_DUPLICATE_METHOD(method.path)
+    }
+    this.registry.addService(definition, implementation)
+    this.options.grpcServer?.addService(definition, implementation)
+  }
+
+  /** No more services: the app is ready. */
+  start (): void {
+    this.started = true
+  }
+
+  /** Serves an upgraded socket that negotiated grpc-ws.v1. */
+  accept (socket: WebSocket, request: IncomingMessage): ServerConnection {
+    const conn = new ServerConnection(socket, request, this.dispatcher, this.limits, closed => this.connections.delete(closed))
+    this.connections.add(conn)
+    return conn
+  }
+
+  /** GOAWAY to all, let calls finish within the grace period, then close with 1001. */
+  async shutdown (): Promise<void> {
+    const open = [...this.connections]
+    let timer: ReturnType<typeof setTimeout> | undefined
+    await Promise.race([
+      Promise.all(open.map(async conn => await conn.goAway('server shutting down'))),
+      new Promise<void>(resolve => { timer = setTimeout(resolve, this.options.closeGracePeriod) })
+    ])
+    clearTimeout(timer)
+    for (const conn of open) conn.close(CloseCode.GOING_AWAY, 'server shutting down')
+  }
+}
