@@ -4,12 +4,14 @@
  * grpc-js Server for native gRPC over HTTP/2.
  */
 import websocket from '@fastify/websocket'
-import type { ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js'
+import type { Metadata, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js'
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { validateOptions, type FastifyGrpcWsOptions } from './lib/options.js'
 import { CloseCode, SUBPROTOCOL } from './lib/protocol/frame.js'
+import { REQUEST_KEY } from './lib/server/connection.js'
 import { GrpcWsServer } from './lib/server/grpc-ws-server.js'
+import { originAllowed } from './lib/server/origin.js'
 
 export interface FastifyGrpcWs {
   /** Serves another service, on the WebSocket route and on `grpcServer`. Before `ready()` only. */
@@ -29,6 +31,15 @@ declare module 'fastify' {
 function offersSubprotocol (header: string | undefined): boolean {
   if (header === undefined) return false
   return header.split(',').some(p => p.trim() === SUBPROTOCOL)
+}
+
+/**
+ * The Fastify request whose WebSocket upgrade carried this call (after your
+ * onRequest / preValidation hooks ran: the authenticated user, for
+ * instance), or undefined for a call that came over HTTP/2.
+ */
+export function fastifyRequestOf (call: { metadata: Metadata }): FastifyRequest | undefined {
+  return call.metadata.getOpaque(REQUEST_KEY) as FastifyRequest | undefined
 }
 
 const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyGrpcWs (fastify: FastifyInstance, opts) {
@@ -62,8 +73,15 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
   fastify.get(options.path, {
     websocket: true,
     onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
-      if (request.ws && !offersSubprotocol(request.headers['sec-websocket-protocol'])) {
+      if (!request.ws) return
+      if (!originAllowed(request.headers.origin, request.headers.host, options.allowedOrigins)) {
+        return reply.code(403).send({ error: 'Forbidden', message: `Origin ${String(request.headers.origin)} may not open this WebSocket (see allowedOrigins)` })
+      }
+      if (!offersSubprotocol(request.headers['sec-websocket-protocol'])) {
         return reply.code(400).send({ error: 'Bad Request', message: `Expected the WebSocket subprotocol ${SUBPROTOCOL}` })
+      }
+      if (server.full) {
+        return reply.code(503).send({ error: 'Service Unavailable', message: `Too many WebSocket connections (limit ${options.maxConnections})` })
       }
     }
   }, (socket, request) => {
@@ -72,7 +90,7 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
       socket.close(CloseCode.PROTOCOL_ERROR, `subprotocol ${SUBPROTOCOL} was not negotiated`)
       return
     }
-    server.accept(socket, request.raw)
+    server.accept(socket, request.raw, { log: request.log, request })
   })
 }
 
@@ -86,3 +104,4 @@ export { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD, ERR_INVALID_OPTION, ERR
 export type { FastifyGrpcWsOptions, ServiceEntry } from './lib/options.js'
 export { defaults } from './lib/options.js'
 export { SUBPROTOCOL, CloseCode } from './lib/protocol/frame.js'
+export { ERR_INVALID_CLIENT_OPTION } from './lib/errors.js'

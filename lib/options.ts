@@ -38,6 +38,20 @@ export interface FastifyGrpcWsOptions {
   socketHighWaterMark?: number
   /** On close, how long calls in flight may run before they are cancelled, in ms. Default 5000. */
   closeGracePeriod?: number
+  /** Open WebSocket connections at most; further upgrades get HTTP 503. Default 20000; 0 for no limit. */
+  maxConnections?: number
+  /** ms between WebSocket pings to each client; 0 for none. Default 30000. */
+  pingInterval?: number
+  /** ms a ping may wait for its pong before the peer is taken as stalled (its calls are cancelled). Default 10000. */
+  pingTimeout?: number
+  /** ms a connection may have no call open before it is closed (1000 'idle timeout'); 0 for never. Default 300000. */
+  idleTimeout?: number
+  /**
+   * Origins allowed to upgrade, e.g. `['https://app.example.com']`, `'*'`, or a
+   * function. Default: only same-origin browser upgrades (Origin's host equals
+   * Host); requests without Origin (backends) are always allowed.
+   */
+  allowedOrigins?: string[] | '*' | ((origin: string) => boolean)
 }
 
 export const defaults = {
@@ -49,13 +63,20 @@ export const defaults = {
   maxFrameSize: 256 * 1024,
   maxMetadataSize: 16 * 1024,
   socketHighWaterMark: 1024 * 1024,
-  closeGracePeriod: 5000
+  closeGracePeriod: 5000,
+  maxConnections: 20000,
+  pingInterval: 30000,
+  pingTimeout: 10000,
+  idleTimeout: 300000
 } as const
 
 // Room in a CALL frame beside the metadata: header, fields and a path.
 const CALL_FRAME_ROOM = 4096
 
-export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer'>> & { grpcServer: Server | undefined }
+export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins'>> & {
+  grpcServer: Server | undefined
+  allowedOrigins: FastifyGrpcWsOptions['allowedOrigins'] | undefined
+}
 
 function integer (name: string, value: unknown, fallback: number, min: number, max: number, unlimited = false): number {
   if (value === undefined) return fallback
@@ -104,8 +125,14 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
   if (maxMetadataSize > maxFrameSize - CALL_FRAME_ROOM) {
     throw new ERR_INVALID_OPTION('maxMetadataSize', `must leave ${CALL_FRAME_ROOM} bytes of maxFrameSize (${maxFrameSize}) for the rest of a CALL frame`)
   }
+  const allowedOrigins = o.allowedOrigins
+  if (allowedOrigins !== undefined && allowedOrigins !== '*' && typeof allowedOrigins !== 'function' &&
+    !(Array.isArray(allowedOrigins) && allowedOrigins.every(origin => typeof origin === 'string'))) {
+    throw new ERR_INVALID_OPTION('allowedOrigins', "expected an array of origins, '*', or a function")
+  }
   return {
     path,
+    allowedOrigins,
     services: [...services],
     grpcServer,
     interceptors: [...interceptors],
@@ -116,6 +143,10 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
     maxFrameSize,
     maxMetadataSize,
     socketHighWaterMark: integer('socketHighWaterMark', o.socketHighWaterMark, defaults.socketHighWaterMark, 1024, 0x7fffffff),
-    closeGracePeriod: integer('closeGracePeriod', o.closeGracePeriod, defaults.closeGracePeriod, 0, 0x7fffffff)
+    closeGracePeriod: integer('closeGracePeriod', o.closeGracePeriod, defaults.closeGracePeriod, 0, 0x7fffffff),
+    maxConnections: integer('maxConnections', o.maxConnections, defaults.maxConnections, 0, 0x7fffffff),
+    pingInterval: integer('pingInterval', o.pingInterval, defaults.pingInterval, 0, 0x7fffffff),
+    pingTimeout: integer('pingTimeout', o.pingTimeout, defaults.pingTimeout, 1, 0x7fffffff),
+    idleTimeout: integer('idleTimeout', o.idleTimeout, defaults.idleTimeout, 0, 0x7fffffff)
   }
 }

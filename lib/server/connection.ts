@@ -23,6 +23,31 @@ export interface ConnectionLimits extends Settings {
   maxSendMessageSize: number
   /** Bytes the socket may buffer before streams stop sending. */
   socketHighWaterMark: number
+  /** ms between WebSocket pings; 0 for none. */
+  pingInterval: number
+  /** ms a ping may wait for its pong before the peer counts as stalled. */
+  pingTimeout: number
+  /** ms a connection may have no call open before it is closed; 0 for never. */
+  idleTimeout: number
+}
+
+/** The logger interface used (Fastify's, pino's). */
+export interface Logger {
+  debug (obj: object, msg?: string): void
+  info (obj: object, msg?: string): void
+  warn (obj: object, msg?: string): void
+  child (bindings: object): Logger
+  isLevelEnabled?: (level: string) => boolean
+}
+
+/** Key of the opaque metadata entry that holds the upgrade's Fastify request. */
+export const REQUEST_KEY = 'fastify-grpc-ws.request'
+
+/** Who the connection belongs to, for logs and for handlers. */
+export interface ConnectionContext {
+  log: Logger
+  /** Handed to handlers through their metadata (see fastifyRequestOf). */
+  request: unknown
 }
 
 const OPEN = 1
@@ -46,13 +71,20 @@ export class ServerConnection implements CallHost, FrameSink {
   private goingAway = false
   private closed = false
   private onIdle: (() => void) | null = null
+  private readonly log: Logger
+  private readonly logCalls: boolean
+  // Keepalive and idle bookkeeping, driven by tick().
+  private lastPingAt: number
+  private pingSentAt = 0
+  private idleSince: number
 
   constructor (
     private readonly socket: WebSocket,
     request: IncomingMessage,
     private readonly dispatcher: Dispatcher,
     private readonly limits: ConnectionLimits,
-    private readonly onClosed: (conn: ServerConnection) => void
+    private readonly onClosed: (conn: ServerConnection) => void,
+    private readonly context: ConnectionContext
   ) {
     const s = request.socket
     this.peer = s.remoteAddress === undefined ? 'unknown' : s.remotePort === undefined ? s.remoteAddress : `${s.remoteAddress}:${s.remotePort}`
@@ -67,8 +99,12 @@ export class ServerConnection implements CallHost, FrameSink {
     this.decoder = new FrameDecoder(this.maxFramePayload)
     this.writer = new FrameWriter(this.sendNow, limits.maxFrameSize)
 
+    this.log = context.log.child({ peer: this.peer })
+    this.logCalls = context.log.isLevelEnabled?.('debug') ?? false
+    this.lastPingAt = this.idleSince = Date.now()
     socket.on('message', this.onMessage)
     socket.on('close', this.onClose)
+    socket.on('pong', this.onPong)
     // Errors end in 'close'; without a listener ws would throw them.
     socket.on('error', () => {})
     this.writer.write(buildSettings(limits))
@@ -108,9 +144,42 @@ export class ServerConnection implements CallHost, FrameSink {
 
   // --- CallHost ------------------------------------------------------------
 
-  streamClosed (streamId: number): void {
-    this.streams.delete(streamId)
-    if (this.streams.size === 0 && this.onIdle !== null) this.onIdle()
+  streamClosed (call: WebSocketServerCall): void {
+    this.streams.delete(call.streamId)
+    if (this.logCalls) {
+      this.log.debug({ stream: call.streamId, method: call.path, code: call.sentCode ?? 'cancelled' }, 'call ended')
+    }
+    if (this.streams.size === 0) {
+      this.idleSince = Date.now()
+      if (this.onIdle !== null) this.onIdle()
+    }
+  }
+
+  // --- keepalive and idle --------------------------------------------------
+
+  private readonly onPong = (): void => {
+    this.pingSentAt = 0
+  }
+
+  /** Called periodically by the server: pings, detects a stalled peer, closes idle connections. */
+  tick (now: number): void {
+    if (this.closed) return
+    const { pingInterval, pingTimeout, idleTimeout } = this.limits
+    if (this.pingSentAt !== 0 && now - this.pingSentAt >= pingTimeout) {
+      this.log.info({ pingTimeout }, 'peer stalled: no pong in time; closing the connection and cancelling its calls')
+      this.socket.terminate()
+      this.onClose()
+      return
+    }
+    if (idleTimeout > 0 && this.streams.size === 0 && now - this.idleSince >= idleTimeout) {
+      this.log.debug({ idleTimeout }, 'idle connection closed')
+      this.close(CloseCode.NORMAL, 'idle timeout')
+      return
+    }
+    if (pingInterval > 0 && this.pingSentAt === 0 && now - this.lastPingAt >= pingInterval) {
+      this.lastPingAt = this.pingSentAt = now
+      this.socket.ping()
+    }
   }
 
   // --- incoming ------------------------------------------------------------
@@ -205,7 +274,10 @@ export class ServerConnection implements CallHost, FrameSink {
       return
     }
     const deadline = start.timeoutMs === NO_TIMEOUT ? Infinity : Date.now() + start.timeoutMs
-    const call = new WebSocketServerCall(this, id, handler, requestMetadata(start.metadata, this.userAgent), deadline, start.initialWindowSize)
+    const metadata = requestMetadata(start.metadata, this.userAgent)
+    metadata.setOpaque(REQUEST_KEY, this.context.request)
+    const call = new WebSocketServerCall(this, id, handler, metadata, deadline, start.initialWindowSize)
+    if (this.logCalls) this.log.debug({ stream: id, method: start.path }, 'call started')
     this.streams.set(id, call)
     try {
       this.dispatcher.run(call, handler)
@@ -223,6 +295,7 @@ export class ServerConnection implements CallHost, FrameSink {
 
   /** Ends the connection on a protocol violation, with its close code. */
   private fail (err: ProtocolError): void {
+    this.log.info({ closeCode: err.closeCode, reason: err.message }, 'protocol error: closing the connection')
     this.writer.flush()
     this.close(err.closeCode, err.message)
   }

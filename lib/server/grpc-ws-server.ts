@@ -9,7 +9,7 @@ import type { WebSocket } from 'ws'
 import { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD } from '../errors.js'
 import { checkService, type ResolvedOptions } from '../options.js'
 import { CloseCode } from '../protocol/frame.js'
-import { ServerConnection, type ConnectionLimits } from './connection.js'
+import { ServerConnection, type ConnectionContext, type ConnectionLimits } from './connection.js'
 import { Dispatcher } from './dispatch.js'
 
 export class GrpcWsServer {
@@ -22,6 +22,7 @@ export class GrpcWsServer {
   readonly connections = new Set<ServerConnection>()
   private readonly limits: ConnectionLimits
   private started = false
+  private ticker: ReturnType<typeof setInterval> | null = null
 
   constructor (private readonly options: ResolvedOptions) {
     this.dispatcher = new Dispatcher(this.registry, options.interceptors)
@@ -32,7 +33,10 @@ export class GrpcWsServer {
       maxMessageSize: options.maxReceiveMessageSize === -1 ? 0xffffffff : options.maxReceiveMessageSize,
       maxMetadataSize: options.maxMetadataSize,
       maxSendMessageSize: options.maxSendMessageSize,
-      socketHighWaterMark: options.socketHighWaterMark
+      socketHighWaterMark: options.socketHighWaterMark,
+      pingInterval: options.pingInterval,
+      pingTimeout: options.pingTimeout,
+      idleTimeout: options.idleTimeout
     }
     for (const { definition, implementation } of options.services) this.addService(definition, implementation)
   }
@@ -52,11 +56,40 @@ export class GrpcWsServer {
     this.started = true
   }
 
+  /** True when another connection would break `maxConnections`. */
+  get full (): boolean {
+    return this.options.maxConnections > 0 && this.connections.size >= this.options.maxConnections
+  }
+
   /** Serves an upgraded socket that negotiated grpc-ws.v1. */
-  accept (socket: WebSocket, request: IncomingMessage): ServerConnection {
-    const conn = new ServerConnection(socket, request, this.dispatcher, this.limits, closed => this.connections.delete(closed))
+  accept (socket: WebSocket, request: IncomingMessage, context: ConnectionContext): ServerConnection {
+    const conn = new ServerConnection(socket, request, this.dispatcher, this.limits, closed => {
+      this.connections.delete(closed)
+      if (this.connections.size === 0) this.stopTicker()
+    }, context)
     this.connections.add(conn)
+    this.startTicker()
     return conn
+  }
+
+  // One timer for all connections' pings and idle checks, running only
+  // while there are connections.
+  private startTicker (): void {
+    if (this.ticker !== null) return
+    const { pingInterval, pingTimeout, idleTimeout } = this.limits
+    const periods = [pingInterval, pingTimeout, idleTimeout].filter(ms => ms > 0)
+    if (periods.length === 0) return
+    const period = Math.max(10, Math.min(1000, Math.min(...periods) / 4))
+    this.ticker = setInterval(() => {
+      const now = Date.now()
+      for (const conn of this.connections) conn.tick(now)
+    }, period)
+    this.ticker.unref()
+  }
+
+  private stopTicker (): void {
+    if (this.ticker !== null) clearInterval(this.ticker)
+    this.ticker = null
   }
 
   /** GOAWAY to all, let calls finish within the grace period, then close with 1001. */

@@ -30,13 +30,15 @@ export interface CallHost {
   readonly maxReceiveMessageSize: number
   readonly initialWindowSize: number
   /** The stream is over: forget it. */
-  streamClosed (streamId: number): void
+  streamClosed (call: WebSocketServerCall): void
 }
 
 const HALF_CLOSE = Symbol('half-close')
 
 export class WebSocketServerCall implements ServerInterceptingCallInterface {
   cancelled = false
+  /** The status sent, or null while none was (or the client cancelled). */
+  sentCode: number | null = null
   private listener: ServerCallListener | null = null
   private readonly readQueue: unknown[] = []
   private isReadPending = false
@@ -64,6 +66,9 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
       this.stopDeadline = whenDeadlinePasses(deadline, () => { this.resetStream(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded') })
     }
   }
+
+  /** The method, `/package.Service/Method`. */
+  get path (): string { return this.handler.path }
 
   // --- ServerInterceptingCallInterface ---------------------------------
 
@@ -118,6 +123,7 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
     // surrogate; a handler sees the same URIError over either transport.
     if (!status.details.isWellFormed()) throw new URIError('URI malformed')
     this.statusSent = true
+    this.sentCode = status.code
     const frame = buildTrailers(this.streamId, {
       code: status.code,
       details: status.details,
@@ -210,6 +216,7 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
     if (this.cancelled) return
     this.outbound.clear()
     this.statusSent = true
+    this.sentCode = code
     this.conn.sink.write(buildTrailers(this.streamId, { code, details, metadata: [] }))
     this.notifyOnCancel()
   }
@@ -232,7 +239,7 @@ export class WebSocketServerCall implements ServerInterceptingCallInterface {
     this.cancelNotified = true
     this.cancelled = true
     if (this.stopDeadline !== null) this.stopDeadline()
-    this.conn.streamClosed(this.streamId)
+    this.conn.streamClosed(this)
     process.nextTick(() => { this.listener?.onCancel() })
   }
 }
