@@ -114,6 +114,11 @@ export function createTestService (events: EventEmitter) {
       case 'never':
         // Never answers: only a deadline or a cancel ends it.
         return
+      case 'reject':
+        // An async handler that rejects: grpc-js ignores the promise, so the
+        // call hangs until its deadline and the rejection goes unhandled.
+        void Promise.reject(new Error('rejected by the handler'))
+        return
       case 'delay':
         setTimeout(() => { callback(null, { message: request.message }) }, request.delayMs ?? 0)
         return
