@@ -146,3 +146,16 @@ t.test('Should cancel calls still running when the grace period ends', async t =
   const err = await call
   t.equal(err.code, grpc.status.UNAVAILABLE, 'the client sees UNAVAILABLE, not a hang')
 })
+
+t.test('Should close with 1009 a message over maxFrameSize even when the app\'s own @fastify/websocket allows more', async t => {
+  const app = Fastify()
+  t.teardown(async () => await app.close())
+  await app.register(websocket)
+  await app.register(fastifyGrpcWs, { services: [service()], maxFrameSize: 16384, maxMetadataSize: 8192 })
+  const url = await listen(app)
+  const socket = new WebSocket(url, [SUBPROTOCOL])
+  await new Promise(resolve => socket.once('open', resolve))
+  const closed = new Promise<number>(resolve => socket.once('close', (code: number) => { resolve(code) }))
+  socket.send(new Uint8Array(20000))
+  t.equal(await closed, 1009)
+})

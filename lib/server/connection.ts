@@ -191,6 +191,11 @@ export class ServerConnection implements CallHost, FrameSink {
       return
     }
     try {
+      // ws enforces this too, unless the app registered @fastify/websocket
+      // itself with a larger maxPayload.
+      if ((data as Buffer).byteLength > this.limits.maxFrameSize) {
+        throw new ProtocolError(`WebSocket message of ${(data as Buffer).byteLength} bytes exceeds the limit of ${this.limits.maxFrameSize}`, CloseCode.MESSAGE_TOO_BIG)
+      }
       const frames = this.decoder.push(data as Buffer)
       if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
       for (const frame of frames) this.onFrame(frame)
@@ -334,7 +339,7 @@ export class ServerConnection implements CallHost, FrameSink {
   }
 }
 
-function authContextOf (socket: TLSSocket): AuthContext {
+export function authContextOf (socket: TLSSocket): AuthContext {
   // Same shape grpc-js reports for an HTTP/2 session's socket.
   if (socket.encrypted !== true || !socket.authorized) return {}
   const peerCertificate = socket.getPeerCertificate()
