@@ -11,6 +11,7 @@ import { validateOptions, type FastifyGrpcWsOptions } from './lib/options.js'
 import { CloseCode, SUBPROTOCOL } from './lib/protocol/frame.js'
 import { REQUEST_KEY } from './lib/server/connection.js'
 import { GrpcWsServer } from './lib/server/grpc-ws-server.js'
+import { registerGrpcWebSocketsRoute, selectSubprotocol } from './lib/server/grpc-websockets/route.js'
 import { originAllowed } from './lib/server/origin.js'
 
 export interface FastifyGrpcWs {
@@ -56,7 +57,8 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
     await fastify.register(websocket, {
       options: {
         maxPayload: options.maxFrameSize,
-        handleProtocols: (protocols: Set<string>) => protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false
+        // grpc-ws.v1, or grpc-websockets on the compatibility route
+        handleProtocols: selectSubprotocol
       },
       preClose: async function () {
         await server.shutdown()
@@ -92,6 +94,9 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
     }
     server.accept(socket, request.raw, { log: request.log, request })
   })
+
+  // --- grpc-websockets compatibility route (improbable-eng / nice-grpc-web clients): lib/server/grpc-websockets/ ---
+  registerGrpcWebSocketsRoute(fastify, server, options)
 }
 
 export const fastifyGrpcWs = fp(plugin, {

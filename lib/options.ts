@@ -16,6 +16,13 @@ export interface ServiceEntry {
 export interface FastifyGrpcWsOptions {
   /** The WebSocket route. Default `'/grpc'`. */
   path?: string
+  /**
+   * Where the `grpc-websockets` compatibility route serves the WebSocket
+   * transports of @improbable-eng/grpc-web and nice-grpc-web, one call per
+   * socket at `<prefix>/<package.Service>/<Method>`. Default: the same as
+   * `path`; `false` turns the route off.
+   */
+  grpcWebSocketsPrefix?: string | false
   /** Services served over WebSocket (and on `grpcServer`, if given). */
   services?: ServiceEntry[]
   /** A grpc-js Server that is given the very same services with `addService`. */
@@ -108,6 +115,12 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
   const o = options ?? {}
   const path = o.path ?? defaults.path
   if (typeof path !== 'string' || !path.startsWith('/')) throw new ERR_INVALID_OPTION('path', `expected a string starting with "/", got ${String(path)}`)
+  // Defaults to `path` (without a trailing "/"). A prefix has no trailing "/"
+  // (but "/" itself) and nothing find-my-way reads as a parameter or wildcard.
+  const grpcWebSocketsPrefix = o.grpcWebSocketsPrefix === undefined ? (path.replace(/\/+$/, '') || '/') : o.grpcWebSocketsPrefix
+  if (grpcWebSocketsPrefix !== false && (typeof grpcWebSocketsPrefix !== 'string' || !/^\/([^/*:?#\s]+(\/[^/*:?#\s]+)*)?$/.test(grpcWebSocketsPrefix))) {
+    throw new ERR_INVALID_OPTION('grpcWebSocketsPrefix', `expected false or a path like "/grpc" (starting with "/", no trailing "/", no "*", ":", "?", "#" or spaces), got ${String(grpcWebSocketsPrefix)}${o.grpcWebSocketsPrefix === undefined ? ' (the default: path)' : ''}`)
+  }
   const services = o.services ?? []
   if (!Array.isArray(services)) throw new ERR_INVALID_OPTION('services', 'expected an array of { definition, implementation }')
   services.forEach(checkService)
@@ -132,6 +145,7 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
   }
   return {
     path,
+    grpcWebSocketsPrefix,
     allowedOrigins,
     services: [...services],
     grpcServer,

@@ -1,0 +1,216 @@
+/**
+ * What every WebSocket server call does for grpc-js, whatever its wire: the
+ * duties grpc-js's own BaseServerInterceptingCall has for an HTTP/2 stream
+ * (deserialize requests one read at a time, serialize responses, enforce the
+ * send size limit, run the deadline, send metadata before the first message,
+ * percent-encodable status details, notify cancellation exactly once).
+ *
+ * A transport subclass says how headers, messages and the status travel
+ * (grpc-ws.v1 frames in server-call.ts, gRPC-web frames in
+ * grpc-websockets/call.ts) and feeds request messages in.
+ */
+import { Metadata, status as GrpcStatus, type ServerInterceptingCallInterface } from '@grpc/grpc-js'
+import {
+  createMetricsRecorder, sendErrorDetails,
+  type AuthContext, type ConnectionInfo, type RegisteredHandler, type ServerCallListener, type ServerStatus
+} from '../grpc-internals.js'
+import { whenDeadlinePasses } from '../protocol/deadline.js'
+
+/** Who is calling, and the send limit: what a call reports to grpc-js. */
+export interface CallEnvironment {
+  readonly peer: string
+  readonly host: string
+  readonly authContext: AuthContext
+  readonly connectionInfo: ConnectionInfo
+  /** Largest response message in bytes; -1 for no limit. */
+  readonly maxSendMessageSize: number
+}
+
+const HALF_CLOSE = Symbol('half-close')
+
+export abstract class ServerCallBase implements ServerInterceptingCallInterface {
+  cancelled = false
+  /** The status sent, or null while none was (or the client cancelled). */
+  sentCode: number | null = null
+  private listener: ServerCallListener | null = null
+  private readonly readQueue: unknown[] = []
+  private isReadPending = false
+  private receivedHalfClose = false
+  private metadataSent = false
+  private statusSent = false
+  private cancelNotified = false
+  private stopDeadline: (() => void) | null = null
+  private metricsRecorder: ReturnType<typeof createMetricsRecorder> | undefined
+
+  constructor (
+    private readonly environment: CallEnvironment,
+    protected readonly handler: RegisteredHandler,
+    private readonly metadata: Metadata,
+    private readonly deadline: number
+  ) {
+    if (deadline !== Infinity) {
+      // Fires asynchronously, so a subclass constructor has run by then.
+      this.stopDeadline = whenDeadlinePasses(deadline, () => { this.resetStream(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded') })
+    }
+  }
+
+  /** The method, `/package.Service/Method`. */
+  get path (): string { return this.handler.path }
+
+  // --- what a transport provides ---------------------------------------
+
+  /** Sends the response headers. */
+  protected abstract writeHeaders (metadata: Metadata): void
+  /** Sends one serialized response message; `done` runs once the transport can take the next. */
+  protected abstract writeMessage (bytes: Buffer, done: () => void): void
+  /** Sends the status after every message already written; `sent` runs once it has gone to the socket. */
+  protected abstract writeStatus (status: ServerStatus, sent: () => void): void
+  /** Drops any output still queued and sends this status at once. */
+  protected abstract writeReset (code: number, details: string): void
+  /** The call is over (status sent, reset, or cancelled): the transport forgets it. */
+  protected abstract ended (): void
+  /** The handler took a request message (a transport may return receive credit, or read on). */
+  protected abstract messageTaken (): void
+
+  // --- ServerInterceptingCallInterface ---------------------------------
+
+  start (listener: ServerCallListener): void {
+    if (this.cancelled) return
+    this.listener = listener
+    listener.onReceiveMetadata(this.metadata)
+  }
+
+  sendMetadata (metadata: Metadata): void {
+    if (this.cancelled || this.metadataSent) return
+    this.metadataSent = true
+    this.writeHeaders(metadata)
+  }
+
+  sendMessage (message: unknown, callback: () => void): void {
+    if (this.cancelled) return
+    let bytes: Buffer
+    try {
+      bytes = this.handler.serialize(message)
+    } catch (err) {
+      this.sendStatus({
+        code: GrpcStatus.INTERNAL,
+        details: sendErrorDetails ? `Error serializing response: ${err instanceof Error ? err.message : String(err)}` : 'Error serializing response',
+        metadata: null
+      })
+      return
+    }
+    const max = this.environment.maxSendMessageSize
+    if (max !== -1 && bytes.byteLength > max) {
+      // grpc-js counts its 5-byte message prefix in this figure; so do we.
+      this.sendStatus({
+        code: GrpcStatus.RESOURCE_EXHAUSTED,
+        details: `Sent message larger than max (${bytes.byteLength + 5} vs. ${max})`,
+        metadata: null
+      })
+      return
+    }
+    if (!this.metadataSent) this.sendMetadata(new Metadata())
+    this.writeMessage(bytes, callback)
+  }
+
+  sendStatus (status: ServerStatus): void {
+    if (this.cancelled) return
+    if (this.statusSent) {
+      // As grpc-js: a second status while the first waits behind queued
+      // messages ends the call at once.
+      this.notifyOnCancel()
+      return
+    }
+    // grpc-js percent-encodes details with encodeURI, which throws on a lone
+    // surrogate; a handler sees the same URIError over any transport.
+    if (!status.details.isWellFormed()) throw new URIError('URI malformed')
+    this.statusSent = true
+    this.sentCode = status.code
+    this.writeStatus(status, () => { this.notifyOnCancel() })
+  }
+
+  startRead (): void {
+    if (this.cancelled) return
+    this.isReadPending = true
+    this.maybePushNextMessage()
+  }
+
+  getPeer (): string { return this.environment.peer }
+  getDeadline (): number { return this.deadline }
+  getHost (): string { return this.environment.host }
+  getAuthContext (): AuthContext { return this.environment.authContext }
+  getConnectionInfo (): ConnectionInfo { return this.environment.connectionInfo }
+  getMetricsRecorder (): ReturnType<typeof createMetricsRecorder> {
+    this.metricsRecorder ??= createMetricsRecorder()
+    return this.metricsRecorder
+  }
+
+  // --- for transports ----------------------------------------------------
+
+  /** True once the client said it sends no more messages. */
+  protected get halfClosed (): boolean { return this.receivedHalfClose }
+
+  /**
+   * A whole request message arrived: deserialize it and queue it for the
+   * handler's next read. False when it failed to deserialize (the call has
+   * then ended with INTERNAL).
+   */
+  protected receiveMessage (bytes: Uint8Array): boolean {
+    let request: unknown
+    try {
+      request = this.handler.deserialize(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    } catch (err) {
+      this.sendStatus({
+        code: GrpcStatus.INTERNAL,
+        details: sendErrorDetails ? `Error deserializing request: ${err instanceof Error ? err.message : String(err)}` : 'Error deserializing request'
+      })
+      return false
+    }
+    this.readQueue.push(request)
+    this.maybePushNextMessage()
+    return true
+  }
+
+  /** The client sends no more messages (repeats are ignored). */
+  protected receiveHalfClose (): void {
+    if (this.receivedHalfClose) return
+    this.receivedHalfClose = true
+    this.readQueue.push(HALF_CLOSE)
+    this.maybePushNextMessage()
+  }
+
+  /**
+   * Ends the call with a status now, dropping whatever output is still
+   * queued: the client no longer wants it, or the call broke a rule.
+   */
+  protected resetStream (code: number, details: string): void {
+    if (this.cancelled) return
+    this.statusSent = true
+    this.sentCode = code
+    this.writeReset(code, details)
+    this.notifyOnCancel()
+  }
+
+  /** Ends the call; the handler sees 'cancelled' (after a status too, as with grpc-js). Once only. */
+  protected notifyOnCancel (): void {
+    if (this.cancelNotified) return
+    this.cancelNotified = true
+    this.cancelled = true
+    if (this.stopDeadline !== null) this.stopDeadline()
+    this.ended()
+    process.nextTick(() => { this.listener?.onCancel() })
+  }
+
+  private maybePushNextMessage (): void {
+    const listener = this.listener
+    if (listener === null || !this.isReadPending || this.readQueue.length === 0) return
+    this.isReadPending = false
+    const next = this.readQueue.shift()
+    if (next === HALF_CLOSE) {
+      listener.onReceiveHalfClose()
+    } else {
+      this.messageTaken()
+      listener.onReceiveMessage(next)
+    }
+  }
+}
