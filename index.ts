@@ -5,14 +5,14 @@
  */
 import websocket from '@fastify/websocket'
 import type { Metadata, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js'
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
 import { validateOptions, type FastifyGrpcWsOptions } from './lib/options.js'
 import { CloseCode, SUBPROTOCOL } from './lib/protocol/frame.js'
 import { REQUEST_KEY } from './lib/server/connection.js'
 import { GrpcWsServer } from './lib/server/grpc-ws-server.js'
 import { registerGrpcWebSocketsRoute, selectSubprotocol } from './lib/server/grpc-websockets/route.js'
-import { originAllowed } from './lib/server/origin.js'
+import { upgradeGuard } from './lib/server/upgrade.js'
 
 export interface FastifyGrpcWs {
   /** Serves another service, on the WebSocket route and on `grpcServer`. Before `ready()` only. */
@@ -27,11 +27,6 @@ declare module 'fastify' {
   interface FastifyInstance {
     grpc: FastifyGrpcWs
   }
-}
-
-function offersSubprotocol (header: string | undefined): boolean {
-  if (header === undefined) return false
-  return header.split(',').some(p => p.trim() === SUBPROTOCOL)
 }
 
 /**
@@ -74,18 +69,7 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
 
   fastify.get(options.path, {
     websocket: true,
-    onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
-      if (!request.ws) return
-      if (!originAllowed(request.headers.origin, request.headers.host, options.allowedOrigins)) {
-        return reply.code(403).send({ error: 'Forbidden', message: `Origin ${String(request.headers.origin)} may not open this WebSocket (see allowedOrigins)` })
-      }
-      if (!offersSubprotocol(request.headers['sec-websocket-protocol'])) {
-        return reply.code(400).send({ error: 'Bad Request', message: `Expected the WebSocket subprotocol ${SUBPROTOCOL}` })
-      }
-      if (server.full) {
-        return reply.code(503).send({ error: 'Service Unavailable', message: `Too many WebSocket connections (limit ${options.maxConnections})` })
-      }
-    }
+    onRequest: upgradeGuard(SUBPROTOCOL, options, () => server.full)
   }, (socket, request) => {
     if (socket.protocol !== SUBPROTOCOL) {
       // Another handleProtocols (the app's own @fastify/websocket) chose otherwise.

@@ -12,6 +12,16 @@ import { CloseCode } from '../protocol/frame.js'
 import { ServerConnection, type ConnectionContext, type ConnectionLimits } from './connection.js'
 import { Dispatcher } from './dispatch.js'
 
+/** What the server keeps of any kind of connection: grpc-ws.v1 or grpc-websockets. */
+export interface ManagedConnection {
+  /** Periodic keepalive and idle checks. */
+  tick (now: number): void
+  /** Stops taking calls; resolves once no call is left. */
+  goAway (reason: string): Promise<void>
+  /** Closes the socket; calls still running see 'cancelled'. */
+  close (code: number, reason: string): void
+}
+
 export class GrpcWsServer {
   /**
    * Holds the handlers for WebSocket calls and never listens. grpc-js's own
@@ -19,7 +29,8 @@ export class GrpcWsServer {
    */
   private readonly registry = new Server({ 'grpc.enable_channelz': 0 })
   readonly dispatcher: Dispatcher
-  readonly connections = new Set<ServerConnection>()
+  /** Open connections of both protocols. */
+  readonly connections = new Set<ManagedConnection>()
   private readonly limits: ConnectionLimits
   private started = false
   private ticker: ReturnType<typeof setInterval> | null = null
@@ -63,13 +74,21 @@ export class GrpcWsServer {
 
   /** Serves an upgraded socket that negotiated grpc-ws.v1. */
   accept (socket: WebSocket, request: IncomingMessage, context: ConnectionContext): ServerConnection {
-    const conn = new ServerConnection(socket, request, this.dispatcher, this.limits, closed => {
-      this.connections.delete(closed)
-      if (this.connections.size === 0) this.stopTicker()
-    }, context)
+    const conn = new ServerConnection(socket, request, this.dispatcher, this.limits, closed => { this.untrack(closed) }, context)
+    this.track(conn)
+    return conn
+  }
+
+  /** Counts a connection in, for limits, keepalive and shutdown. */
+  track (conn: ManagedConnection): void {
     this.connections.add(conn)
     this.startTicker()
-    return conn
+  }
+
+  /** The connection has closed. */
+  untrack (conn: ManagedConnection): void {
+    this.connections.delete(conn)
+    if (this.connections.size === 0) this.stopTicker()
   }
 
   // One timer for all connections' pings and idle checks, running only

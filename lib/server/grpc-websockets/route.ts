@@ -10,7 +10,8 @@ import type { IncomingMessage } from 'node:http'
 import type { ResolvedOptions } from '../../options.js'
 import { CloseCode, SUBPROTOCOL } from '../../protocol/frame.js'
 import type { Dispatcher } from '../dispatch.js'
-import { originAllowed } from '../origin.js'
+import type { ManagedConnection } from '../grpc-ws-server.js'
+import { upgradeGuard } from '../upgrade.js'
 import { GrpcWebSocketsSession } from './session.js'
 
 /** The subprotocol both clients offer, alone. */
@@ -30,14 +31,12 @@ export function selectSubprotocol (protocols: Set<string>, request: IncomingMess
   return protocols.has(wanted) ? wanted : false
 }
 
-function offers (header: string | undefined, protocol: string): boolean {
-  return header !== undefined && header.split(',').some(p => p.trim() === protocol)
-}
-
 export interface GrpcWebSocketsServer {
   readonly dispatcher: Dispatcher
-  /** grpc-ws.v1 connections open, for maxConnections. */
-  readonly connections: { readonly size: number }
+  /** Whether another connection would break maxConnections. */
+  readonly full: boolean
+  track (conn: ManagedConnection): void
+  untrack (conn: ManagedConnection): void
 }
 
 /**
@@ -45,10 +44,9 @@ export interface GrpcWebSocketsServer {
  * @fastify/websocket is registered. Returns the open sessions (for tests and
  * diagnostics).
  */
-export function registerGrpcWebSocketsRoute (fastify: FastifyInstance, server: GrpcWebSocketsServer, options: ResolvedOptions): Set<GrpcWebSocketsSession> {
-  const sessions = new Set<GrpcWebSocketsSession>()
+export function registerGrpcWebSocketsRoute (fastify: FastifyInstance, server: GrpcWebSocketsServer, options: ResolvedOptions): void {
   const prefix = options.grpcWebSocketsPrefix
-  if (prefix === false) return sessions
+  if (prefix === false) return
   const limits = {
     maxReceiveMessageSize: options.maxReceiveMessageSize,
     maxSendMessageSize: options.maxSendMessageSize,
@@ -59,35 +57,14 @@ export function registerGrpcWebSocketsRoute (fastify: FastifyInstance, server: G
     pingTimeout: options.pingTimeout,
     idleTimeout: options.idleTimeout
   }
-
-  // One timer for every session's pings and idle check, running only while
-  // there are sessions (as the grpc-ws.v1 connections have).
-  let ticker: ReturnType<typeof setInterval> | null = null
-  const periods = [limits.pingInterval, limits.pingTimeout, limits.idleTimeout].filter(ms => ms > 0)
-  const startTicker = (): void => {
-    if (ticker !== null || periods.length === 0) return
-    ticker = setInterval(() => {
-      const now = Date.now()
-      for (const session of sessions) session.tick(now)
-    }, Math.max(10, Math.min(1000, Math.min(...periods) / 4)))
-    ticker.unref()
-  }
+  const checkUpgrade = upgradeGuard(GRPC_WEBSOCKETS, options, () => server.full)
 
   fastify.get(`${prefix === '/' ? '' : prefix}/*`, {
     websocket: true,
     onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
-      if (!request.ws) return
-      if (!originAllowed(request.headers.origin, request.headers.host, options.allowedOrigins)) {
-        return reply.code(403).send({ error: 'Forbidden', message: `Origin ${String(request.headers.origin)} may not open this WebSocket (see allowedOrigins)` })
-      }
-      if (!offers(request.headers['sec-websocket-protocol'], GRPC_WEBSOCKETS)) {
-        return reply.code(400).send({ error: 'Bad Request', message: `Expected the WebSocket subprotocol ${GRPC_WEBSOCKETS}` })
-      }
-      const max = options.maxConnections
-      if (max > 0 && server.connections.size + sessions.size >= max) {
-        return reply.code(503).send({ error: 'Service Unavailable', message: `Too many WebSocket connections (limit ${max})` })
-      }
-      routed.add(request.raw)
+      const refused = await checkUpgrade(request, reply)
+      if (request.ws && !reply.sent) routed.add(request.raw)
+      return refused
     }
   }, (socket, request) => {
     if (socket.protocol !== GRPC_WEBSOCKETS) {
@@ -96,15 +73,7 @@ export function registerGrpcWebSocketsRoute (fastify: FastifyInstance, server: G
       return
     }
     const path = '/' + (request.params as { '*': string })['*']
-    const session = new GrpcWebSocketsSession(socket, request.raw, path, server.dispatcher, limits, { log: request.log, request }, closed => {
-      sessions.delete(closed)
-      if (sessions.size === 0 && ticker !== null) {
-        clearInterval(ticker)
-        ticker = null
-      }
-    })
-    sessions.add(session)
-    startTicker()
+    const session = new GrpcWebSocketsSession(socket, request.raw, path, server.dispatcher, limits, { log: request.log, request }, closed => { server.untrack(closed) })
+    server.track(session)
   })
-  return sessions
 }

@@ -65,6 +65,8 @@ export class GrpcWebSocketsSession implements CallSocket {
   private pingSentAt = 0
   // While the handler lags, the socket is not read: no pong can arrive.
   private readingPaused = false
+  // Resolves goAway() once nothing more goes out.
+  private onFinished: (() => void) | null = null
 
   /**
    * @param path the method, `/package.Service/Method`, from the URL
@@ -273,12 +275,38 @@ export class GrpcWebSocketsSession implements CallSocket {
     if (this.finished) return
     this.finished = true
     if (this.socket.readyState === OPEN) this.socket.close(this.closeCode, reason)
+    this.onFinished?.()
+  }
+
+  // --- shutdown (the server's ManagedConnection) ---------------------------------
+
+  /**
+   * One call per socket, so going away means: a socket that has not started
+   * its call closes now (1001); a running call may finish.
+   */
+  goAway (reason: string): Promise<void> {
+    if (!this.started) {
+      this.closeCode = CloseCode.GOING_AWAY
+      this.end(reason)
+    }
+    if (this.finished) return Promise.resolve()
+    return new Promise(resolve => { this.onFinished = resolve })
+  }
+
+  /** Closes the socket now; a call still running sees 'cancelled'. */
+  close (code: number, reason: string): void {
+    if (this.closed) return
+    // The code first: cancelling the call may end the socket itself.
+    if (!this.finished) this.closeCode = code
+    this.call?.abort()
+    this.end(reason)
   }
 
   private readonly onClose = (): void => {
     if (this.closed) return
     this.closed = true
     this.finished = true
+    this.onFinished?.()
     // Before the status went out, this is the client cancelling.
     this.call?.abort()
     this.onClosed(this)
