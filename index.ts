@@ -51,7 +51,12 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
   if (!fastify.hasDecorator('websocketServer')) {
     await fastify.register(websocket, {
       options: {
-        maxPayload: options.maxFrameSize,
+        // grpc-ws.v1 splits messages into frames of at most maxFrameSize (and its
+        // connections check that themselves); the grpc-websockets clients send a
+        // whole request in one WebSocket message, so they need room for one.
+        maxPayload: options.grpcWebSocketsPrefix === false || options.maxReceiveMessageSize === -1
+          ? options.maxFrameSize
+          : Math.max(options.maxFrameSize, options.maxReceiveMessageSize + 6),
         // grpc-ws.v1, or grpc-websockets on the compatibility route
         handleProtocols: selectSubprotocol
       },

@@ -475,20 +475,16 @@ t.test('nice-grpc-web: request and response messages over the limits give RESOUR
   t.same([bigResponse.code, bigResponse.details], [Status.RESOURCE_EXHAUSTED, 'Sent message larger than max (2008 vs. 1024)'])
 })
 
-t.test('both: a request message larger than maxFrameSize closes the socket with 1009 (documented); raising maxFrameSize lets it through', async t => {
+t.test('both: request and response messages larger than maxFrameSize pass (up to the message size limits)', async t => {
+  // Both clients send a whole request in one WebSocket message; the plugin
+  // accepts messages up to maxReceiveMessageSize on this route for them.
   const payload = Buffer.alloc(300 * 1024, 1)
   const imp = await improbableOne(Test.Unary, { mode: 'echo', payload })
-  t.same([imp.code, imp.message], [grpc.Code.Unknown, 'Response closed without headers'], 'improbable: what it reports for a socket closed without frames')
-  const err = await niceError(nice.unary({ mode: 'echo', payload }))
-  t.same([err.code, err.details], [Status.UNKNOWN, 'Transport error: WebSocket closed with code 1009'], 'nice-grpc-web')
-
-  const roomy = await start({ maxFrameSize: 1024 * 1024 })
-  const ok = await improbableOne(Test.Unary, { mode: 'echo', payload }, { host: roomy })
-  t.equal(ok.messages[0]?.payload.length, payload.length, 'improbable, with maxFrameSize 1 MiB')
-  const niceOk = await bounded('unary', niceClient(roomy).unary({ mode: 'echo', payload }))
-  t.equal(niceOk.payload.length, payload.length, 'nice-grpc-web, with maxFrameSize 1 MiB')
+  t.equal(imp.messages[0]?.payload.length, payload.length, 'improbable')
+  const niceOk = await bounded('unary', nice.unary({ mode: 'echo', payload }))
+  t.equal(niceOk.payload.length, payload.length, 'nice-grpc-web')
   const bigResponse = await bounded('unary', nice.unary({ mode: 'size', size: 3 * 1024 * 1024 }))
-  t.equal(bigResponse.payload.length, 3 * 1024 * 1024, 'responses are not bounded by maxFrameSize')
+  t.equal(bigResponse.payload.length, 3 * 1024 * 1024, 'a 3 MiB response')
 })
 
 // --- a measure ------------------------------------------------------------------------------------------------------
