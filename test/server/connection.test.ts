@@ -442,9 +442,10 @@ const connectionErrors: ConnectionErrorCase[] = [
       await peer.roundTrip()
       peer.send(messageFrame(1, new Uint8Array(262144 - 10 + 1)))
     },
-    // ws itself enforces this limit (maxPayload) and closes without a reason.
+    // The connection checks each message itself (ws' maxPayload is larger,
+    // to leave room for the grpc-websockets clients' whole requests).
     code: 1009,
-    reason: ''
+    reason: 'WebSocket message of 262145 bytes exceeds the limit of 262144'
   },
   {
     name: 'SETTINGS from the client',
