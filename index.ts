@@ -7,6 +7,8 @@ import websocket from '@fastify/websocket'
 import type { Metadata, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js'
 import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastify'
 import fp from 'fastify-plugin'
+import type { IncomingMessage } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { validateOptions, type FastifyGrpcWsOptions } from './lib/options.js'
 import { CloseCode, SUBPROTOCOL } from './lib/protocol/frame.js'
 import { REQUEST_KEY } from './lib/server/connection.js'
@@ -48,6 +50,21 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
     get connectionCount () { return server.connections.size }
   })
 
+  // While closing, Fastify answers a new request itself (503) without running
+  // hooks, so nothing would ever end an upgrade request's socket: end it here,
+  // once the answer is out, or app.close() would wait for it.
+  const endLateUpgrade = (_request: IncomingMessage, socket: Duplex): void => {
+    setImmediate(() => {
+      socket.end()
+      setTimeout(() => { socket.destroy() }, 1000).unref()
+    })
+  }
+  async function shutdown (): Promise<void> {
+    fastify.server.on('upgrade', endLateUpgrade)
+    await server.shutdown()
+  }
+  fastify.addHook('onClose', async () => { fastify.server.off('upgrade', endLateUpgrade) })
+
   if (!fastify.hasDecorator('websocketServer')) {
     await fastify.register(websocket, {
       options: {
@@ -61,13 +78,13 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
         handleProtocols: selectSubprotocol
       },
       preClose: async function () {
-        await server.shutdown()
+        await shutdown()
         for (const client of fastify.websocketServer.clients) client.close(CloseCode.GOING_AWAY, 'server shutting down')
         await new Promise<void>(resolve => { fastify.websocketServer.close(() => { resolve() }) })
       }
     })
   } else {
-    fastify.addHook('preClose', async () => { await server.shutdown() })
+    fastify.addHook('preClose', shutdown)
   }
 
   fastify.addHook('onReady', async () => { server.start() })

@@ -159,3 +159,29 @@ t.test('Should close with 1009 a message over maxFrameSize even when the app\'s 
   socket.send(new Uint8Array(20000))
   t.equal(await closed, 1009)
 })
+
+t.test('Should finish closing when an upgrade arrives while the app is closing', async t => {
+  const app = Fastify()
+  await app.register(fastifyGrpcWs, { services: [service()], closeGracePeriod: 2000 })
+  const url = await listen(app)
+  const client = wsClient(url)
+  t.teardown(() => client.close())
+  const inFlight = unary(client, { mode: 'delay', delayMs: 300, message: 'finished' })
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const closing = app.close()
+  // A new client knocks during the grace period.
+  const late = new WebSocket(url, [SUBPROTOCOL])
+  late.on('error', () => {})
+  const refused = await new Promise<string>(resolve => {
+    late.once('open', () => { resolve('opened') })
+    late.once('unexpected-response', (_req, res) => { resolve(`HTTP ${res.statusCode ?? 0}`) })
+    late.once('close', () => { resolve('closed') })
+  })
+  t.not(refused, 'opened', `the late upgrade is refused (${refused})`)
+  t.equal((await inFlight).value.message, 'finished')
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const done = await Promise.race([closing.then(() => 'closed'), new Promise(resolve => { timer = setTimeout(() => resolve('still closing'), 5000) })])
+  clearTimeout(timer)
+  t.equal(done, 'closed', 'app.close() completes')
+  late.terminate()
+})
