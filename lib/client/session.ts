@@ -1,7 +1,8 @@
 /**
  * The client side of the protocol: one WebSocket shared by every call,
  * opened when the first call needs it, streams multiplexed on it under the
- * server's limits and windows. Browser-safe (no Node built-ins); the grpc-js
+ * server's limits and windows, pings that find a dead socket, and spaced
+ * reconnection attempts. Browser-safe (no Node built-ins); the grpc-js
  * channel and the browser client are thin layers over it.
  */
 import { SendWindow } from '../protocol/flow-control.js'
@@ -15,6 +16,7 @@ import {
   parseSettings, parseTrailers, parseWindowUpdate, type CallStatus, type Settings
 } from '../protocol/payload.js'
 import { Status } from '../protocol/status.js'
+import { Backoff, type BackoffOptions } from './backoff.js'
 
 /** The subset of the WHATWG WebSocket this client uses (browsers, `ws`, undici). */
 export interface WebSocketLike {
@@ -41,7 +43,17 @@ export interface SessionOptions {
   maxReceiveMessageSize?: number
   /** Gives up on a socket that has not opened (and sent SETTINGS) in this time, ms. Default 20000. */
   connectTimeoutMs?: number
+  /** ms between PINGs on an open connection; 0 for none. Default 0. */
+  keepaliveIntervalMs?: number
+  /** ms a PING may go unanswered, with nothing else received either, before the socket counts as dead. Default 20000. */
+  keepaliveTimeoutMs?: number
+  /** Spacing of connection attempts after failed ones. Default: retry at once (`initialMs: 0`). */
+  backoff?: BackoffOptions
+  /** Further subprotocol values offered after grpc-ws.v1, e.g. `bearer.<token>` for the upgrade's authentication. */
+  protocols?: string[]
 }
+
+type ResolvedSessionOptions = Required<Omit<SessionOptions, 'WebSocket' | 'backoff' | 'protocols'>> & SessionOptions
 
 /** Until the server's SETTINGS arrive, nothing is sent; these are its defaults. */
 const assumedSettings: Settings = {
@@ -107,7 +119,8 @@ export class ClientStream {
 
   /** The application took a message: the server may send more. */
   consumed (): void {
-    this.inbound?.consumed()
+    // An ended stream has no sender left to give credit to.
+    if (!this.ended) this.inbound?.consumed()
   }
 
   get isEnded (): boolean { return this.ended }
@@ -195,9 +208,14 @@ class ClientConnection implements FrameSink {
   private readonly writer: FrameWriter
   private readonly decoder = new FrameDecoder(0x7fffffff)
   private connectTimer: ReturnType<typeof setTimeout> | null
+  // Keepalive: one timer, either waiting to ping or waiting for the answer.
+  private pingTimer: ReturnType<typeof setTimeout> | null = null
+  private pingData: Uint8Array | null = null
+  private pingCount = 0
+  private received = 0
 
-  constructor (private readonly session: ClientSession, url: string, private readonly options: Required<Omit<SessionOptions, 'WebSocket'>> & SessionOptions) {
-    this.socket = new options.WebSocket(url, [SUBPROTOCOL])
+  constructor (private readonly session: ClientSession, url: string, private readonly options: ResolvedSessionOptions) {
+    this.socket = new options.WebSocket(url, [SUBPROTOCOL, ...(options.protocols ?? [])])
     // Browsers default to Blob; `ws` defaults to Buffer, a Uint8Array already.
     if (this.socket.binaryType === 'blob') this.socket.binaryType = 'arraybuffer'
     this.writer = new FrameWriter(message => {
@@ -270,6 +288,7 @@ class ClientConnection implements FrameSink {
 
   private onMessage (data: unknown): void {
     if (this.closed) return
+    this.received++
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null
     try {
       if (bytes === null) throw new ProtocolError('text messages are not part of the protocol', 1003)
@@ -293,14 +312,15 @@ class ClientConnection implements FrameSink {
           this.ready = true
           if (this.connectTimer !== null) clearTimeout(this.connectTimer)
           this.connectTimer = null
+          this.schedulePing()
           this.session.connectionReady(this)
         }
         this.startWaiting()
         return
       case FrameType.PING:
-        if ((frame.flags & FrameFlags.ACK) === 0 && frame.payload.byteLength === PING_PAYLOAD_SIZE) {
-          this.write(buildPing(FrameFlags.ACK, frame.payload))
-        }
+        if (frame.payload.byteLength !== PING_PAYLOAD_SIZE) return
+        if ((frame.flags & FrameFlags.ACK) === 0) this.write(buildPing(FrameFlags.ACK, frame.payload))
+        else if (this.pingData !== null && sameBytes(frame.payload, this.pingData)) this.pingAnswered()
         return
       case FrameType.GOAWAY: {
         const { lastStreamId, reason } = parseGoAway(frame.payload)
@@ -321,6 +341,34 @@ class ClientConnection implements FrameSink {
     }
   }
 
+  // --- keepalive ---------------------------------------------------------------
+
+  private schedulePing (): void {
+    if (this.options.keepaliveIntervalMs <= 0 || this.closed) return
+    this.pingTimer = setTimeout(this.sendPing, this.options.keepaliveIntervalMs)
+  }
+
+  private readonly sendPing = (): void => {
+    const receivedBefore = this.received
+    const data = new Uint8Array(PING_PAYLOAD_SIZE)
+    new DataView(data.buffer).setUint32(4, ++this.pingCount)
+    this.pingData = data
+    this.write(buildPing(0, data))
+    this.pingTimer = setTimeout(() => {
+      this.pingData = null
+      // Anything received since the PING proves the socket alive: the answer
+      // may be queued behind a large batch of messages.
+      if (this.received > receivedBefore) this.schedulePing()
+      else this.fail(`Connection lost: no answer to PING within ${this.options.keepaliveTimeoutMs} ms`, true)
+    }, this.options.keepaliveTimeoutMs)
+  }
+
+  private pingAnswered (): void {
+    this.pingData = null
+    if (this.pingTimer !== null) clearTimeout(this.pingTimer)
+    this.schedulePing()
+  }
+
   /** Closes the socket; calls still on it end with `failCode`. */
   close (code: number, reason: string, failCode: number = Status.UNAVAILABLE, details = `Connection closed by the client: ${reason}`): void {
     if (this.closed) return
@@ -331,13 +379,15 @@ class ClientConnection implements FrameSink {
     this.failStreams(details, failCode)
   }
 
-  /** The socket failed or closed: every call on it ends with UNAVAILABLE. */
-  private fail (details: string): void {
+  /** The socket failed, closed or died: every call on it ends with UNAVAILABLE. */
+  private fail (details: string, dead = false): void {
     if (this.closed) {
       return
     }
     this.closed = true
-    try { this.socket.close() } catch {}
+    // A dead socket will never finish a closing handshake: `ws` can drop it at once.
+    const terminate = (this.socket as { terminate?: () => void }).terminate
+    try { dead && typeof terminate === 'function' ? terminate.call(this.socket) : this.socket.close() } catch {}
     this.cleanup()
     this.failStreams(details, Status.UNAVAILABLE)
   }
@@ -351,14 +401,23 @@ class ClientConnection implements FrameSink {
 
   private cleanup (): void {
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
-    this.connectTimer = null
+    if (this.pingTimer !== null) clearTimeout(this.pingTimer)
+    this.connectTimer = this.pingTimer = null
     this.writer.discard()
     this.socket.onmessage = null
     this.socket.onopen = null
-    this.socket.onerror = null
+    // Not null: `ws` reports closing a socket that is still connecting as an
+    // 'error', which with no listener would be thrown.
+    this.socket.onerror = () => {}
     this.socket.onclose = null
-    this.session.connectionClosed(this)
+    this.session.connectionClosed(this, this.ready)
   }
+}
+
+function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
+  if (a.byteLength !== b.byteLength) return false
+  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
+  return true
 }
 
 /** A client's one connection at a time, opened on demand. */
@@ -367,15 +426,23 @@ export class ClientSession {
   private readonly draining = new Set<ClientConnection>()
   private state: SessionState = 'idle'
   private readonly listeners = new Set<(state: SessionState) => void>()
-  private readonly options: Required<Omit<SessionOptions, 'WebSocket'>> & SessionOptions
+  private readonly options: ResolvedSessionOptions
+  private readonly backoff: Backoff
+  // After a failed attempt, no new socket before retryAt; calls wait in `queued`.
+  private retryAt = 0
+  private retryTimer: ReturnType<typeof setTimeout> | null = null
+  private readonly queued: ClientStream[] = []
 
   constructor (readonly url: string, options: SessionOptions) {
     this.options = {
       initialWindowSize: 256 * 1024,
       maxReceiveMessageSize: 4 * 1024 * 1024,
       connectTimeoutMs: 20000,
+      keepaliveIntervalMs: 0,
+      keepaliveTimeoutMs: 20000,
       ...options
     }
+    this.backoff = new Backoff(options.backoff)
   }
 
   get connectivityState (): SessionState { return this.state }
@@ -391,11 +458,28 @@ export class ClientSession {
     for (const listener of [...this.listeners]) listener(state)
   }
 
-  /** Opens a socket now if none is open or opening. */
+  /** Opens a socket now if none is open or opening (after the backoff delay, if one is due). */
   connect (): void {
-    if (this.state === 'closed' || this.conn !== null) return
-    this.conn = new ClientConnection(this, this.url, this.options)
+    if (this.state === 'closed' || this.conn !== null || this.retryTimer !== null) return
+    const wait = this.retryAt - Date.now()
+    if (wait > 0) {
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null
+        this.open()
+      }, wait)
+      this.setState('connecting')
+      return
+    }
+    this.open()
+  }
+
+  private open (): void {
+    const conn = new ClientConnection(this, this.url, this.options)
+    this.conn = conn
     this.setState('connecting')
+    for (const stream of this.queued.splice(0)) {
+      if (!stream.isEnded) conn.add(stream)
+    }
   }
 
   openStream (start: StreamStart, handler: StreamHandler): ClientStream {
@@ -415,22 +499,29 @@ export class ClientSession {
       return
     }
     this.connect()
-    this.conn!.add(stream)
+    if (this.conn !== null) this.conn.add(stream)
+    else this.queued.push(stream)
   }
 
   /** Closes the socket; calls in flight end with UNAVAILABLE. */
   close (): void {
     if (this.state === 'closed') return
     this.setState('closed')
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer)
+    this.retryTimer = null
     const conns = [this.conn, ...this.draining]
     this.conn = null
     this.draining.clear()
     for (const conn of conns) conn?.close(1000, 'client closed')
+    for (const stream of this.queued.splice(0)) stream.end(unavailable('Connection closed by the client: client closed'))
   }
 
   /** @private */
   connectionReady (conn: ClientConnection): void {
-    if (conn === this.conn) this.setState('ready')
+    if (conn !== this.conn) return
+    this.backoff.reset()
+    this.retryAt = 0
+    this.setState('ready')
   }
 
   /** @private */
@@ -441,11 +532,15 @@ export class ClientSession {
     if (this.state !== 'closed') this.setState('idle')
   }
 
-  /** @private */
-  connectionClosed (conn: ClientConnection): void {
+  /**
+   * @private A socket that never became ready counts as a failed attempt and
+   * delays the next one; after one that was ready, the next opens at once.
+   */
+  connectionClosed (conn: ClientConnection, wasReady: boolean): void {
     this.draining.delete(conn)
     if (conn !== this.conn) return
     this.conn = null
+    if (!wasReady) this.retryAt = Date.now() + this.backoff.fail()
     if (this.state !== 'closed') this.setState('idle')
   }
 }

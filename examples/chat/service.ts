@@ -1,0 +1,151 @@
+/**
+ * The Chat service, written as plain grpc-js handlers: the plugin serves
+ * them to browsers over WebSocket and the grpc-js Server to the bot over
+ * HTTP/2, unchanged.
+ */
+import * as grpc from '@grpc/grpc-js'
+import { randomUUID } from 'node:crypto'
+import { FileStore, MAX_FILE_BYTES, type StoredFile } from './files.js'
+import type { ChatRooms, Person } from './rooms.js'
+import type { Attachment, ChatMessage } from './types.js'
+
+const MAX_TEXT = 2000
+
+/** 1 to 24 printable characters, spaces collapsed; null if none is left. */
+export function cleanName (name: unknown): string | null {
+  const clean = String(name ?? '').replace(/[\p{Cc}\p{Cf}]/gu, '').replace(/\s+/g, ' ').trim().slice(0, 24)
+  return clean === '' ? null : clean
+}
+
+/** Room names are slugs: lower-case letters, digits and dashes, up to 20. */
+export function cleanRoom (room: unknown): string | null {
+  const clean = String(room ?? '').toLowerCase().trim().replace(/[\s_]+/g, '-').replace(/[^a-z0-9-]/g, '').slice(0, 20)
+  return clean === '' ? null : clean
+}
+
+function attachmentOf (file: StoredFile): Attachment {
+  return { id: file.id, name: file.name, mimeType: file.mimeType, size: file.data.byteLength, url: `/files/${file.id}/${encodeURIComponent(file.name)}` }
+}
+
+function fail (call: grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStream<any, any>, code: grpc.status, details: string): void {
+  call.emit('error', { code, details })
+}
+
+export function createChatService (rooms: ChatRooms, files: FileStore): grpc.UntypedServiceImplementation {
+  return {
+    Connect (call: grpc.ServerDuplexStream<any, any>) {
+      let person: Person | null = null
+      let over = false
+      const joined = new Set<string>()
+      const unsubscribe: Array<() => void> = []
+      const end = (): void => {
+        if (over) return
+        over = true
+        for (const stop of unsubscribe) stop()
+        if (person !== null) rooms.leaveAll(person)
+      }
+      const send = (event: object): void => { if (!over) call.write(event) }
+
+      call.on('data', (event: any) => {
+        if (over) return
+        if (person === null) {
+          if (event.event !== 'hello') {
+            end()
+            fail(call, grpc.status.FAILED_PRECONDITION, 'The first event of a session is hello')
+            return
+          }
+          const name = cleanName(event.hello.name)
+          if (name === null) {
+            end()
+            fail(call, grpc.status.INVALID_ARGUMENT, 'A name is 1 to 24 characters')
+            return
+          }
+          person = { id: randomUUID(), name, bot: event.hello.bot === true }
+          send({ rooms: { rooms: rooms.list() } })
+          unsubscribe.push(rooms.onRooms(list => { send({ rooms: { rooms: list } }) }))
+          unsubscribe.push(rooms.onMessage((message: ChatMessage) => { if (joined.has(message.room)) send({ message }) }))
+          return
+        }
+        switch (event.event) {
+          case 'join': {
+            const room = cleanRoom(event.join)
+            if (room !== null && rooms.join(person, room)) joined.add(room)
+            return
+          }
+          case 'leave':
+            joined.delete(event.leave)
+            rooms.leave(person, event.leave)
+            return
+          case 'typing':
+            rooms.typing(person, event.typing)
+            return
+          case 'post': {
+            const text = String(event.post.text ?? '').trim().slice(0, MAX_TEXT)
+            // Only files this server stored: a client cannot point others anywhere else.
+            const file = typeof event.post.attachment?.id === 'string' ? files.get(event.post.attachment.id) : undefined
+            if (text === '' && file === undefined) return
+            rooms.post(person, event.post.room, text, file === undefined ? null : attachmentOf(file))
+          }
+        }
+      })
+      call.on('end', () => {
+        end()
+        call.end()
+      })
+      call.on('cancelled', end)
+    },
+
+    Presence (call: grpc.ServerWritableStream<any, any>) {
+      const room = call.request.room as string
+      if (!rooms.has(room)) {
+        fail(call, grpc.status.NOT_FOUND, `No room named ${room}`)
+        return
+      }
+      const push = (): void => { call.write({ room, members: rooms.presence(room) }) }
+      push()
+      const stop = rooms.onPresence(changed => { if (changed === room) push() })
+      call.on('cancelled', stop)
+    },
+
+    History (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) {
+      const { room, limit } = call.request
+      if (!rooms.has(room)) {
+        callback({ code: grpc.status.NOT_FOUND, details: `No room named ${String(room)}` })
+        return
+      }
+      callback(null, { messages: rooms.history(room, Math.min(200, limit > 0 ? limit : 50)) })
+    },
+
+    Upload (call: grpc.ServerReadableStream<any, any>, callback: grpc.sendUnaryData<any>) {
+      let name = ''
+      let mimeType = ''
+      let size = 0
+      let refused = false
+      const chunks: Buffer[] = []
+      call.on('data', (chunk: { name: string, mimeType: string, data: Buffer }) => {
+        if (refused) return
+        if (chunks.length === 0) {
+          name = chunk.name.replace(/[\p{Cc}/\\]/gu, '').trim().slice(0, 100) || 'file'
+          mimeType = /^[\w.+-]+\/[\w.+-]+$/.test(chunk.mimeType) ? chunk.mimeType : 'application/octet-stream'
+        }
+        size += chunk.data.byteLength
+        if (size > MAX_FILE_BYTES) {
+          refused = true
+          callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: `Files are limited to ${MAX_FILE_BYTES / 1024 / 1024} MB` })
+          return
+        }
+        chunks.push(chunk.data)
+      })
+      call.on('end', () => {
+        if (refused) return
+        if (size === 0) {
+          callback({ code: grpc.status.INVALID_ARGUMENT, details: 'The file is empty' })
+          return
+        }
+        callback(null, attachmentOf(files.add(name, mimeType, Buffer.concat(chunks))))
+      })
+    }
+  }
+}
+
+export { FileStore }

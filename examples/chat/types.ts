@@ -1,0 +1,50 @@
+/**
+ * The chat's messages as plain objects (camelCase fields, as both
+ * @grpc/proto-loader and protobufjs give them), shared by the server, the
+ * bot and the page.
+ */
+import type { BidiStreaming, ClientStreaming, ServerStreaming, Unary } from 'fastify-grpc-ws/client'
+
+export interface Attachment { id: string, name: string, mimeType: string, size: number, url: string }
+
+export interface ChatMessage {
+  id: string
+  room: string
+  author: string
+  bot: boolean
+  text: string
+  /** ms since the epoch */
+  sentAt: number
+  attachment: Attachment | null
+  system: boolean
+}
+
+export interface Room { name: string, topic: string, members: number }
+export interface Member { name: string, bot: boolean, typing: boolean }
+
+export type ClientEvent =
+  | { hello: { name: string, bot?: boolean } }
+  | { join: string }
+  | { leave: string }
+  | { post: { room: string, text: string, attachment?: Attachment | null } }
+  | { typing: string }
+
+/** `event` names the field that is set (the oneof). */
+export interface ServerEvent {
+  event?: 'rooms' | 'message'
+  rooms?: { rooms: Room[] }
+  message?: ChatMessage
+}
+
+export interface PresenceUpdate { room: string, members: Member[] }
+export interface HistoryRequest { room: string, limit?: number }
+export interface HistoryResponse { messages: ChatMessage[] }
+export interface UploadChunk { name?: string, mimeType?: string, data: Uint8Array }
+
+/** The service as the page's typed client sees it. */
+export interface ChatService {
+  connect: BidiStreaming<ClientEvent, ServerEvent>
+  presence: ServerStreaming<{ room: string }, PresenceUpdate>
+  history: Unary<HistoryRequest, HistoryResponse>
+  upload: ClientStreaming<UploadChunk, Attachment>
+}

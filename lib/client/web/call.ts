@@ -1,0 +1,218 @@
+/**
+ * One call of the browser client over a stream of the session: request
+ * metadata, deadline and AbortSignal in; headers, messages, trailers and the
+ * status out. Every way a call can end goes through `finish`, once, so no
+ * promise and no iteration is ever left hanging.
+ */
+import { whenDeadlinePasses } from '../../protocol/deadline.js'
+import type { MetadataEntry } from '../../protocol/metadata.js'
+import type { CallStatus } from '../../protocol/payload.js'
+import { Status } from '../../protocol/status.js'
+import type { ClientSession, ClientStream, StreamHandler } from '../session.js'
+import { GrpcError } from './errors.js'
+import { Metadata } from './metadata.js'
+import type { BidiCall, CallOptions, MethodDescriptor } from './types.js'
+
+export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
+  readonly headers: Promise<Metadata>
+  readonly trailers: Promise<Metadata>
+  private resolveHeaders!: (metadata: Metadata) => void
+  private resolveTrailers!: (metadata: Metadata) => void
+  private headersSeen = false
+  private stream: ClientStream | null = null
+  private over = false
+  private halfClosed = false
+  private error: GrpcError | null = null
+  /** Unary responses: the one message. */
+  private response: { value: O } | null = null
+  /** Streamed responses not yet taken by the iteration. */
+  private readonly queue: O[] = []
+  private wake: (() => void) | null = null
+  private readonly sends = new Set<(sent: boolean) => void>()
+  private readonly ended: Array<() => void> = []
+  private stopDeadline: (() => void) | null = null
+  private readonly signal: AbortSignal | undefined
+
+  constructor (session: ClientSession, private readonly method: MethodDescriptor<I, O>, private readonly streamed: boolean, options: CallOptions = {}) {
+    this.headers = new Promise(resolve => { this.resolveHeaders = resolve })
+    this.trailers = new Promise(resolve => { this.resolveTrailers = resolve })
+    this.signal = options.signal
+    let metadata: MetadataEntry[]
+    try {
+      metadata = Metadata.entriesOf(new Metadata(options.metadata))
+    } catch (err) {
+      this.finish(Status.INTERNAL, (err as Error).message, [], err)
+      return
+    }
+    if (this.signal?.aborted === true) {
+      this.onAbort()
+      return
+    }
+    const deadline = deadlineOf(options)
+    if (deadline <= Date.now()) {
+      this.finish(Status.DEADLINE_EXCEEDED, 'Deadline exceeded', [])
+      return
+    }
+    this.signal?.addEventListener('abort', this.onAbort)
+    if (deadline !== Infinity) {
+      this.stopDeadline = whenDeadlinePasses(deadline, () => { this.cancelWith(Status.DEADLINE_EXCEEDED, 'Deadline exceeded') })
+    }
+    this.stream = session.openStream({ path: method.path, metadata, deadline }, this)
+  }
+
+  private readonly onAbort = (): void => {
+    this.cancelWith(Status.CANCELLED, 'Cancelled on client', this.signal?.reason)
+  }
+
+  /** Runs `callback` once the call is over (at once if it is). */
+  onEnded (callback: () => void): void {
+    if (this.over) callback()
+    else this.ended.push(callback)
+  }
+
+  get isOver (): boolean { return this.over }
+
+  // --- requests ----------------------------------------------------------------
+
+  send (request: I): Promise<boolean> {
+    if (this.over || this.halfClosed) return Promise.resolve(false)
+    let bytes: Uint8Array
+    try {
+      bytes = this.method.serialize(request)
+    } catch (err) {
+      // As grpc-js: a request that cannot be serialized fails the call.
+      this.cancelWith(Status.INTERNAL, `Request message serialization failure: ${(err as Error).message}`, err)
+      return Promise.resolve(false)
+    }
+    return new Promise(resolve => {
+      this.sends.add(resolve)
+      this.stream!.send(bytes, () => {
+        this.sends.delete(resolve)
+        resolve(true)
+      })
+    })
+  }
+
+  close (): void {
+    if (this.over || this.halfClosed) return
+    this.halfClosed = true
+    this.stream!.halfClose()
+  }
+
+  cancel (): void {
+    this.cancelWith(Status.CANCELLED, 'Cancelled on client')
+  }
+
+  /** Ends the call from this side: the server is told (CANCEL) and the handler sees 'cancelled'. */
+  cancelWith (code: number, details: string, cause?: unknown): void {
+    if (this.over) return
+    this.stream?.cancel()
+    this.finish(code, details, [], cause)
+  }
+
+  // --- responses -----------------------------------------------------------------
+
+  /** The one response of a unary or client-streaming call. */
+  result (): Promise<O> {
+    return new Promise((resolve, reject) => {
+      this.onEnded(() => { this.error === null ? resolve(this.response!.value) : reject(this.error) })
+    })
+  }
+
+  [Symbol.asyncIterator] (): AsyncIterator<O> {
+    return {
+      next: async () => await this.next(),
+      // Leaving a for-await loop early: nobody reads any more, so stop the server.
+      return: async () => {
+        this.cancel()
+        return { done: true, value: undefined }
+      }
+    }
+  }
+
+  private async next (): Promise<IteratorResult<O>> {
+    for (;;) {
+      if (this.queue.length > 0) {
+        const value = this.queue.shift()!
+        // Credit goes back only now: a slow reader holds the server's writer back.
+        this.stream?.consumed()
+        return { done: false, value }
+      }
+      if (this.over) {
+        if (this.error !== null) throw this.error
+        return { done: true, value: undefined }
+      }
+      await new Promise<void>(resolve => { this.wake = resolve })
+    }
+  }
+
+  private wakeUp (): void {
+    const wake = this.wake
+    this.wake = null
+    wake?.()
+  }
+
+  // --- StreamHandler -----------------------------------------------------------------
+
+  onHeaders (entries: MetadataEntry[]): void {
+    if (this.over || this.headersSeen) return
+    this.headersSeen = true
+    this.resolveHeaders(Metadata.fromEntries(entries))
+  }
+
+  onMessage (bytes: Uint8Array): void {
+    if (this.over) return
+    let value: O
+    try {
+      value = this.method.deserialize(bytes)
+    } catch (err) {
+      this.cancelWith(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`, err)
+      return
+    }
+    if (this.streamed) {
+      this.queue.push(value)
+      this.wakeUp()
+      return
+    }
+    // The same checks as grpc-js's unary client.
+    if (this.response !== null) {
+      this.cancelWith(Status.UNIMPLEMENTED, 'Too many responses received')
+      return
+    }
+    this.response = { value }
+    this.stream!.consumed()
+  }
+
+  onEnd (status: CallStatus): void {
+    this.finish(status.code, status.details, status.metadata)
+  }
+
+  private finish (code: number, details: string, entries: MetadataEntry[], cause?: unknown): void {
+    if (this.over) return
+    this.over = true
+    this.stopDeadline?.()
+    this.signal?.removeEventListener('abort', this.onAbort)
+    const trailers = Metadata.fromEntries(entries)
+    if (code !== Status.OK) {
+      this.error = new GrpcError(code, details, trailers, cause === undefined ? undefined : { cause })
+    } else if (!this.streamed && this.response === null) {
+      this.error = new GrpcError(Status.UNIMPLEMENTED, 'No message received', trailers)
+    }
+    this.resolveHeaders(new Metadata())
+    this.resolveTrailers(trailers)
+    // Sends still waiting for the socket will never go: say so.
+    for (const resolve of this.sends) resolve(false)
+    this.sends.clear()
+    for (const callback of this.ended.splice(0)) callback()
+    this.wakeUp()
+  }
+}
+
+function deadlineOf (options: CallOptions): number {
+  let deadline = Infinity
+  if (options.timeout !== undefined) deadline = Date.now() + options.timeout
+  if (options.deadline !== undefined) {
+    deadline = Math.min(deadline, options.deadline instanceof Date ? options.deadline.getTime() : options.deadline)
+  }
+  return deadline
+}

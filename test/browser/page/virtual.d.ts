@@ -1,0 +1,5 @@
+// Modules the browser tests' esbuild build provides in memory.
+declare module 'test-descriptor' {
+  const descriptor: import('protobufjs').INamespace
+  export default descriptor
+}
