@@ -1,15 +1,46 @@
 /**
- * Byte helpers on Uint8Array and DataView only (no Buffer), shared by the
+ * Byte helpers on Uint8Array only (no Buffer, no DataView), shared by the
  * server and the browser client.
  */
 const encoder = new TextEncoder()
 const decoder = new TextDecoder('utf-8', { fatal: false })
 
+// Below this length, a plain loop beats a call into TextEncoder/TextDecoder
+// (method paths, "OK" details, header names).
+const SHORT_TEXT = 64
+
 export function utf8Encode (text: string): Uint8Array {
+  const n = text.length
+  if (n <= SHORT_TEXT) {
+    const out = new Uint8Array(n)
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i)
+      if (c > 0x7f) return encoder.encode(text)
+      out[i] = c
+    }
+    return out
+  }
   return encoder.encode(text)
 }
 
+/** `text.length` when every code unit is ASCII (its UTF-8 is one byte each), else -1. */
+export function asciiLength (text: string): number {
+  const n = text.length
+  for (let i = 0; i < n; i++) if (text.charCodeAt(i) > 0x7f) return -1
+  return n
+}
+
 export function utf8Decode (bytes: Uint8Array): string {
+  const n = bytes.length
+  if (n <= SHORT_TEXT) {
+    let s = ''
+    for (let i = 0; i < n; i++) {
+      const c = bytes[i]!
+      if (c > 0x7f) return decoder.decode(bytes)
+      s += String.fromCharCode(c)
+    }
+    return s
+  }
   return decoder.decode(bytes)
 }
 
@@ -24,10 +55,7 @@ export class TruncatedError extends Error {
 /** Sequential big-endian reader over one frame payload. */
 export class ByteReader {
   offset = 0
-  private readonly view: DataView
-  constructor (readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
-  }
+  constructor (readonly bytes: Uint8Array) {}
 
   get remaining (): number { return this.bytes.byteLength - this.offset }
 
@@ -37,23 +65,26 @@ export class ByteReader {
 
   u16 (what: string): number {
     this.need(2, what)
-    const v = this.view.getUint16(this.offset)
-    this.offset += 2
-    return v
+    const b = this.bytes
+    const at = this.offset
+    this.offset = at + 2
+    return (b[at]! << 8) | b[at + 1]!
   }
 
   u32 (what: string): number {
     this.need(4, what)
-    const v = this.view.getUint32(this.offset)
-    this.offset += 4
-    return v
+    const b = this.bytes
+    const at = this.offset
+    this.offset = at + 4
+    return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0
   }
 
   i32 (what: string): number {
     this.need(4, what)
-    const v = this.view.getInt32(this.offset)
-    this.offset += 4
-    return v
+    const b = this.bytes
+    const at = this.offset
+    this.offset = at + 4
+    return (b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!
   }
 
   /** A view (not a copy) of the next `n` bytes. */
@@ -71,17 +102,52 @@ export class ByteReader {
   }
 }
 
-/** Big-endian writer into a buffer sized up front by the caller. */
+/**
+ * Big-endian writer into a buffer sized up front by the caller. Writes past
+ * the end throw a RangeError, as DataView's do.
+ */
 export class ByteWriter {
   offset = 0
-  readonly view: DataView
-  constructor (readonly bytes: Uint8Array) {
-    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+  constructor (readonly bytes: Uint8Array) {}
+
+  private room (n: number): number {
+    const at = this.offset
+    if (at + n > this.bytes.byteLength) throw new RangeError('Offset is outside the bounds of the buffer')
+    this.offset = at + n
+    return at
   }
 
-  u8 (v: number): void { this.view.setUint8(this.offset, v); this.offset += 1 }
-  u16 (v: number): void { this.view.setUint16(this.offset, v); this.offset += 2 }
-  u32 (v: number): void { this.view.setUint32(this.offset, v); this.offset += 4 }
-  i32 (v: number): void { this.view.setInt32(this.offset, v); this.offset += 4 }
-  put (b: Uint8Array): void { this.bytes.set(b, this.offset); this.offset += b.byteLength }
+  u8 (v: number): void { this.bytes[this.room(1)] = v }
+  u16 (v: number): void {
+    const at = this.room(2)
+    const b = this.bytes
+    b[at] = v >>> 8
+    b[at + 1] = v
+  }
+
+  u32 (v: number): void {
+    const at = this.room(4)
+    const b = this.bytes
+    b[at] = v >>> 24
+    b[at + 1] = v >>> 16
+    b[at + 2] = v >>> 8
+    b[at + 3] = v
+  }
+
+  i32 (v: number): void { this.u32(v >>> 0) }
+  put (b: Uint8Array): void { this.bytes.set(b, this.room(b.byteLength)) }
+
+  /** Writes `text` as UTF-8, given its encoded length from {@link asciiLength} (or -1 with `encoded`). */
+  text (text: string, ascii: boolean, encoded: Uint8Array | null): void {
+    if (ascii) this.ascii(text)
+    else this.put(encoded!)
+  }
+
+  /** Writes `text` as one byte per UTF-16 code unit (callers pass ASCII). */
+  ascii (text: string): void {
+    const n = text.length
+    const at = this.room(n)
+    const b = this.bytes
+    for (let i = 0; i < n; i++) b[at + i] = text.charCodeAt(i)
+  }
 }

@@ -70,11 +70,18 @@ export class ProtocolError extends Error {
 
 /** Writes a frame header at `offset` of `target`. */
 export function writeFrameHeader (target: Uint8Array, offset: number, type: number, flags: number, streamId: number, length: number): void {
+  // Byte by byte: cheaper than a DataView per frame on the hot path.
+  if (offset + FRAME_HEADER_SIZE > target.byteLength) throw new RangeError('Offset is outside the bounds of the buffer')
   target[offset] = type
   target[offset + 1] = flags
-  const view = new DataView(target.buffer, target.byteOffset + offset + 2, 8)
-  view.setUint32(0, streamId)
-  view.setUint32(4, length)
+  target[offset + 2] = streamId >>> 24
+  target[offset + 3] = streamId >>> 16
+  target[offset + 4] = streamId >>> 8
+  target[offset + 5] = streamId
+  target[offset + 6] = length >>> 24
+  target[offset + 7] = length >>> 16
+  target[offset + 8] = length >>> 8
+  target[offset + 9] = length
 }
 
 /** One whole frame in a fresh buffer. */

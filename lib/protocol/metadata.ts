@@ -51,15 +51,13 @@ export function checkValue (key: string, value: MetadataValue): string | null {
   return null
 }
 
-function asciiBytes (text: string): Uint8Array {
-  const out = new Uint8Array(text.length)
-  for (let i = 0; i < text.length; i++) out[i] = text.charCodeAt(i)
-  return out
-}
-
 function asciiString (bytes: Uint8Array): string {
+  // One call for typical keys and values (a user-agent, a token) instead of a
+  // string concatenation per byte; chunked, as apply() takes a bounded number of arguments.
+  const n = bytes.length
+  if (n <= 4096) return String.fromCharCode.apply(null, bytes as unknown as number[])
   let s = ''
-  for (let i = 0; i < bytes.length; i++) s += String.fromCharCode(bytes[i]!)
+  for (let at = 0; at < n; at += 4096) s += String.fromCharCode.apply(null, bytes.subarray(at, Math.min(n, at + 4096)) as unknown as number[])
   return s
 }
 
@@ -84,10 +82,10 @@ export function writeMetadata (w: ByteWriter, entries: readonly MetadataEntry[])
     // The one check a length field needs; everything else the sender has checked.
     if (key.length > 0xffff) throw new MetadataError(`Metadata key of ${key.length} bytes is longer than 65535`)
     w.u16(key.length)
-    w.put(asciiBytes(key))
+    w.ascii(key)
     if (typeof value === 'string') {
       w.u32(value.length)
-      w.put(asciiBytes(value))
+      w.ascii(value)
     } else {
       w.u32(value.byteLength)
       w.put(value)

@@ -75,7 +75,9 @@ export class OutboundMessages {
       if (n === 0 && left > 0) return
       const end = m.offset + n
       const last = end === m.bytes.byteLength
-      this.sink.write(buildMessageFrame(this.streamId, last ? 0 : FrameFlags.MORE, m.bytes.subarray(m.offset, end)), last ? m.done : undefined)
+      // A whole message needs no view of itself (a Buffer's subarray is not free).
+      const chunk = m.offset === 0 && last ? m.bytes : m.bytes.subarray(m.offset, end)
+      this.sink.write(buildMessageFrame(this.streamId, last ? 0 : FrameFlags.MORE, chunk), last ? m.done : undefined)
       m.offset = end
       if (last) queue.shift()
     }

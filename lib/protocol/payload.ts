@@ -2,12 +2,23 @@
  * Builders and parsers for each frame type's payload. Builders return one
  * whole frame (header included) in a single allocation.
  */
-import { ByteReader, ByteWriter, utf8Decode, utf8Encode } from './bytes.js'
+import { ByteReader, ByteWriter, asciiLength, utf8Decode, utf8Encode } from './bytes.js'
 import { FRAME_HEADER_SIZE, FrameType, writeFrameHeader } from './frame.js'
 import { metadataSize, readMetadata, writeMetadata, type MetadataEntry } from './metadata.js'
 
 /** CALL timeout value meaning "no deadline". */
 export const NO_TIMEOUT = 0xffffffff
+
+/**
+ * A string field's UTF-8 size, and its bytes when it is not plain ASCII
+ * (ASCII, the usual case, is written in place without an intermediate array).
+ */
+function textField (text: string): { size: number, ascii: boolean, encoded: Uint8Array | null } {
+  const n = asciiLength(text)
+  if (n !== -1) return { size: n, ascii: true, encoded: null }
+  const encoded = utf8Encode(text)
+  return { size: encoded.byteLength, ascii: false, encoded }
+}
 
 function build (type: number, flags: number, streamId: number, size: number, fill?: (w: ByteWriter) => void): Uint8Array {
   const out = new Uint8Array(FRAME_HEADER_SIZE + size)
@@ -87,13 +98,13 @@ export interface CallStart {
 }
 
 export function buildCall (streamId: number, call: CallStart): Uint8Array {
-  const path = utf8Encode(call.path)
-  if (path.byteLength > 0xffff) throw new RangeError(`method path of ${path.byteLength} bytes is longer than 65535`)
-  return build(FrameType.CALL, 0, streamId, 4 + 4 + 2 + path.byteLength + metadataSize(call.metadata), w => {
+  const path = textField(call.path)
+  if (path.size > 0xffff) throw new RangeError(`method path of ${path.size} bytes is longer than 65535`)
+  return build(FrameType.CALL, 0, streamId, 4 + 4 + 2 + path.size + metadataSize(call.metadata), w => {
     w.u32(call.timeoutMs)
     w.u32(call.initialWindowSize)
-    w.u16(path.byteLength)
-    w.put(path)
+    w.u16(path.size)
+    w.text(call.path, path.ascii, path.encoded)
     writeMetadata(w, call.metadata)
   })
 }
@@ -132,11 +143,11 @@ export interface CallStatus {
 }
 
 export function buildTrailers (streamId: number, status: { code: number, details: string, metadata: readonly MetadataEntry[] }): Uint8Array {
-  const details = utf8Encode(status.details)
-  return build(FrameType.TRAILERS, 0, streamId, 4 + 4 + details.byteLength + metadataSize(status.metadata), w => {
+  const details = textField(status.details)
+  return build(FrameType.TRAILERS, 0, streamId, 4 + 4 + details.size + metadataSize(status.metadata), w => {
     w.i32(status.code)
-    w.u32(details.byteLength)
-    w.put(details)
+    w.u32(details.size)
+    w.text(status.details, details.ascii, details.encoded)
     writeMetadata(w, status.metadata)
   })
 }

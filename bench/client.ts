@@ -1,0 +1,496 @@
+/**
+ * The benchmark's load client: one process per system, driven by the
+ * orchestrator over IPC. Every load loop is closed (a fixed number of calls
+ * or messages in flight), and bounded in time and in count.
+ *
+ * Systems:
+ * - plugin-grpcjs: a stock grpc-js client over createWebSocketChannel (this
+ *   project's client; includes grpc-js client-side costs)
+ * - plugin-lean: ClientSession (lib/client/session.ts, the protocol core
+ *   without grpc-js) with pre-encoded request bytes; responses not decoded
+ * - grpc: a stock grpc-js client over HTTP/2
+ * - ws: a `ws` client against a bare @fastify/websocket echo
+ * - connect: a connect-node client (Connect protocol, HTTP/2, binary)
+ */
+import { createClient, type Client } from '@connectrpc/connect'
+import { createConnectTransport, Http2SessionManager } from '@connectrpc/connect-node'
+import * as grpc from '@grpc/grpc-js'
+import WebSocket from 'ws'
+import { createWebSocketChannel } from '../lib/client/grpc-js/index.js'
+import { ClientSession, type ClientStream, type WebSocketConstructor } from '../lib/client/session.js'
+import {
+  BIDI_PATH, ECHO_PATH, SERVER_STREAM_PATH, encodeEcho, payloadOf, percentile,
+  type ClientCommand, type ClientReply, type MemSpec, type RunResult, type RunSpec
+} from './common.js'
+import { echoService } from './connect-service.js'
+import { loadEcho } from './servers/load-proto.js'
+
+type Done = (error: string | null) => void
+
+interface BidiHandle {
+  /** false: wait for onDrain before writing again */
+  write (): boolean
+  end (): void
+  cancel (): void
+}
+
+interface Driver {
+  unary (done: Done): void
+  serverStream (count: number, onMessage: () => void, onEnd: Done): () => void
+  bidi (onMessage: () => void, onDrain: () => void, onEnd: Done): BidiHandle
+  close (): void
+}
+
+const STREAM_COUNT = 50_000_000
+
+function send (reply: ClientReply): void {
+  process.send?.(reply)
+}
+
+class NoBufferWebSocket extends WebSocket {
+  constructor (url: string, protocols?: string | string[]) {
+    super(url, protocols, { perMessageDeflate: false })
+  }
+}
+
+function errorText (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+// --- drivers ---------------------------------------------------------------
+
+async function grpcDriver (system: 'grpc' | 'plugin-grpcjs', target: string, size: number, options: grpc.ClientOptions = {}): Promise<Driver & { client: grpc.Client }> {
+  const Echo = loadEcho()
+  const client: any = system === 'grpc'
+    ? new Echo(target, grpc.credentials.createInsecure(), options)
+    : new Echo('ignored', grpc.credentials.createInsecure(), { ...options, channelOverride: createWebSocketChannel(target, { webSocketOptions: { perMessageDeflate: false } }) })
+  await new Promise<void>((resolve, reject) => {
+    client.waitForReady(Date.now() + 10_000, (err: Error | undefined) => { err === undefined || err === null ? resolve() : reject(err) })
+  })
+  const request = { message: '', payload: payloadOf(size) }
+  return {
+    client,
+    unary (done) {
+      client.Echo(request, (err: grpc.ServiceError | null) => { done(err === null ? null : err.message) })
+    },
+    serverStream (count, onMessage, onEnd) {
+      const call = client.ServerStream({ message: String(count), payload: request.payload })
+      call.on('data', onMessage)
+      call.on('end', () => { onEnd(null) })
+      call.on('error', (err: grpc.ServiceError) => { onEnd(err.code === grpc.status.CANCELLED ? null : err.message) })
+      return () => { call.cancel() }
+    },
+    bidi (onMessage, onDrain, onEnd) {
+      const call = client.Bidi()
+      call.on('data', onMessage)
+      call.on('drain', onDrain)
+      call.on('end', () => { onEnd(null) })
+      call.on('error', (err: grpc.ServiceError) => { onEnd(err.code === grpc.status.CANCELLED ? null : err.message) })
+      return { write: () => call.write(request), end: () => { call.end() }, cancel: () => { call.cancel() } }
+    },
+    close () { client.close() }
+  }
+}
+
+async function leanSession (target: string): Promise<ClientSession> {
+  const session = new ClientSession(target, { WebSocket: NoBufferWebSocket as unknown as WebSocketConstructor })
+  await new Promise<void>((resolve, reject) => {
+    const stop = session.onStateChange(state => {
+      if (state === 'ready') { stop(); resolve() }
+      if (state === 'idle' || state === 'closed') { stop(); reject(new Error('session failed to open')) }
+    })
+    session.connect()
+  })
+  return session
+}
+
+function leanUnary (session: ClientSession, request: Uint8Array, expected: number, done: Done): void {
+  let size = -1
+  const stream: ClientStream = session.openStream({ path: ECHO_PATH, metadata: [], deadline: Infinity }, {
+    onHeaders () {},
+    onMessage (message) { size = message.byteLength; stream.consumed() },
+    onEnd (status) {
+      if (status.code !== 0) done(`${status.code} ${status.details}`)
+      else done(size >= expected ? null : `response of ${size} bytes, expected at least ${expected}`)
+    }
+  })
+  stream.send(request)
+  stream.halfClose()
+}
+
+async function leanDriver (target: string, size: number): Promise<Driver> {
+  const session = await leanSession(target)
+  const payload = payloadOf(size)
+  const request = encodeEcho('', payload)
+  const onEnd = (end: Done) => (status: { code: number, details: string }): void => {
+    end(status.code === 0 || status.code === 1 ? null : `${status.code} ${status.details}`)
+  }
+  return {
+    unary (done) { leanUnary(session, request, request.byteLength, done) },
+    serverStream (count, onMessage, end) {
+      const stream: ClientStream = session.openStream({ path: SERVER_STREAM_PATH, metadata: [], deadline: Infinity }, {
+        onHeaders () {},
+        onMessage () { stream.consumed(); onMessage() },
+        onEnd: onEnd(end)
+      })
+      stream.send(encodeEcho(String(count), payload))
+      stream.halfClose()
+      return () => { stream.cancel(); end(null) }
+    },
+    bidi (onMessage, _onDrain, end) {
+      const stream: ClientStream = session.openStream({ path: BIDI_PATH, metadata: [], deadline: Infinity }, {
+        onHeaders () {},
+        onMessage () { stream.consumed(); onMessage() },
+        onEnd: onEnd(end)
+      })
+      // No back-pressure signal here: the caller's bound on messages in flight is the limit.
+      return { write: () => { stream.send(request); return true }, end: () => { stream.halfClose() }, cancel: () => { stream.cancel(); end(null) } }
+    },
+    close () { session.close() }
+  }
+}
+
+async function openWs (url: string): Promise<WebSocket> {
+  const socket = new WebSocket(url, { perMessageDeflate: false })
+  await new Promise<void>((resolve, reject) => {
+    socket.once('open', () => { resolve() })
+    socket.once('error', reject)
+  })
+  socket.on('error', () => {})
+  return socket
+}
+
+async function wsDriver (target: string, size: number): Promise<Driver> {
+  const socket = await openWs(`${target}/echo`)
+  const payload = payloadOf(size)
+  // Echoes come back in order: the oldest waiting call gets the next one.
+  const waiting: Done[] = []
+  let head = 0
+  socket.on('message', (data: Buffer) => {
+    const done = waiting[head++]!
+    if (head > 4096) { waiting.splice(0, head); head = 0 }
+    done(data.byteLength === size ? null : `echo of ${data.byteLength} bytes, expected ${size}`)
+  })
+  socket.on('close', () => {
+    for (let i = head; i < waiting.length; i++) waiting[i]!('socket closed')
+    waiting.length = 0
+    head = 0
+  })
+  const unary = (done: Done): void => {
+    waiting.push(done)
+    socket.send(payload)
+  }
+  return {
+    unary,
+    serverStream (_count, onMessage, onEnd) {
+      let stop = (): void => {}
+      openWs(`${target}/stream`).then(s => {
+        s.on('message', onMessage)
+        s.on('close', () => { onEnd(null) })
+        s.send(payload)
+        stop = () => { s.terminate() }
+      }, err => { onEnd(errorText(err)) })
+      return () => { stop() }
+    },
+    bidi (onMessage, _onDrain, onEnd) {
+      // The floor for a pipelined stream: the same echo socket, many in flight.
+      const each: Done = () => { onMessage() }
+      let ended = false
+      const end = (): void => { if (!ended) { ended = true; onEnd(null) } }
+      return { write: () => { unary(each); return true }, end, cancel: end }
+    },
+    close () { socket.close() }
+  }
+}
+
+async function connectDriver (target: string, size: number): Promise<Driver> {
+  const service = echoService()
+  const sessionManager = new Http2SessionManager(target)
+  const transport = createConnectTransport({ baseUrl: target, httpVersion: '2', useBinaryFormat: true, sessionManager })
+  // Runtime descriptors carry no static method types: call it untyped.
+  const client = createClient(service, transport) as Client<any> as any
+  const request = { message: '', payload: payloadOf(size) }
+  await client.echo(request)
+  return {
+    unary (done) {
+      (client.echo(request) as Promise<unknown>).then(() => { done(null) }, (err: unknown) => { done(errorText(err)) })
+    },
+    serverStream (count, onMessage, onEnd) {
+      const abort = new AbortController()
+      const run = async (): Promise<void> => {
+        for await (const _ of client.serverStream({ message: String(count), payload: request.payload }, { signal: abort.signal }) as AsyncIterable<unknown>) onMessage()
+      }
+      run().then(() => { onEnd(null) }, (err: unknown) => { onEnd(abort.signal.aborted ? null : errorText(err)) })
+      return () => { abort.abort() }
+    },
+    bidi (onMessage, _onDrain, onEnd) {
+      const abort = new AbortController()
+      // The request stream: yields what write() queued; ends on end().
+      let queued = 0
+      let ended = false
+      let wake: (() => void) | null = null
+      async function * requests (): AsyncGenerator<typeof request> {
+        while (true) {
+          if (queued > 0) { queued--; yield request; continue }
+          if (ended) return
+          await new Promise<void>(resolve => { wake = resolve })
+        }
+      }
+      const poke = (): void => { const w = wake; wake = null; w?.() }
+      const run = async (): Promise<void> => {
+        for await (const _ of client.bidi(requests(), { signal: abort.signal }) as AsyncIterable<unknown>) onMessage()
+      }
+      run().then(() => { onEnd(null) }, (err: unknown) => { onEnd(abort.signal.aborted ? null : errorText(err)) })
+      return {
+        write: () => { queued++; poke(); return true },
+        end: () => { ended = true; poke() },
+        cancel: () => { abort.abort() }
+      }
+    },
+    // A moment for cancelled streams to reset before the session goes.
+    close () { setTimeout(() => { sessionManager.abort() }, 200) }
+  }
+}
+
+async function driverFor (spec: RunSpec): Promise<Driver> {
+  switch (spec.system) {
+    case 'plugin-grpcjs': return await grpcDriver('plugin-grpcjs', spec.target, spec.size)
+    case 'grpc': return await grpcDriver('grpc', spec.target, spec.size)
+    case 'plugin-lean': return await leanDriver(spec.target, spec.size)
+    case 'ws': return await wsDriver(spec.target, spec.size)
+    case 'connect': return await connectDriver(spec.target, spec.size)
+  }
+}
+
+// --- load loops -----------------------------------------------------------
+
+const MAX_ERRORS = 1000
+
+async function run (spec: RunSpec): Promise<RunResult> {
+  const driver = await driverFor(spec)
+  // 0 warm-up, 1 measuring, 2 stopping
+  let phase = 0
+  let ops = 0
+  let errors = 0
+  let firstError: string | null = null
+  const latencies = spec.pattern === 'unary' ? new Float64Array(Math.min(spec.maxOps, 4_000_000)) : null
+  let recorded = 0
+  let windowStart = 0
+  let windowEnd = 0
+  let cpuStart = { user: 0, system: 0 }
+  let cpuEnd = { user: 0, system: 0 }
+  let opsAtEnd = 0
+  let onIdle: (() => void) | null = null
+  let busy = 0
+  let closing = false
+
+  const fail = (error: string): void => {
+    // Calls cut short by the teardown after the window are not errors of the system.
+    if (closing) return
+    errors++
+    firstError ??= error
+    if (errors >= MAX_ERRORS) stop()
+  }
+  const counted = (): void => {
+    if (phase === 1) {
+      ops++
+      if (ops >= spec.maxOps) stop()
+    }
+  }
+  const stop = (): void => {
+    if (phase === 2) return
+    if (phase === 1) {
+      windowEnd = performance.now()
+      cpuEnd = process.cpuUsage()
+      opsAtEnd = ops
+      send({ type: 'mark', phase: 'end' })
+    }
+    phase = 2
+  }
+
+  const timers: Array<ReturnType<typeof setTimeout>> = []
+  const finished = new Promise<void>(resolve => { onIdle = resolve })
+  timers.push(setTimeout(() => {
+    if (phase !== 0) return
+    phase = 1
+    cpuStart = process.cpuUsage()
+    windowStart = performance.now()
+    send({ type: 'mark', phase: 'start' })
+    timers.push(setTimeout(stop, spec.windowMs))
+  }, spec.warmupMs))
+
+  let cancelStream: (() => void) | null = null
+  if (spec.pattern === 'unary') {
+    const issue = (): void => {
+      const t = performance.now()
+      busy++
+      driver.unary(error => {
+        busy--
+        if (error !== null) fail(error)
+        else if (phase === 1) {
+          if (recorded < latencies!.length) latencies![recorded++] = performance.now() - t
+          counted()
+        }
+        if (phase !== 2) issue()
+        else if (busy === 0) onIdle!()
+      })
+    }
+    for (let i = 0; i < spec.inflight; i++) issue()
+  } else if (spec.pattern === 'server-stream') {
+    busy = 1
+    cancelStream = driver.serverStream(STREAM_COUNT, counted, error => {
+      if (error !== null) fail(error)
+      stop()
+      if (busy === 1) { busy = 0; onIdle!() }
+    })
+  } else {
+    let outstanding = 0
+    let blocked = false
+    let ended = false
+    busy = 1
+    const handle: BidiHandle = driver.bidi(() => {
+      outstanding--
+      counted()
+      fill()
+    }, () => { blocked = false; fill() }, error => {
+      if (error !== null) fail(error)
+      stop()
+      if (busy === 1) { busy = 0; onIdle!() }
+    })
+    const fill = (): void => {
+      if (phase === 2) {
+        // Half-close; the run ends when the stream does (its echoes drained).
+        if (!ended) { ended = true; handle.end() }
+        return
+      }
+      while (!blocked && outstanding < spec.inflight) {
+        outstanding++
+        if (!handle.write()) blocked = true
+      }
+    }
+    cancelStream = () => { handle.cancel() }
+    fill()
+  }
+
+  // Stop the stream at the end of the window; give everything 10 s to settle.
+  const settle = new Promise<void>(resolve => {
+    const check = setInterval(() => {
+      if (phase === 2) {
+        if (cancelStream !== null && spec.pattern === 'server-stream') { cancelStream(); cancelStream = null }
+        clearInterval(check)
+        timers.push(setTimeout(() => { cancelStream?.(); resolve() }, 10_000))
+      }
+    }, 5)
+  })
+  await Promise.race([finished, settle])
+  for (const t of timers) clearTimeout(t)
+  closing = true
+  driver.close()
+
+  const sorted = latencies === null ? null : latencies.subarray(0, recorded).sort()
+  const seconds = windowEnd > windowStart ? (windowEnd - windowStart) / 1000 : 0
+  return {
+    ops: opsAtEnd,
+    seconds,
+    p50Ms: sorted === null || sorted.length === 0 ? null : percentile(sorted, 0.5),
+    p99Ms: sorted === null || sorted.length === 0 ? null : percentile(sorted, 0.99),
+    p90Ms: sorted === null || sorted.length === 0 ? null : percentile(sorted, 0.9),
+    p999Ms: sorted === null || sorted.length === 0 ? null : percentile(sorted, 0.999),
+    maxMs: sorted === null || sorted.length === 0 ? null : sorted[sorted.length - 1]!,
+    clientCpuUs: (cpuEnd.user + cpuEnd.system) - (cpuStart.user + cpuStart.system),
+    errors,
+    firstError
+  }
+}
+
+// --- many idle connections ----------------------------------------------------
+
+interface Held {
+  call (done: Done): void
+  close (): void
+}
+
+let held: Held[] = []
+
+async function openOne (spec: MemSpec, payload: Buffer): Promise<Held> {
+  if (spec.system === 'ws') {
+    const socket = await openWs(`${spec.target}/echo`)
+    const waiting: Done[] = []
+    socket.on('message', () => { waiting.shift()?.(null) })
+    socket.on('close', () => { for (const d of waiting.splice(0)) d('closed') })
+    return { call (done) { waiting.push(done); socket.send(payload) }, close () { socket.terminate() } }
+  }
+  if (spec.system === 'plugin') {
+    const session = await leanSession(spec.target)
+    const request = encodeEcho('', payload)
+    return { call (done) { leanUnary(session, request, request.byteLength, done) }, close () { session.close() } }
+  }
+  const d = await grpcDriver('grpc', spec.target, payload.byteLength, { 'grpc.use_local_subchannel_pool': 1 })
+  return { call: d.unary, close: d.close }
+}
+
+const callOnce = async (h: Held): Promise<void> => {
+  await new Promise<void>((resolve, reject) => { h.call(error => { error === null ? resolve() : reject(new Error(error)) }) })
+}
+
+async function openMany (spec: MemSpec): Promise<{ opened: number, failed: number, ms: number, firstError: string | null }> {
+  const payload = payloadOf(100)
+  const started = performance.now()
+  let opened = 0
+  let failed = 0
+  let firstError: string | null = null
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < spec.count && performance.now() - started < spec.timeoutMs) {
+      next++
+      try {
+        const h = await openOne(spec, payload)
+        held.push(h)
+        await callOnce(h)
+        opened++
+      } catch (err) {
+        failed++
+        firstError ??= errorText(err)
+        if (failed > 100) return
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: spec.batch }, worker))
+  return { opened, failed, ms: performance.now() - started, firstError }
+}
+
+async function callAll (timeoutMs: number): Promise<{ ok: number, failed: number, ms: number }> {
+  const started = performance.now()
+  let ok = 0
+  let failed = 0
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < held.length && performance.now() - started < timeoutMs) {
+      const h = held[next++]!
+      try { await callOnce(h); ok++ } catch { failed++ }
+    }
+  }
+  await Promise.all(Array.from({ length: 100 }, worker))
+  return { ok, failed, ms: performance.now() - started }
+}
+
+// --- IPC ---------------------------------------------------------------------------
+
+process.on('message', (msg: ClientCommand) => {
+  const reply = (p: Promise<ClientReply>, id: number): void => {
+    p.then(send, (err: unknown) => { send({ type: 'error', id, message: errorText(err) }) })
+  }
+  switch (msg.cmd) {
+    case 'run': reply(run(msg.spec).then(result => ({ type: 'result', id: msg.id, result })), msg.id); return
+    case 'open': reply(openMany(msg.spec).then(r => ({ type: 'opened', id: msg.id, ...r })), msg.id); return
+    case 'callAll': reply(callAll(msg.timeoutMs).then(r => ({ type: 'called', id: msg.id, ...r })), msg.id); return
+    case 'closeAll':
+      for (const h of held) h.close()
+      held = []
+      send({ type: 'closed', id: msg.id })
+      return
+    case 'exit': process.exit(0)
+  }
+})
+process.on('disconnect', () => process.exit(0))
+send({ type: 'ready' })

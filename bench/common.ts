@@ -1,0 +1,127 @@
+/**
+ * Shared by the benchmark's orchestrator, servers and clients: the wire
+ * shape of the Echo messages, payloads, statistics and the IPC messages.
+ */
+import { resolve } from 'node:path'
+
+/** bench/echo.proto; the orchestrator passes its path to every child. */
+export const PROTO_PATH = process.env.BENCH_PROTO ?? resolve('bench/echo.proto')
+
+/** proto-loader options, as in the baselines. */
+export const LOADER_OPTIONS = { keepCase: true, longs: String, defaults: true, oneofs: true }
+
+export const ECHO_PATH = '/echo.Echo/Echo'
+export const SERVER_STREAM_PATH = '/echo.Echo/ServerStream'
+export const BIDI_PATH = '/echo.Echo/Bidi'
+
+/** Deterministic bytes, so runs are comparable. */
+export function payloadOf (size: number): Buffer {
+  const b = Buffer.allocUnsafe(size)
+  let x = 0x9e3779b9
+  for (let i = 0; i < size; i++) {
+    x ^= x << 13; x ^= x >>> 17; x ^= x << 5
+    b[i] = x & 0xff
+  }
+  return b
+}
+
+function varint (n: number): number[] {
+  const out: number[] = []
+  while (n > 0x7f) { out.push((n & 0x7f) | 0x80); n >>>= 7 }
+  out.push(n)
+  return out
+}
+
+/** Protobuf bytes of `{ message, payload }` (fields 1 and 2), written by hand. */
+export function encodeEcho (message: string, payload: Uint8Array): Buffer {
+  const parts: number[] = []
+  if (message.length > 0) parts.push(0x0a, ...varint(message.length), ...Buffer.from(message, 'ascii'))
+  const head = Buffer.from(payload.byteLength > 0 ? [...parts, 0x12, ...varint(payload.byteLength)] : parts)
+  return Buffer.concat([head, payload])
+}
+
+export function percentile (sorted: Float64Array | number[], p: number): number {
+  if (sorted.length === 0) return NaN
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))
+  return sorted[i]!
+}
+
+export function median (values: number[]): number {
+  const v = values.filter(x => Number.isFinite(x)).sort((a, b) => a - b)
+  if (v.length === 0) return NaN
+  const m = v.length >> 1
+  return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2
+}
+
+// --- IPC -----------------------------------------------------------------
+
+export interface ServerSample {
+  /** process.cpuUsage(): user + system, µs */
+  cpuUs: number
+  rss: number
+  heapUsed: number
+  external: number
+  arrayBuffers: number
+  /** Connections the server holds, where it can tell. */
+  connections: number | null
+}
+
+export type ServerCommand = { cmd: 'sample', id: number } | { cmd: 'gc', id: number } | { cmd: 'exit' }
+export type ServerReply = { type: 'ready', port: number, grpcPort?: number, readyMs: number } | { type: 'sample', id: number, sample: ServerSample }
+
+export type Pattern = 'unary' | 'server-stream' | 'bidi'
+
+export type ClientSystem = 'plugin-grpcjs' | 'plugin-lean' | 'grpc' | 'ws' | 'connect'
+
+export interface RunSpec {
+  system: ClientSystem
+  /** ws://… for the WebSocket systems, host:port for grpc, http://… for connect. */
+  target: string
+  pattern: Pattern
+  size: number
+  /** Calls (or, for streams, messages) kept in flight. */
+  inflight: number
+  warmupMs: number
+  windowMs: number
+  /** Hard cap on operations in the window. */
+  maxOps: number
+}
+
+export interface RunResult {
+  ops: number
+  seconds: number
+  p50Ms: number | null
+  p99Ms: number | null
+  p90Ms: number | null
+  p999Ms: number | null
+  maxMs: number | null
+  clientCpuUs: number
+  errors: number
+  firstError: string | null
+}
+
+export interface MemSpec {
+  system: 'plugin' | 'ws' | 'grpc'
+  target: string
+  count: number
+  /** Connections opened at once. */
+  batch: number
+  /** Give up opening after this long. */
+  timeoutMs: number
+}
+
+export type ClientCommand =
+  | { cmd: 'run', id: number, spec: RunSpec }
+  | { cmd: 'open', id: number, spec: MemSpec }
+  | { cmd: 'callAll', id: number, timeoutMs: number }
+  | { cmd: 'closeAll', id: number }
+  | { cmd: 'exit' }
+
+export type ClientReply =
+  | { type: 'ready' }
+  | { type: 'mark', phase: 'start' | 'end' }
+  | { type: 'result', id: number, result: RunResult }
+  | { type: 'opened', id: number, opened: number, failed: number, ms: number, firstError: string | null }
+  | { type: 'called', id: number, ok: number, failed: number, ms: number }
+  | { type: 'closed', id: number }
+  | { type: 'error', id: number, message: string }

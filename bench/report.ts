@@ -1,0 +1,635 @@
+/**
+ * From raw measurements to medians, per-repetition ratios, the targets, and
+ * the three outputs: bench.json, bench.md and a hand-written bench.svg.
+ */
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { median, type ClientSystem, type Pattern } from './common.js'
+
+export interface Plan {
+  name: string
+  reps: number
+  warmupMs: number
+  windowMs: number
+  /** Unary calls each system runs, uncounted, before a repetition's first measurement. */
+  prewarmMs: number
+  unarySizes: number[]
+  unaryInflight: number[]
+  streamInflight: number
+  memCount: number
+  memWarm: number
+  memSettleMs: number
+  holdCount: number
+  holdMs: number
+  startupRounds: number
+  startupKinds: string[]
+  /** A measurement disturbed by more foreign CPU than this (% of a core) is repeated. */
+  maxForeignCpuPct: number
+  /** Repeats allowed in a whole run (each measurement at most twice more). */
+  retries: number
+  budgetMs: number
+}
+
+export interface Measurement {
+  rep: number
+  scenario: string
+  pattern: Pattern
+  size: number
+  inflight: number
+  system: ClientSystem
+  ops: number
+  seconds: number
+  rate: number
+  p50Ms: number | null
+  p99Ms: number | null
+  serverUsPerOp: number | null
+  clientUsPerOp: number | null
+  serverCpuPct: number | null
+  clientCpuPct: number | null
+  errors: number
+  firstError: string | null
+  /** Each CPU's busy / idle / steal share (%) over the window, from /proc/stat. */
+  machineCpu: Array<{ busy: number, idle: number, steal: number }>
+  /** CPU (% of one core) used on the machine by other processes during the window. */
+  foreignCpuPct: number
+  /** How many times it was measured (repeated when other processes disturbed it). */
+  attempts: number
+}
+
+export interface MemoryResult {
+  rep: number
+  system: 'plugin' | 'ws' | 'grpc'
+  count: number
+  failed: number
+  firstError: string | null
+  openMs: number
+  freshRss: number
+  rssBefore: number
+  rssAfter: number
+  rssPerConnKiB: number
+  heapPerConnKiB: number
+  externalPerConnKiB: number
+  serverConnections: number | null
+}
+
+export interface HoldResult {
+  target: number
+  opened: number
+  failed: number
+  firstError: string | null
+  openMs: number
+  heldMs: number
+  serverConnectionsAfterOpen: number | null
+  serverConnectionsAfterHold: number | null
+  serverConnectionsAfterCalls: number | null
+  callsOk: number
+  callsFailed: number
+  callsMs: number
+  freshRss: number
+  rssHeld: number
+}
+
+export interface StartupResult {
+  round: number
+  kind: string
+  spawnToReadyMs: number
+  inProcessMs: number
+}
+
+export interface BenchResults {
+  date: string
+  machine: {
+    cpuModel: string
+    cores: number
+    memoryGiB: number
+    os: string
+    node: string
+    bufferutil: boolean
+    pinned: string
+    versions: Record<string, string>
+    /** 1-minute load average when the run started and when it ended (other sessions share the machine). */
+    loadAvgStart: number
+    loadAvgEnd: number
+  }
+  plan: Plan
+  startup: StartupResult[]
+  throughput: Measurement[]
+  memory: MemoryResult[]
+  hold: HoldResult | null
+  durationS: number
+  notes: string[]
+}
+
+export interface Row {
+  scenario: string
+  pattern: Pattern
+  size: number
+  inflight: number
+  system: ClientSystem
+  reps: number
+  rate: number
+  rateMin: number
+  rateMax: number
+  p50Ms: number | null
+  p99Ms: number | null
+  serverUsPerOp: number | null
+  clientUsPerOp: number | null
+  serverCpuPct: number | null
+  clientCpuPct: number | null
+  errors: number
+}
+
+export interface Ratio {
+  scenario: string
+  a: ClientSystem
+  b: ClientSystem
+  field: 'rate' | 'serverUsPerOp'
+  median: number
+  perRep: number[]
+}
+
+export interface Target {
+  name: string
+  /** Which client drove the plugin, when it matters. */
+  client: string
+  measured: string
+  value: number | null
+  pass: boolean | null
+}
+
+export interface Summary {
+  rows: Row[]
+  ratios: Ratio[]
+  memory: Array<{ system: string, rssPerConnKiB: number, range: [number, number], heapPerConnKiB: number, externalPerConnKiB: number, openMs: number, freshRssMiB: number, connections: number }>
+  memoryRatio: { median: number, perRep: number[] } | null
+  startup: Array<{ kind: string, median: number, min: number, max: number, inProcess: number }>
+  startupRatio: { median: number, perRound: number[] } | null
+  targets: Target[]
+}
+
+export const LABELS: Record<ClientSystem, string> = {
+  'plugin-lean': 'fastify-grpc-ws, lean client',
+  'plugin-grpcjs': 'fastify-grpc-ws, grpc-js client',
+  grpc: 'grpc-js, HTTP/2',
+  ws: 'raw @fastify/websocket echo',
+  connect: 'Connect-node on Fastify, HTTP/2'
+}
+
+const DESCRIPTIONS: Record<ClientSystem, string> = {
+  'plugin-lean': 'this plugin over WebSocket, driven by `ClientSession` (lib/client/session.ts, the protocol core without grpc-js): pre-encoded requests, responses counted, not decoded. Measures the server fairly.',
+  'plugin-grpcjs': 'this plugin over WebSocket, driven by a stock grpc-js client over `createWebSocketChannel` (this project\'s Node client). **Includes grpc-js client-side costs** (protobufjs, grpc-js call stack), which share the machine with the server.',
+  grpc: 'grpc-js `Server` over HTTP/2, stock grpc-js client, one channel.',
+  ws: 'the floor: `@fastify/websocket` route echoing each binary message, `ws` client; no protobuf, no framing, no gRPC semantics.',
+  connect: '`@connectrpc/connect-fastify` with runtime descriptors (no codegen), Connect protocol over HTTP/2 (h2c, one session), binary, `connect-node` client.'
+}
+
+const SYSTEM_ORDER: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'grpc', 'connect', 'ws']
+
+function medianOrNull (values: Array<number | null>): number | null {
+  const v = values.filter((x): x is number => x !== null && Number.isFinite(x))
+  return v.length === 0 ? null : median(v)
+}
+
+export function summarize (results: BenchResults): Summary {
+  const groups = new Map<string, Measurement[]>()
+  for (const m of results.throughput) {
+    const key = `${m.scenario}|${m.system}`
+    const list = groups.get(key) ?? []
+    list.push(m)
+    groups.set(key, list)
+  }
+  const rows: Row[] = []
+  for (const list of groups.values()) {
+    const m0 = list[0]!
+    const rates = list.map(m => m.rate)
+    rows.push({
+      scenario: m0.scenario,
+      pattern: m0.pattern,
+      size: m0.size,
+      inflight: m0.inflight,
+      system: m0.system,
+      reps: list.length,
+      rate: median(rates),
+      rateMin: Math.min(...rates),
+      rateMax: Math.max(...rates),
+      p50Ms: medianOrNull(list.map(m => m.p50Ms)),
+      p99Ms: medianOrNull(list.map(m => m.p99Ms)),
+      serverUsPerOp: medianOrNull(list.map(m => m.serverUsPerOp)),
+      clientUsPerOp: medianOrNull(list.map(m => m.clientUsPerOp)),
+      serverCpuPct: medianOrNull(list.map(m => m.serverCpuPct)),
+      clientCpuPct: medianOrNull(list.map(m => m.clientCpuPct)),
+      errors: list.reduce((n, m) => n + m.errors, 0)
+    })
+  }
+
+  const ratio = (scenario: string, a: ClientSystem, b: ClientSystem, field: 'rate' | 'serverUsPerOp'): Ratio | null => {
+    const perRep: number[] = []
+    for (let rep = 0; rep < results.plan.reps; rep++) {
+      const ma = results.throughput.find(m => m.rep === rep && m.scenario === scenario && m.system === a)
+      const mb = results.throughput.find(m => m.rep === rep && m.scenario === scenario && m.system === b)
+      const va = ma?.[field]
+      const vb = mb?.[field]
+      if (va != null && vb != null && vb > 0 && ma!.errors === 0 && mb!.errors === 0) perRep.push(va / vb)
+    }
+    return perRep.length === 0 ? null : { scenario, a, b, field, median: median(perRep), perRep }
+  }
+  const ratios: Ratio[] = []
+  const scenariosSeen = [...new Set(results.throughput.map(m => m.scenario))]
+  for (const scenario of scenariosSeen) {
+    for (const a of ['plugin-lean', 'plugin-grpcjs', 'grpc', 'connect'] as ClientSystem[]) {
+      for (const field of ['rate', 'serverUsPerOp'] as const) {
+        const r = ratio(scenario, a, 'ws', field)
+        if (r !== null) ratios.push(r)
+      }
+    }
+    for (const a of ['plugin-lean', 'plugin-grpcjs', 'connect'] as ClientSystem[]) {
+      for (const field of ['rate', 'serverUsPerOp'] as const) {
+        const r = ratio(scenario, a, 'grpc', field)
+        if (r !== null) ratios.push(r)
+      }
+    }
+  }
+
+  // Idle memory
+  const memSystems = [...new Set(results.memory.map(m => m.system))]
+  const memory = memSystems.map(system => {
+    const list = results.memory.filter(m => m.system === system)
+    const per = list.map(m => m.rssPerConnKiB)
+    return {
+      system,
+      rssPerConnKiB: median(per),
+      range: [Math.min(...per), Math.max(...per)] as [number, number],
+      heapPerConnKiB: median(list.map(m => m.heapPerConnKiB)),
+      externalPerConnKiB: median(list.map(m => m.externalPerConnKiB)),
+      openMs: median(list.map(m => m.openMs)),
+      freshRssMiB: median(list.map(m => m.freshRss / 2 ** 20)),
+      connections: median(list.map(m => m.count))
+    }
+  })
+  const memPerRep: number[] = []
+  for (let rep = 0; rep < results.plan.reps; rep++) {
+    const p = results.memory.find(m => m.rep === rep && m.system === 'plugin')
+    const w = results.memory.find(m => m.rep === rep && m.system === 'ws')
+    if (p !== undefined && w !== undefined && w.rssPerConnKiB > 0) memPerRep.push(p.rssPerConnKiB / w.rssPerConnKiB)
+  }
+  const memoryRatio = memPerRep.length === 0 ? null : { median: median(memPerRep), perRep: memPerRep }
+
+  // Start-up
+  const kinds = [...new Set(results.startup.map(s => s.kind))]
+  const startup = kinds.map(kind => {
+    const list = results.startup.filter(s => s.kind === kind)
+    const t = list.map(s => s.spawnToReadyMs)
+    return { kind, median: median(t), min: Math.min(...t), max: Math.max(...t), inProcess: median(list.map(s => s.inProcessMs)) }
+  })
+  const perRound: number[] = []
+  for (const round of [...new Set(results.startup.map(s => s.round))]) {
+    const p = results.startup.find(s => s.round === round && s.kind === 'plugin')
+    const b = results.startup.find(s => s.round === round && s.kind === 'bare')
+    if (p !== undefined && b !== undefined) perRound.push(p.spawnToReadyMs / b.spawnToReadyMs)
+  }
+  const startupRatio = perRound.length === 0 ? null : { median: median(perRound), perRound }
+
+  // Targets
+  const targets: Target[] = []
+  const findRatio = (scenario: string, a: ClientSystem, b: ClientSystem, field: 'rate' | 'serverUsPerOp'): Ratio | undefined =>
+    ratios.find(r => r.scenario === scenario && r.a === a && r.b === b && r.field === field)
+  const findRow = (scenario: string, system: ClientSystem): Row | undefined => rows.find(r => r.scenario === scenario && r.system === system)
+  const fmtRatio = (r: Ratio | undefined, asPct: boolean): string => {
+    if (r === undefined) return 'not measured'
+    const f = (x: number): string => asPct ? `${(x * 100).toFixed(0)} %` : `${x.toFixed(2)}x`
+    return `${f(r.median)} (per rep: ${r.perRep.map(f).join(', ')})`
+  }
+  const u100 = 'unary-100-c64'
+  const u64k = 'unary-65536-c64'
+  const bidi = `bidi-100-p${results.plan.streamInflight}`
+  for (const client of ['plugin-lean', 'plugin-grpcjs'] as ClientSystem[]) {
+    const label = client === 'plugin-lean' ? 'lean client' : 'grpc-js client'
+    const cpu = findRatio(u100, client, 'ws', 'serverUsPerOp')
+    const pl = findRow(u100, client)
+    const ws = findRow(u100, 'ws')
+    targets.push({
+      name: 'unary 100 B, 64 in flight: server CPU per call ≤ 2x raw ws echo per message',
+      client: label,
+      measured: `${pl?.serverUsPerOp?.toFixed(1) ?? '?'} vs ${ws?.serverUsPerOp?.toFixed(1) ?? '?'} µs: ${fmtRatio(cpu, false)}`,
+      value: cpu?.median ?? null,
+      pass: cpu === undefined ? null : cpu.median <= 2
+    })
+    const thr = findRatio(u100, client, 'ws', 'rate')
+    targets.push({
+      name: 'unary 100 B, 64 in flight: throughput ≥ 50 % of raw ws echo',
+      client: label,
+      measured: `${fmtInt(pl?.rate)} vs ${fmtInt(ws?.rate)} /s: ${fmtRatio(thr, true)}`,
+      value: thr?.median ?? null,
+      pass: thr === undefined ? null : thr.median >= 0.5
+    })
+    const vsGrpc = findRatio(u100, client, 'grpc', 'rate')
+    targets.push({
+      name: 'unary 100 B, 64 in flight: throughput ≥ 5x grpc-js',
+      client: label,
+      measured: `${fmtInt(pl?.rate)} vs ${fmtInt(findRow(u100, 'grpc')?.rate)} /s: ${fmtRatio(vsGrpc, false)}`,
+      value: vsGrpc?.median ?? null,
+      pass: vsGrpc === undefined ? null : vsGrpc.median >= 5
+    })
+    targets.push({
+      name: 'unary 100 B, 64 in flight: p99 < 2 ms',
+      client: label,
+      measured: pl?.p99Ms == null ? 'not measured' : `p99 ${pl.p99Ms.toFixed(2)} ms (p50 ${pl.p50Ms?.toFixed(2) ?? '?'} ms)`,
+      value: pl?.p99Ms ?? null,
+      pass: pl?.p99Ms == null ? null : pl.p99Ms < 2
+    })
+    const big = findRatio(u64k, client, 'ws', 'rate')
+    targets.push({
+      name: 'unary 64 KiB, 64 in flight: throughput ≥ 75 % of raw ws echo',
+      client: label,
+      measured: `${fmtInt(findRow(u64k, client)?.rate)} vs ${fmtInt(findRow(u64k, 'ws')?.rate)} /s: ${fmtRatio(big, true)}`,
+      value: big?.median ?? null,
+      pass: big === undefined ? null : big.median >= 0.75
+    })
+    const bi = findRatio(bidi, client, 'ws', 'rate')
+    targets.push({
+      name: `bidi, pipelined on one stream (${results.plan.streamInflight} in flight): msgs/s ≥ 70 % of raw ws echo`,
+      client: label,
+      measured: `${fmtInt(findRow(bidi, client)?.rate)} vs ${fmtInt(findRow(bidi, 'ws')?.rate)} /s: ${fmtRatio(bi, true)}`,
+      value: bi?.median ?? null,
+      pass: bi === undefined ? null : bi.median >= 0.7
+    })
+  }
+  const memPlugin = memory.find(m => m.system === 'plugin')
+  const memWs = memory.find(m => m.system === 'ws')
+  targets.push({
+    name: `idle connection: server RSS ≤ 1.3x raw @fastify/websocket (${results.plan.memCount.toLocaleString('en-US')} idle)`,
+    client: 'lean client',
+    measured: memoryRatio === null
+      ? 'not measured'
+      : `${memPlugin?.rssPerConnKiB.toFixed(1) ?? '?'} vs ${memWs?.rssPerConnKiB.toFixed(1) ?? '?'} KiB: ${memoryRatio.median.toFixed(2)}x (per rep: ${memoryRatio.perRep.map(x => x.toFixed(2)).join(', ')})`,
+    value: memoryRatio?.median ?? null,
+    pass: memoryRatio === null ? null : memoryRatio.median <= 1.3
+  })
+  const hold = results.hold
+  targets.push({
+    name: `${(hold?.target ?? results.plan.holdCount).toLocaleString('en-US')} concurrent idle connections held`,
+    client: 'lean client',
+    measured: hold === null
+      ? 'not measured'
+      : `${hold.opened.toLocaleString('en-US')} opened in ${(hold.openMs / 1000).toFixed(1)} s; server held ${String(hold.serverConnectionsAfterHold)} after ${hold.heldMs / 1000} s; one call on each: ${hold.callsOk.toLocaleString('en-US')} ok, ${hold.callsFailed} failed`,
+    value: hold?.serverConnectionsAfterHold ?? null,
+    pass: hold === null ? null : hold.opened === hold.target && hold.serverConnectionsAfterHold === hold.target && hold.callsOk === hold.target
+  })
+  const sPlugin = startup.find(s => s.kind === 'plugin')
+  const sBare = startup.find(s => s.kind === 'bare')
+  targets.push({
+    name: 'start-up (spawn → listening) ≤ 1.2x bare Fastify + @fastify/websocket + grpc-js',
+    client: '—',
+    measured: startupRatio === null
+      ? 'not measured'
+      : `${sPlugin?.median.toFixed(0) ?? '?'} vs ${sBare?.median.toFixed(0) ?? '?'} ms: ${startupRatio.median.toFixed(2)}x (per round: ${startupRatio.perRound.map(x => x.toFixed(2)).join(', ')})`,
+    value: startupRatio?.median ?? null,
+    pass: startupRatio === null ? null : startupRatio.median <= 1.2
+  })
+
+  return { rows, ratios, memory, memoryRatio, startup, startupRatio, targets }
+}
+
+// --- formatting --------------------------------------------------------------------
+
+function fmtInt (x: number | null | undefined): string {
+  return x == null || !Number.isFinite(x) ? '–' : Math.round(x).toLocaleString('en-US')
+}
+
+function fmt (x: number | null | undefined, digits = 1): string {
+  return x == null || !Number.isFinite(x) ? '–' : x.toFixed(digits)
+}
+
+function sizeLabel (size: number): string {
+  return size >= 1024 ? `${size / 1024} KiB` : `${size} B`
+}
+
+function machineLine (r: BenchResults): string {
+  const m = r.machine
+  return `${m.cores} × ${m.cpuModel}, ${m.memoryGiB} GiB, ${m.os}, Node ${m.node}; bufferutil ${m.bufferutil ? 'loaded' : 'not used'}; pinning: ${m.pinned}`
+}
+
+export function compactTable (r: BenchResults, s: Summary): string {
+  const row = (scenario: string, system: ClientSystem): Row | undefined => s.rows.find(x => x.scenario === scenario && x.system === system)
+  const bidi = `bidi-100-p${r.plan.streamInflight}`
+  const lines = [
+    '| system | unary 100 B, 64 in flight: calls/s | p50 / p99 ms | server CPU µs/call | unary 64 KiB, 64 in flight: calls/s | bidi, one stream: msgs/s | server stream: msgs/s |',
+    '|---|---:|---:|---:|---:|---:|---:|'
+  ]
+  for (const system of SYSTEM_ORDER) {
+    const u = row('unary-100-c64', system)
+    lines.push(`| ${LABELS[system]} | ${fmtInt(u?.rate)} | ${fmt(u?.p50Ms, 2)} / ${fmt(u?.p99Ms, 2)} | ${fmt(u?.serverUsPerOp)} | ${fmtInt(row('unary-65536-c64', system)?.rate)} | ${fmtInt(row(bidi, system)?.rate)} | ${fmtInt(row('server-stream-100', system)?.rate)} |`)
+  }
+  return lines.join('\n')
+}
+
+function markdown (r: BenchResults, s: Summary): string {
+  const out: string[] = []
+  const row = (scenario: string, system: ClientSystem): Row | undefined => s.rows.find(x => x.scenario === scenario && x.system === system)
+  out.push('# Benchmark: fastify-grpc-ws next to grpc-js, Connect-node and a raw WebSocket echo', '')
+  out.push(`Generated by \`npm run ${r.plan.name === 'quick' ? 'bench:quick' : 'bench'}\` on ${r.date} in ${r.durationS.toFixed(0)} s.`, '')
+  out.push(`Machine: ${machineLine(r)}.`, '')
+  out.push(`Versions: ${Object.entries(r.machine.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`, '')
+  out.push(`Plan "${r.plan.name}": ${r.plan.reps} repetition(s); each measurement ${r.plan.warmupMs} ms warm-up then a ${r.plan.windowMs} ms window. Every figure is the median over repetitions; every ratio is the median of per-repetition ratios (both systems measured in the same repetition, minutes apart at most).`, '')
+  if (r.plan.reps < 3) out.push('**This is a smoke run (fewer than 3 repetitions): do not quote its numbers.**', '')
+
+  out.push('## Summary', '', compactTable(r, s), '')
+
+  out.push('## Targets', '')
+  out.push('| target | plugin driven by | measured | verdict |', '|---|---|---|---|')
+  for (const t of s.targets) out.push(`| ${t.name} | ${t.client} | ${t.measured} | ${t.pass === true ? 'met' : t.pass === false ? '**not met**' : 'n/a'} |`)
+  out.push('')
+
+  out.push('## Systems', '')
+  for (const system of SYSTEM_ORDER) out.push(`- **${LABELS[system]}**: ${DESCRIPTIONS[system]}`)
+  out.push('')
+
+  out.push('## Unary calls: calls/s (median; min–max over repetitions)', '')
+  const unary = s.rows.filter(x => x.pattern === 'unary')
+  const cols = [...new Set(unary.map(x => x.scenario))]
+  const colOf = (key: string): Row => unary.find(x => x.scenario === key)!
+  out.push(`| system | ${cols.map(c => `${sizeLabel(colOf(c).size)}, ${colOf(c).inflight} in flight`).join(' | ')} |`)
+  out.push(`|---|${cols.map(() => '---:').join('|')}|`)
+  for (const system of SYSTEM_ORDER) {
+    out.push(`| ${LABELS[system]} | ${cols.map(c => {
+      const x = row(c, system)
+      return x === undefined ? '–' : `${fmtInt(x.rate)} (${fmtInt(x.rateMin)}–${fmtInt(x.rateMax)})${x.errors > 0 ? ` ⚠ ${x.errors} errors` : ''}`
+    }).join(' | ')} |`)
+  }
+  out.push('')
+  out.push('The plugin allows 100 concurrent streams per connection by default (`maxConcurrentStreams`), so at 256 in flight its clients queue the rest locally; grpc-js and Connect over HTTP/2 do not limit at 256.', '')
+
+  out.push('## Unary calls: latency and CPU', '')
+  out.push('Latency is measured by the client from issuing a call to its completion. CPU is `process.cpuUsage()` of each process over the window, divided by the calls completed in it.', '')
+  out.push('| scenario | system | p50 ms | p99 ms | server CPU µs/call | client CPU µs/call | server / client CPU use |', '|---|---|---:|---:|---:|---:|---:|')
+  for (const c of cols) {
+    for (const system of SYSTEM_ORDER) {
+      const x = row(c, system)
+      if (x === undefined) continue
+      out.push(`| ${sizeLabel(x.size)}, ${x.inflight} in flight | ${LABELS[system]} | ${fmt(x.p50Ms, 2)} | ${fmt(x.p99Ms, 2)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.clientUsPerOp)} | ${fmt(x.serverCpuPct, 0)} % / ${fmt(x.clientCpuPct, 0)} % |`)
+    }
+  }
+  out.push('')
+
+  out.push('## Streams: messages/s on one stream (100 B messages)', '')
+  out.push(`Server streaming: one call; the server writes as fast as flow control lets it (respecting \`write()\` back-pressure) and the client counts messages in the window, then cancels. Bidi: one call; the client keeps up to ${r.plan.streamInflight} messages in flight (pipelined), each echoed. The raw ws rows are a server pushing on one socket (server stream) and the echo socket with ${r.plan.streamInflight} in flight (bidi).`, '')
+  out.push('| system | server stream msgs/s | server CPU µs/msg | bidi msgs/s | server CPU µs/msg | bidi server / client CPU use |', '|---|---:|---:|---:|---:|---:|')
+  const bidiKey = `bidi-100-p${r.plan.streamInflight}`
+  for (const system of SYSTEM_ORDER) {
+    const ss = row('server-stream-100', system)
+    const bd = row(bidiKey, system)
+    out.push(`| ${LABELS[system]} | ${fmtInt(ss?.rate)} | ${fmt(ss?.serverUsPerOp)} | ${fmtInt(bd?.rate)} | ${fmt(bd?.serverUsPerOp)} | ${fmt(bd?.serverCpuPct, 0)} % / ${fmt(bd?.clientCpuPct, 0)} % |`)
+  }
+  out.push('')
+
+  out.push('## Ratios (median of per-repetition ratios; per-repetition values in brackets)', '')
+  out.push('| scenario | A | B | A/B throughput | A/B server CPU per op |', '|---|---|---|---:|---:|')
+  const pairs = new Set(s.ratios.map(x => `${x.scenario}|${x.a}|${x.b}`))
+  for (const p of pairs) {
+    const [scenario, a, b] = p.split('|') as [string, ClientSystem, ClientSystem]
+    const t = s.ratios.find(x => x.scenario === scenario && x.a === a && x.b === b && x.field === 'rate')
+    const c = s.ratios.find(x => x.scenario === scenario && x.a === a && x.b === b && x.field === 'serverUsPerOp')
+    const f = (x: Ratio | undefined): string => x === undefined ? '–' : `${x.median.toFixed(2)} [${x.perRep.map(v => v.toFixed(2)).join(', ')}]`
+    out.push(`| ${scenario} | ${LABELS[a]} | ${LABELS[b]} | ${f(t)} | ${f(c)} |`)
+  }
+  out.push('')
+
+  out.push(`## Idle connections (${r.plan.memCount.toLocaleString('en-US')} after ${r.plan.memWarm} warm-up connections)`, '')
+  out.push('Each connection made one call (one echo) and then idled. Per connection = (server RSS after − RSS after the warm-up connections) / count, both after a forced GC (`--expose-gc`). The plugin is driven by `ClientSession` connections, ws by `ws` sockets, grpc-js by one channel each (`grpc.use_local_subchannel_pool`).', '')
+  out.push('| server | RSS KiB per connection (median; range) | heap KiB/conn | external KiB/conn | fresh server RSS MiB | time to open |', '|---|---:|---:|---:|---:|---:|')
+  const memLabel: Record<string, string> = { plugin: 'fastify-grpc-ws', ws: 'raw @fastify/websocket', grpc: 'grpc-js HTTP/2' }
+  for (const m of s.memory) out.push(`| ${memLabel[m.system] ?? m.system} | ${fmt(m.rssPerConnKiB)} (${fmt(m.range[0])}–${fmt(m.range[1])}) | ${fmt(m.heapPerConnKiB)} | ${fmt(m.externalPerConnKiB)} | ${fmt(m.freshRssMiB, 0)} | ${(m.openMs / 1000).toFixed(2)} s |`)
+  out.push('')
+  if (r.hold !== null) {
+    const h = r.hold
+    out.push(`**${h.target.toLocaleString('en-US')} concurrent connections to the plugin:** ${h.opened.toLocaleString('en-US')} opened (${h.failed} failed${h.firstError !== null ? `: ${h.firstError}` : ''}) in ${(h.openMs / 1000).toFixed(1)} s, 100 at a time, each with one call; the server counted ${String(h.serverConnectionsAfterOpen)} open, and ${String(h.serverConnectionsAfterHold)} after holding them ${h.heldMs / 1000} s; then one more call on every connection: ${h.callsOk.toLocaleString('en-US')} ok, ${h.callsFailed} failed, in ${(h.callsMs / 1000).toFixed(1)} s. Server RSS ${(h.freshRss / 2 ** 20).toFixed(0)} MiB fresh, ${(h.rssHeld / 2 ** 20).toFixed(0)} MiB holding them (no forced GC).`, '')
+  }
+
+  out.push('## Start-up: spawn → listening', '')
+  out.push(`\`spawn(node server.mjs)\` until the server reports from its listen callback; ${r.plan.startupRounds} rounds after one discarded warm round, kinds alternated. Each server is an esbuild bundle of its own entry (dependencies loaded from node_modules as usual), so no TypeScript loader is timed.`, '')
+  const kindLabel: Record<string, string> = {
+    node: 'bare node (no server)',
+    bare: 'Fastify + @fastify/websocket + grpc-js (proto-loader), both listening',
+    plugin: 'Fastify + fastify-grpc-ws + grpc-js (proto-loader), both listening',
+    ws: 'Fastify + @fastify/websocket',
+    grpc: 'grpc-js (proto-loader)',
+    connect: 'Fastify (HTTP/2) + connect-fastify, runtime descriptors'
+  }
+  out.push('| server | median ms | range | in-process ms at listening |', '|---|---:|---:|---:|')
+  for (const x of s.startup) out.push(`| ${kindLabel[x.kind] ?? x.kind} | ${x.median.toFixed(0)} | ${x.min.toFixed(0)}–${x.max.toFixed(0)} | ${x.inProcess.toFixed(0)} |`)
+  out.push('')
+
+  out.push('## Method and caveats', '')
+  out.push('- Every server and every client is its own Node process on 127.0.0.1; the orchestrator (`bench/run.ts`) only forwards IPC. Servers of all four systems run side by side, idle except the one under load; each system has its own client process. Systems alternate within each scenario, and the order rotates between scenarios and repetitions.')
+  out.push('- Server CPU is sampled in the server process with `process.cpuUsage()` when the client opens and closes its window (the IPC round trip adds well under a millisecond); the client counts what completed inside the window.')
+  out.push(`- ${r.machine.cores} cores only: client and server share the machine. With the pinning above each has one core (Node's helper threads included). Throughput is that of the *pair*: a client that saturates its core (grpc-js, Connect) caps the figure. Server CPU per call is the transferable figure.`)
+  out.push('- Windows are short so that the default run ends within 5 minutes; run-to-run drift on this VM is large (see the baselines), so compare systems by the ratios, which are taken within one repetition.')
+  const foreign = r.throughput.map(m => m.foreignCpuPct)
+  const repeated = r.throughput.filter(m => m.attempts > 1).length
+  out.push(`- This machine is shared (other sessions run their test suites on it). Each window records the CPU other processes used (from \`/proc/stat\`, minus this server and client): median ${median(foreign).toFixed(0)} %, max ${Math.max(0, ...foreign).toFixed(0)} % of one core over the ${foreign.length} kept measurements; ${repeated} measurement(s) were repeated because it exceeded ${r.plan.maxForeignCpuPct} % (the least disturbed attempt is kept; see \`foreignCpuPct\` and \`attempts\` in bench.json). Load average: ${r.machine.loadAvgStart.toFixed(2)} at the start, ${r.machine.loadAvgEnd.toFixed(2)} at the end.`)
+  out.push('- Not measured: TLS, browsers, non-loopback networks, JSON encodings, other Node versions.')
+  for (const note of r.notes) out.push(`- ${note}`)
+  out.push('')
+  return out.join('\n')
+}
+
+// --- SVG ----------------------------------------------------------------------
+
+const COLORS: Record<ClientSystem, string> = {
+  'plugin-lean': '#1f77b4',
+  'plugin-grpcjs': '#6baed6',
+  grpc: '#ff7f0e',
+  connect: '#2ca02c',
+  ws: '#7f7f7f'
+}
+
+function esc (text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+}
+
+function svg (r: BenchResults, s: Summary): string {
+  const W = 960
+  const H = 470
+  const parts: string[] = []
+  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`)
+  parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`)
+  parts.push(`<text x="20" y="26" font-size="16" font-weight="bold">fastify-grpc-ws next to grpc-js, Connect-node and a raw WebSocket echo</text>`)
+  parts.push(`<text x="20" y="44" fill="#555">${esc(`${r.machine.cores} × ${r.machine.cpuModel}, Node ${r.machine.node}; ${r.plan.reps} repetition(s), medians; ${r.date.slice(0, 10)}`)}</text>`)
+
+  // Left: throughput as % of the raw ws echo, per repetition medians.
+  const groups: Array<{ key: string, label: string }> = [
+    { key: 'unary-100-c64', label: 'unary 100 B, 64 in flight' },
+    { key: 'unary-65536-c64', label: 'unary 64 KiB, 64 in flight' },
+    { key: `bidi-100-p${r.plan.streamInflight}`, label: 'bidi, one stream' },
+    { key: 'server-stream-100', label: 'server stream, one stream' }
+  ]
+  const systems: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'grpc', 'connect']
+  const L = { x: 60, y: 80, w: 520, h: 300 }
+  const values = groups.map(g => systems.map(sys => s.ratios.find(x => x.scenario === g.key && x.a === sys && x.b === 'ws' && x.field === 'rate')?.median ?? null))
+  const maxV = Math.max(1.0, ...values.flat().filter((v): v is number => v !== null))
+  const top = Math.ceil(maxV * 4) / 4
+  const y = (v: number): number => L.y + L.h - (v / top) * L.h
+  parts.push(`<text x="${L.x}" y="${L.y - 14}" font-weight="bold">Throughput, % of the raw WebSocket echo (same repetition)</text>`)
+  for (let t = 0; t <= top + 1e-9; t += 0.25) {
+    parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" stroke="#e5e5e5"/>`)
+    parts.push(`<text x="${L.x - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" fill="#555">${Math.round(t * 100)} %</text>`)
+  }
+  parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${y(1).toFixed(1)}" y2="${y(1).toFixed(1)}" stroke="#7f7f7f" stroke-dasharray="5,3"/>`)
+  parts.push(`<text x="${L.x + L.w}" y="${(y(1) - 4).toFixed(1)}" text-anchor="end" fill="#7f7f7f">raw ws echo = 100 %</text>`)
+  const gw = L.w / groups.length
+  const bw = (gw - 24) / systems.length
+  groups.forEach((g, gi) => {
+    const gx = L.x + gi * gw + 12
+    systems.forEach((sys, si) => {
+      const v = values[gi]![si]
+      const x = gx + si * bw
+      if (v === null) return
+      parts.push(`<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(bw - 3).toFixed(1)}" height="${(L.y + L.h - y(v)).toFixed(1)}" fill="${COLORS[sys]}"><title>${esc(`${LABELS[sys]}: ${(v * 100).toFixed(0)} %`)}</title></rect>`)
+      parts.push(`<text x="${(x + (bw - 3) / 2).toFixed(1)}" y="${(y(v) - 3).toFixed(1)}" text-anchor="middle" font-size="10">${(v * 100).toFixed(0)}</text>`)
+    })
+    const words = g.label.split(', ')
+    words.forEach((w, wi) => parts.push(`<text x="${(gx + (gw - 24) / 2).toFixed(1)}" y="${L.y + L.h + 16 + wi * 14}" text-anchor="middle">${esc(w)}</text>`))
+  })
+  parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${L.y + L.h}" y2="${L.y + L.h}" stroke="#333"/>`)
+
+  // Right: server CPU per call, unary 100 B at 64 in flight.
+  const R = { x: 700, y: 80, w: 220, h: 300 }
+  const cpuSystems: ClientSystem[] = ['ws', 'plugin-lean', 'plugin-grpcjs', 'grpc', 'connect']
+  const cpu = cpuSystems.map(sys => s.rows.find(x => x.scenario === 'unary-100-c64' && x.system === sys)?.serverUsPerOp ?? null)
+  const maxCpu = Math.max(1, ...cpu.filter((v): v is number => v !== null))
+  parts.push(`<text x="${R.x - 90}" y="${R.y - 14}" font-weight="bold">Server CPU µs per call (unary 100 B, 64 in flight)</text>`)
+  const rowH = R.h / cpuSystems.length
+  cpuSystems.forEach((sys, i) => {
+    const v = cpu[i]
+    const yy = R.y + i * rowH + 8
+    const short: Record<ClientSystem, string[]> = {
+      ws: ['raw ws echo', '(per message)'],
+      'plugin-lean': ['plugin,', 'lean client'],
+      'plugin-grpcjs': ['plugin,', 'grpc-js client'],
+      grpc: ['grpc-js', 'HTTP/2'],
+      connect: ['Connect-node', 'HTTP/2']
+    }
+    short[sys].forEach((line, li) => parts.push(`<text x="${R.x - 8}" y="${yy + 14 + li * 13}" text-anchor="end">${esc(line)}</text>`))
+    if (v === null) return
+    const w = (v / maxCpu) * (R.w - 40)
+    parts.push(`<rect x="${R.x}" y="${yy}" width="${w.toFixed(1)}" height="${(rowH - 20).toFixed(1)}" fill="${COLORS[sys]}"/>`)
+    parts.push(`<text x="${(R.x + w + 4).toFixed(1)}" y="${(yy + (rowH - 20) / 2 + 4).toFixed(1)}">${v.toFixed(1)}</text>`)
+  })
+
+  // Legend
+  const legendY = H - 36
+  systems.forEach((sys, i) => {
+    const x = 20 + i * 235
+    parts.push(`<rect x="${x}" y="${legendY}" width="12" height="12" fill="${COLORS[sys]}"/>`)
+    parts.push(`<text x="${x + 17}" y="${legendY + 10}">${esc(LABELS[sys])}</text>`)
+  })
+  parts.push(`<text x="20" y="${H - 8}" fill="#555" font-size="11">Lean client: the protocol core without grpc-js (server-side cost). grpc-js client: includes grpc-js client costs on the same 2 cores. Higher is better on the left, lower on the right.</text>`)
+  parts.push('</svg>')
+  return parts.join('\n') + '\n'
+}
+
+export function writeReports (dir: string, results: BenchResults, summary: Summary): void {
+  writeFileSync(join(dir, 'bench.json'), JSON.stringify({ ...results, summary }, null, 2) + '\n')
+  writeFileSync(join(dir, 'bench.md'), markdown(results, summary))
+  writeFileSync(join(dir, 'bench.svg'), svg(results, summary))
+}

@@ -1,0 +1,23 @@
+/**
+ * The plugin's shape: Fastify + fastify-grpc-ws (WebSocket route /grpc) and
+ * the same handlers on a grpc-js Server bound on another port.
+ */
+import * as grpc from '@grpc/grpc-js'
+import Fastify from 'fastify'
+import fastifyGrpcWs from '../../index.js'
+import { echoHandlers } from './handlers.js'
+import { serve } from './harness.js'
+import { loadEcho } from './load-proto.js'
+
+serve(async () => {
+  const Echo = loadEcho()
+  const grpcServer = new grpc.Server()
+  const app = Fastify({ logger: false })
+  await app.register(fastifyGrpcWs, { path: '/grpc', services: [{ definition: Echo.service, implementation: echoHandlers }], grpcServer })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const grpcPort = await new Promise<number>((resolve, reject) => {
+    grpcServer.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, port) => { err === null ? resolve(port) : reject(err) })
+  })
+  const address = app.server.address()
+  return { port: typeof address === 'object' && address !== null ? address.port : 0, grpcPort, connections: () => app.grpc.connectionCount }
+})
