@@ -5,6 +5,7 @@
  */
 import { status as GrpcStatus } from '@grpc/grpc-js'
 import type { IncomingMessage } from 'node:http'
+import type { Socket } from 'node:net'
 import type { TLSSocket } from 'node:tls'
 import type { WebSocket } from 'ws'
 import type { AuthContext, ConnectionInfo } from '../grpc-internals.js'
@@ -55,8 +56,6 @@ const OPEN = 1
 export class ServerConnection implements CallHost, FrameSink {
   readonly peer: string
   readonly host: string
-  readonly authContext: AuthContext
-  readonly connectionInfo: ConnectionInfo
   readonly maxSendMessageSize: number
   readonly maxReceiveMessageSize: number
   readonly initialWindowSize: number
@@ -71,7 +70,8 @@ export class ServerConnection implements CallHost, FrameSink {
   private goingAway = false
   private closed = false
   private onIdle: (() => void) | null = null
-  private readonly log: Logger
+  // Made on first use: most connections never log.
+  private logger: Logger | null = null
   private readonly logCalls: boolean
   // Keepalive and idle bookkeeping, driven by tick().
   private lastPingAt: number
@@ -87,11 +87,10 @@ export class ServerConnection implements CallHost, FrameSink {
     private readonly context: ConnectionContext
   ) {
     const s = request.socket
+    this.netSocket = s
     this.peer = s.remoteAddress === undefined ? 'unknown' : s.remotePort === undefined ? s.remoteAddress : `${s.remoteAddress}:${s.remotePort}`
     this.host = request.headers.host ?? ''
     this.userAgent = request.headers['user-agent']
-    this.authContext = authContextOf(s as TLSSocket)
-    this.connectionInfo = { localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort }
     this.maxSendMessageSize = limits.maxSendMessageSize
     this.maxReceiveMessageSize = limits.maxMessageSize
     this.initialWindowSize = limits.initialWindowSize
@@ -99,15 +98,31 @@ export class ServerConnection implements CallHost, FrameSink {
     this.decoder = new FrameDecoder(this.maxFramePayload)
     this.writer = new FrameWriter(this.sendNow, limits.maxFrameSize)
 
-    this.log = context.log.child({ peer: this.peer })
     this.logCalls = context.log.isLevelEnabled?.('debug') ?? false
     this.lastPingAt = this.idleSince = Date.now()
     socket.on('message', this.onMessage)
     socket.on('close', this.onClose)
     socket.on('pong', this.onPong)
     // Errors end in 'close'; without a listener ws would throw them.
-    socket.on('error', () => {})
-    this.writer.write(buildSettings(limits))
+    socket.on('error', ignore)
+    this.writer.write(settingsFrame(limits))
+  }
+
+  private readonly netSocket: Socket
+
+  /** The connection's child of the upgrade request's logger. */
+  private get log (): Logger {
+    this.logger ??= this.context.log.child({ peer: this.peer })
+    return this.logger
+  }
+
+  get authContext (): AuthContext {
+    return authContextOf(this.netSocket as TLSSocket)
+  }
+
+  get connectionInfo (): ConnectionInfo {
+    const s = this.netSocket
+    return { localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort }
   }
 
   /** Calls in flight. */
@@ -337,6 +352,19 @@ export class ServerConnection implements CallHost, FrameSink {
     if (this.onIdle !== null) this.onIdle()
     this.onClosed(this)
   }
+}
+
+function ignore (): void {}
+
+// One SETTINGS frame for every connection of a server (same limits object).
+const settingsFrames = new WeakMap<ConnectionLimits, Uint8Array>()
+function settingsFrame (limits: ConnectionLimits): Uint8Array {
+  let frame = settingsFrames.get(limits)
+  if (frame === undefined) {
+    frame = buildSettings(limits)
+    settingsFrames.set(limits, frame)
+  }
+  return frame
 }
 
 export function authContextOf (socket: TLSSocket): AuthContext {
