@@ -17,11 +17,14 @@ export class FrameWriter {
   constructor (private readonly send: (message: Uint8Array) => void, public maxMessageSize: number) {}
 
   /**
-   * Batches a frame. `done` runs once the batch holding it has been handed
-   * to the socket: always asynchronously, like a stream's write callback.
+   * Batches a frame. `done` runs asynchronously, like a stream's write
+   * callback, once the frame is sure to go out: in the same turn, just
+   * before the batch holding it is handed to the socket (so that what the
+   * callback writes, a unary call's status after its response, a stream's
+   * next message, can join that batch), or right after the batch was sent.
    */
   write (frame: Uint8Array, done?: () => void): void {
-    if (this.size + frame.byteLength > this.maxMessageSize) this.flush()
+    if (this.size + frame.byteLength > this.maxMessageSize) this.sendBatch()
     this.parts.push(frame)
     this.size += frame.byteLength
     if (done !== undefined) this.callbacks.push(done)
@@ -32,12 +35,29 @@ export class FrameWriter {
   }
 
   private readonly onTick = (): void => {
+    // Callbacks first, in write order, twice at most: what they write joins
+    // this message (one socket write per unary round trip instead of two).
+    for (let round = 0; round < 2 && this.callbacks.length > 0 && this.size < this.maxMessageSize; round++) {
+      const callbacks = this.callbacks
+      this.callbacks = []
+      for (const done of callbacks) done()
+    }
     this.scheduled = false
     this.flush()
   }
 
-  /** Sends what is batched now. */
+  /** Sends what is batched now; callbacks still due run right after, asynchronously. */
   flush (): void {
+    this.sendBatch()
+    const callbacks = this.callbacks
+    if (callbacks.length === 0) return
+    this.callbacks = []
+    // Deferred, so a callback that writes again never re-enters a writer or
+    // a stream that is part way through a write.
+    queueMicrotask(() => { for (const done of callbacks) done() })
+  }
+
+  private sendBatch (): void {
     const parts = this.parts
     if (parts.length === 0) return
     let message: Uint8Array
@@ -51,16 +71,9 @@ export class FrameWriter {
         at += part.byteLength
       }
     }
-    const callbacks = this.callbacks
     this.parts = []
     this.size = 0
-    this.callbacks = []
     this.send(message)
-    if (callbacks.length > 0) {
-      // Deferred, so a callback that writes again never re-enters a writer
-      // or a stream that is part way through a write.
-      queueMicrotask(() => { for (const done of callbacks) done() })
-    }
   }
 
   /** Drops what is batched (the socket is gone). */

@@ -117,7 +117,7 @@ t.test('FrameWriter.flush sends the batch at once and the tick then sends nothin
   t.equal(r.sent.length, 1)
 })
 
-t.test('FrameWriter runs done callbacks asynchronously, after the batch was sent, in order', async t => {
+t.test('FrameWriter runs done callbacks asynchronously, in order, just before the batch is sent', async t => {
   const r = recorder()
   const w = new FrameWriter(r.send, 100)
   w.write(bytes(1), () => r.log.push('done 1'))
@@ -125,7 +125,7 @@ t.test('FrameWriter runs done callbacks asynchronously, after the batch was sent
   w.write(bytes(3), () => r.log.push('done 3'))
   t.same(r.log, [])
   await settle()
-  t.same(r.log, ['send 3', 'done 1', 'done 3'])
+  t.same(r.log, ['done 1', 'done 3', 'send 3'])
 })
 
 t.test('FrameWriter does not run done callbacks synchronously from an explicit flush', async t => {
@@ -147,12 +147,12 @@ t.test('FrameWriter runs the done callback of an early-flushed frame asynchronou
   w.write(frameOf(8, 2), () => r.log.push('done b'))
   t.same(r.log, ['send 8'], 'first batch sent, its callback still pending')
   await settle()
-  // The tick's flush of the second batch was queued before the first batch's callbacks.
-  t.same(r.log, ['send 8', 'send 8', 'done a', 'done b'])
+  // Both callbacks in write order, in the tick, before the second batch goes.
+  t.same(r.log, ['send 8', 'done a', 'done b', 'send 8'])
   t.equal(r.sent.length, 2)
 })
 
-t.test('FrameWriter lets a done callback write again into a new batch', async t => {
+t.test('FrameWriter lets what a done callback writes join the same batch', async t => {
   const r = recorder()
   const w = new FrameWriter(r.send, 100)
   w.write(bytes(1), () => {
@@ -160,8 +160,24 @@ t.test('FrameWriter lets a done callback write again into a new batch', async t 
     r.log.push('done 1')
   })
   await settle()
-  t.same(r.sent.map(m => [...m]), [[1], [2]])
-  t.same(r.log, ['send 1', 'done 1', 'send 1', 'done 2'])
+  t.same(r.sent.map(m => [...m]), [[1, 2]], 'one message')
+  t.same(r.log, ['done 1', 'done 2', 'send 2'])
+})
+
+t.test('FrameWriter runs callbacks written in the second round after the batch is sent', async t => {
+  const r = recorder()
+  const w = new FrameWriter(r.send, 100)
+  w.write(bytes(1), () => {
+    r.log.push('done 1')
+    w.write(bytes(2), () => {
+      r.log.push('done 2')
+      w.write(bytes(3), () => r.log.push('done 3'))
+    })
+  })
+  await settle()
+  // Frame 3 still joins the batch; only its callback waits for the send.
+  t.same(r.log, ['done 1', 'done 2', 'send 3', 'done 3'])
+  t.same(r.sent.map(m => [...m]), [[1, 2, 3]])
 })
 
 t.test('FrameWriter.discard drops the batch and its callbacks', async t => {
