@@ -40,6 +40,7 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createTestService, testDefinition, type Request, type Response } from '../helpers/test-service.js'
+import { bounded } from '../helpers/bounded.js'
 
 // improbable's WebsocketTransport opens `new WebSocket(url, ['grpc-websockets'])`
 // with the global class: `ws` here, also on a Node that has its own, so every
@@ -49,7 +50,6 @@ import { createTestService, testDefinition, type Request, type Response } from '
 const { grpc } = improbable
 type ImprobableMetadata = InstanceType<typeof grpc.Metadata>
 
-const WAIT_MS = 5000
 const events = new EventEmitter()
 events.setMaxListeners(0)
 const apps: Array<ReturnType<typeof Fastify>> = []
@@ -66,16 +66,6 @@ async function start (options: Partial<FastifyGrpcWsOptions> = {}): Promise<stri
 
 const host = await start()
 
-async function bounded<T> (what: string, promise: Promise<T>, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([promise, new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new Error(`timed out after ${ms} ms waiting for ${what}`)) }, ms)
-    })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 function handlerEvent (id: string): Promise<any> {
   return bounded(`the handler event ${id}`, new Promise(resolve => events.once(id, resolve)))

@@ -16,6 +16,7 @@ import {
 } from '../../lib/protocol/payload.js'
 import type { MetadataEntry } from '../../lib/protocol/metadata.js'
 import { createTestService, testDefinition, type Request, type Response } from '../helpers/test-service.js'
+import { bounded } from '../helpers/bounded.js'
 
 const WAIT_MS = 5000
 const UNARY = '/test.Test/Unary'
@@ -53,17 +54,6 @@ const url = await startApp()
 
 interface CloseInfo { code: number, reason: string }
 
-async function bounded<T> (what: string, promise: Promise<T>, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  const timeout = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => { reject(new Error(`timed out after ${ms} ms waiting for ${what}`)) }, ms)
-  })
-  try {
-    return await Promise.race([promise, timeout])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 class Peer {
   /** Every frame received, in order, with payloads copied. */

@@ -12,6 +12,7 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import fastifyGrpcWs, { fastifyRequestOf, type FastifyGrpcWsOptions } from '../../index.js'
 import { createTestService, testDefinition, type Request, type Response } from '../helpers/test-service.js'
+import { bounded } from '../helpers/bounded.js'
 
 const WAIT_MS = 5000
 const events = new EventEmitter()
@@ -36,16 +37,6 @@ async function startApp (options: Partial<FastifyGrpcWsOptions> = {}, implementa
 
 const base = await startApp()
 
-async function bounded<T> (what: string, promise: Promise<T>, ms = WAIT_MS): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([promise, new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new Error(`timed out after ${ms} ms waiting for ${what}`)) }, ms)
-    })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 // --- a raw grpc-websockets client ------------------------------------------------
 

@@ -15,6 +15,7 @@ import {
 } from 'nice-grpc-web'
 import protobuf from 'protobufjs/light.js'
 import descriptor from 'test-descriptor'
+import { bounded } from '../../helpers/bounded.js'
 
 const { grpc } = improbable
 type ImprobableMetadata = InstanceType<typeof grpc.Metadata>
@@ -40,16 +41,6 @@ const toBase64 = (bytes: Uint8Array): string => btoa(String.fromCharCode(...byte
 const wait = async (ms: number): Promise<void> => await new Promise(resolve => setTimeout(resolve, ms))
 
 /** Every wait in the page is bounded too, so a hang reports which call hung. */
-async function bounded<T> (what: string, promise: Promise<T>, ms = 5000): Promise<T> {
-  let timer: ReturnType<typeof setTimeout> | undefined
-  try {
-    return await Promise.race([promise, new Promise<never>((_resolve, reject) => {
-      timer = setTimeout(() => { reject(new Error(`${what}: no result within ${ms} ms`)) }, ms)
-    })])
-  } finally {
-    clearTimeout(timer)
-  }
-}
 
 // --- @improbable-eng/grpc-web: hand-built "generated" message classes and descriptors -----
 
