@@ -151,12 +151,7 @@ export class FrameDecoder {
   private keep (bytes: Uint8Array, from: number): void {
     const left = bytes.byteLength - from
     if (left === 0) return
-    if (left >= FRAME_HEADER_SIZE) {
-      const length = readU32(bytes, from + 6)
-      if (length > this.maxPayload) {
-        throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${this.maxPayload}`, CloseCode.MESSAGE_TOO_BIG)
-      }
-    }
+    // A whole header left here was already checked against maxPayload by push().
     // Copy: the caller's chunk may be reused once push() returns.
     this.pending = bytes.slice(from)
     this.pendingLength = left
