@@ -1,19 +1,13 @@
 import * as grpc from '@grpc/grpc-js'
-import Fastify, { type FastifyRequest } from 'fastify'
-import { EventEmitter } from 'node:events'
+import type { FastifyRequest } from 'fastify'
 import t from 'tap'
-import fastifyGrpcWs from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { unary, unaryError } from '../helpers/parity.js'
-import { TestClient, createTestService, testDefinition } from '../helpers/test-service.js'
+import { startPluginApp, type PluginApp, type PluginAppOptions } from '../helpers/plugin-app.js'
+import { TestClient } from '../helpers/test-service.js'
 
-async function startApp (port = 0, setup?: (app: ReturnType<typeof Fastify>) => void): Promise<{ app: ReturnType<typeof Fastify>, url: string, port: number }> {
-  const app = Fastify()
-  setup?.(app)
-  await app.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation: createTestService(new EventEmitter()) }] })
-  await app.listen({ port, host: '127.0.0.1' })
-  const address = app.server.address() as { port: number }
-  return { app, url: `ws://127.0.0.1:${address.port}/grpc`, port: address.port }
+async function startApp (port = 0, setup?: PluginAppOptions['setup']): Promise<PluginApp> {
+  return await startPluginApp({}, { port, setup })
 }
 
 function clientOn (channel: grpc.ChannelInterface): any {

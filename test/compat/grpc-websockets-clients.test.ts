@@ -41,6 +41,7 @@ import { WebSocket } from 'ws'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createTestService, testDefinition, type Request, type Response } from '../helpers/test-service.js'
 import { bounded } from '../helpers/bounded.js'
+import { lockstepBidi } from '../helpers/lockstep.js'
 
 // improbable's WebsocketTransport opens `new WebSocket(url, ['grpc-websockets'])`
 // with the global class: `ws` here, also on a Node that has its own, so every
@@ -250,23 +251,7 @@ t.test('improbable: bidi, each request sent only after the previous answer arriv
 })
 
 t.test('nice-grpc-web: bidi, each request sent only after the previous answer arrived', async t => {
-  const words = ['ping', 'pong', 'done']
-  let answered: (() => void) | undefined
-  async function * requests (): AsyncIterable<Request> {
-    for (const message of words) {
-      const next = new Promise<void>(resolve => { answered = resolve })
-      yield { message }
-      await next
-    }
-  }
-  const got: string[] = []
-  await bounded('bidi', (async () => {
-    for await (const response of nice.bidi(requests())) {
-      got.push(response.message)
-      answered?.()
-    }
-  })())
-  t.same(got, ['PING', 'PONG', 'DONE'])
+  t.same(await lockstepBidi(requests => nice.bidi(requests), ['ping', 'pong', 'done']), ['PING', 'PONG', 'DONE'])
 })
 
 // --- metadata both ways ---------------------------------------------------------------------------

@@ -1,16 +1,15 @@
 import * as grpc from '@grpc/grpc-js'
-import Fastify from 'fastify'
 import { EventEmitter } from 'node:events'
 import t, { type Test } from 'tap'
 import v8 from 'node:v8'
 import vm from 'node:vm'
-import fastifyGrpcWs from '../../index.js'
 import { FrameType } from '../../lib/protocol/frame.js'
 import { buildCall, buildEmpty, NO_TIMEOUT, parseTrailers } from '../../lib/protocol/payload.js'
 import { buildMessageFrame } from '../../lib/protocol/outbound.js'
 import { parity, startEnv, unary, unaryError } from '../helpers/parity.js'
 import { RawPeer } from '../helpers/raw-peer.js'
-import { createTestService, testDefinition } from '../helpers/test-service.js'
+import { startPluginApp } from '../helpers/plugin-app.js'
+import { testDefinition } from '../helpers/test-service.js'
 
 // A real collection before each heap reading.
 v8.setFlagsFromString('--expose-gc')
@@ -18,10 +17,7 @@ const gc = vm.runInNewContext('gc') as () => void
 
 const events = new EventEmitter()
 events.setMaxListeners(0)
-const app = Fastify()
-await app.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation: createTestService(events) }] })
-await app.listen({ port: 0, host: '127.0.0.1' })
-const url = `ws://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc`
+const { app, url } = await startPluginApp({}, { events })
 t.teardown(async () => await app.close())
 
 const unaryRequest = (fields: object): Uint8Array => testDefinition.Unary!.requestSerialize(fields)
@@ -82,10 +78,8 @@ t.test('Should cancel every call of 1,000 clients that drop mid-call, and leave 
 })
 
 t.test('Should refuse new calls on a connection that was sent GOAWAY, while its calls finish', async t => {
-  const local = Fastify()
-  await local.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation: createTestService(events) }], closeGracePeriod: 2000 })
-  await local.listen({ port: 0, host: '127.0.0.1' })
-  const peer = await new RawPeer(`ws://127.0.0.1:${(local.server.address() as { port: number }).port}/grpc`).open()
+  const { app: local, url: localUrl } = await startPluginApp({ closeGracePeriod: 2000 }, { events })
+  const peer = await new RawPeer(localUrl).open()
   t.teardown(() => peer.close())
   startCall(peer, 1, { mode: 'delay', delayMs: 300, message: 'in flight' })
   await new Promise(resolve => setTimeout(resolve, 50))

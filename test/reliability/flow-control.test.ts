@@ -1,19 +1,15 @@
 import { EventEmitter } from 'node:events'
-import Fastify from 'fastify'
 import t from 'tap'
-import fastifyGrpcWs from '../../index.js'
 import { FrameType } from '../../lib/protocol/frame.js'
 import { buildCall, buildEmpty, NO_TIMEOUT, parseTrailers } from '../../lib/protocol/payload.js'
 import { buildMessageFrame } from '../../lib/protocol/outbound.js'
 import { RawPeer } from '../helpers/raw-peer.js'
-import { createTestService, testDefinition } from '../helpers/test-service.js'
+import { startPluginApp } from '../helpers/plugin-app.js'
+import { testDefinition } from '../helpers/test-service.js'
 
 const events = new EventEmitter()
 events.setMaxListeners(0)
-const app = Fastify()
-await app.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation: createTestService(events) }] })
-await app.listen({ port: 0, host: '127.0.0.1' })
-const url = `ws://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc`
+const { app, url } = await startPluginApp({}, { events })
 t.teardown(async () => await app.close())
 
 const request = (fields: object): Uint8Array => testDefinition.ServerStream!.requestSerialize(fields)
@@ -48,11 +44,9 @@ t.test('Should send a client that never grants credit no more than window x stre
 })
 
 t.test('Should reset a stream whose client sends beyond its credit, and keep the connection', async t => {
-  const small = Fastify()
-  await small.register(fastifyGrpcWs, { initialWindowSize: 4096, services: [{ definition: testDefinition, implementation: createTestService(events) }] })
-  await small.listen({ port: 0, host: '127.0.0.1' })
-  t.teardown(async () => await small.close())
-  const peer = await new RawPeer(`ws://127.0.0.1:${(small.server.address() as { port: number }).port}/grpc`).open()
+  const small = await startPluginApp({ initialWindowSize: 4096 }, { events })
+  t.teardown(async () => await small.app.close())
+  const peer = await new RawPeer(small.url).open()
   t.teardown(() => peer.close())
   peer.send(
     buildCall(1, { path: '/test.Test/ClientStream', timeoutMs: NO_TIMEOUT, initialWindowSize: 65536, metadata: [] }),

@@ -5,10 +5,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import fc from 'fast-check'
-import Fastify from 'fastify'
-import { EventEmitter } from 'node:events'
 import t from 'tap'
-import fastifyGrpcWs from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { TruncatedError } from '../../lib/protocol/bytes.js'
 import { FRAME_HEADER_SIZE, FrameDecoder, FrameType, ProtocolError, encodeFrame } from '../../lib/protocol/frame.js'
@@ -20,7 +17,8 @@ import {
 import { buildMessageFrame } from '../../lib/protocol/outbound.js'
 import { unary } from '../helpers/parity.js'
 import { RawPeer } from '../helpers/raw-peer.js'
-import { TestClient, createTestService, testDefinition } from '../helpers/test-service.js'
+import { startPluginApp } from '../helpers/plugin-app.js'
+import { TestClient, testDefinition } from '../helpers/test-service.js'
 
 const frameArb = fc.record({
   type: fc.integer({ min: 0, max: 255 }),
@@ -73,13 +71,8 @@ t.test('Should parse arbitrary payloads or refuse them with a parse error, never
 })
 
 t.test('Should keep serving a well-behaved client through 100,000 mutated frames', async t => {
-  const app = Fastify()
-  const events = new EventEmitter()
-  events.setMaxListeners(0)
-  await app.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation: createTestService(events) }], initialWindowSize: 16384 })
-  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { app, url } = await startPluginApp({ initialWindowSize: 16384 })
   t.teardown(async () => await app.close())
-  const url = `ws://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc`
   const good = new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(url) })
   t.teardown(() => good.close())
   const rejected: unknown[] = []

@@ -1,25 +1,22 @@
 import * as grpc from '@grpc/grpc-js'
-import Fastify from 'fastify'
 import { EventEmitter } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
-import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
+import type { FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { FrameType, SUBPROTOCOL } from '../../lib/protocol/frame.js'
 import { buildCall, buildEmpty, NO_TIMEOUT } from '../../lib/protocol/payload.js'
 import { buildMessageFrame } from '../../lib/protocol/outbound.js'
 import { handlerEvent, parity, startEnv, unary, unaryError } from '../helpers/parity.js'
 import { RawPeer } from '../helpers/raw-peer.js'
-import { TestClient, createTestService, testDefinition } from '../helpers/test-service.js'
+import { startPluginApp, type PluginApp } from '../helpers/plugin-app.js'
+import { TestClient, testDefinition } from '../helpers/test-service.js'
 
 const events = new EventEmitter()
 events.setMaxListeners(0)
 
-async function start (options: Partial<FastifyGrpcWsOptions>): Promise<{ url: string, app: ReturnType<typeof Fastify> }> {
-  const app = Fastify()
-  await app.register(fastifyGrpcWs, { ...options, services: [{ definition: testDefinition, implementation: createTestService(events) }] })
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  return { app, url: `ws://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc` }
+async function start (options: Partial<FastifyGrpcWsOptions>): Promise<PluginApp> {
+  return await startPluginApp(options, { events })
 }
 
 async function upgradeStatus (url: string, options: WebSocket.ClientOptions = {}): Promise<number> {

@@ -16,6 +16,7 @@ import {
 import protobuf from 'protobufjs/light.js'
 import descriptor from 'test-descriptor'
 import { bounded } from '../../helpers/bounded.js'
+import { lockstepBidi } from '../../helpers/lockstep.js'
 
 const { grpc } = improbable
 type ImprobableMetadata = InstanceType<typeof grpc.Metadata>
@@ -252,23 +253,7 @@ const scenarios = {
       for (const message of ['a', 'b', 'c']) yield { message, payload: new Uint8Array(10) }
     }
     const clientStream = await bounded('client stream', nice.clientStream(letters()))
-    // Bidi in lockstep: each request only after the previous answer arrived.
-    const words = ['ping', 'pong', 'done']
-    let answered: (() => void) | undefined
-    async function * requests (): AsyncIterable<Request> {
-      for (const message of words) {
-        const next = new Promise<void>(resolve => { answered = resolve })
-        yield { message }
-        await next
-      }
-    }
-    const bidi: string[] = []
-    await bounded('bidi', (async () => {
-      for await (const response of nice.bidi(requests())) {
-        bidi.push(response.message)
-        answered?.()
-      }
-    })())
+    const bidi = await lockstepBidi(requests => nice.bidi(requests), ['ping', 'pong', 'done'])
     return {
       unary: plainResponse(unary),
       serverStream: streamed.map(plainResponse),
