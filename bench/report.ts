@@ -30,15 +30,13 @@ export interface Plan {
   budgetMs: number
 }
 
-export interface Measurement {
-  rep: number
+/** What identifies a figure, and the figures themselves: shared by a measurement and a summary row. */
+interface Figures {
   scenario: string
   pattern: Pattern
   size: number
   inflight: number
   system: ClientSystem
-  ops: number
-  seconds: number
   rate: number
   p50Ms: number | null
   p99Ms: number | null
@@ -47,6 +45,12 @@ export interface Measurement {
   serverCpuPct: number | null
   clientCpuPct: number | null
   errors: number
+}
+
+export interface Measurement extends Figures {
+  rep: number
+  ops: number
+  seconds: number
   firstError: string | null
   /** Each CPU's busy / idle / steal share (%) over the window, from /proc/stat. */
   machineCpu: Array<{ busy: number, idle: number, steal: number }>
@@ -120,23 +124,11 @@ export interface BenchResults {
   notes: string[]
 }
 
-export interface Row {
-  scenario: string
-  pattern: Pattern
-  size: number
-  inflight: number
-  system: ClientSystem
+/** Medians over the repetitions of one system in one scenario. */
+export interface Row extends Figures {
   reps: number
-  rate: number
   rateMin: number
   rateMax: number
-  p50Ms: number | null
-  p99Ms: number | null
-  serverUsPerOp: number | null
-  clientUsPerOp: number | null
-  serverCpuPct: number | null
-  clientCpuPct: number | null
-  errors: number
 }
 
 export interface Ratio {

@@ -4,8 +4,8 @@
  * HTTP/2, by a bare @fastify/websocket echo (the floor) and by Connect-node
  * on Fastify, each server and each client in its own process on 127.0.0.1.
  *
- * Writes docs/bench.json, docs/bench.md and docs/bench.svg (or the folder
- * given with --out). Options: --quick, --reps N, --no-pin,
+ * Writes docs/bench.json, docs/bench.md and docs/bench.svg (--quick: into
+ * the OS temp folder, fastify-grpc-ws-bench/; or the folder given with --out). Options: --quick, --reps N, --no-pin,
  * --no-bufferutil, --out DIR; for investigating: --systems a,b,
  * --scenarios REGEX, --skip startup,throughput,memory,hold.
  */
@@ -70,7 +70,8 @@ const plan: Plan = quick
 const pin = !flag('--no-pin')
 const SERVER_CPU = pin ? 0 : null
 const CLIENT_CPU = pin ? 1 : null
-const outDir = resolve(option('--out') ?? join(BENCH_DIR, '..', 'docs'))
+// A smoke run must not overwrite the published results in docs/.
+const outDir = resolve(option('--out') ?? (quick ? join(os.tmpdir(), 'fastify-grpc-ws-bench') : join(BENCH_DIR, '..', 'docs')))
 const childEnv: Record<string, string> = flag('--no-bufferutil') ? { WS_NO_BUFFER_UTIL: '1' } : {}
 const MAX_OPS = 50_000_000
 
