@@ -16,6 +16,7 @@ import {
   parseSettings, parseTrailers, parseWindowUpdate, type CallStatus, type Settings
 } from '../protocol/payload.js'
 import { Status } from '../protocol/status.js'
+import { StreamMap } from '../protocol/stream-map.js'
 import { Backoff, type BackoffOptions } from './backoff.js'
 
 /** The subset of the WHATWG WebSocket this client uses (browsers, `ws`, undici). */
@@ -202,7 +203,7 @@ class ClientConnection implements FrameSink {
   private draining = false
   private closed = false
   private nextId = 1
-  private readonly active = new Map<number, ClientStream>()
+  private readonly active = new StreamMap<ClientStream>()
   private readonly waiting: ClientStream[] = []
   private readonly socket: WebSocketLike
   private readonly writer: FrameWriter
@@ -326,8 +327,8 @@ class ClientConnection implements FrameSink {
         const { lastStreamId, reason } = parseGoAway(frame.payload)
         this.draining = true
         this.session.connectionDraining(this)
-        for (const [id, stream] of this.active) {
-          if (id > lastStreamId) stream.end(unavailable(`The server is going away: ${reason}`))
+        for (const stream of this.active.values()) {
+          if (stream.id > lastStreamId) stream.end(unavailable(`The server is going away: ${reason}`))
         }
         for (const stream of this.waiting.splice(0)) this.session.requeue(stream)
         if (this.streamCount === 0) this.close(1000, 'drained')

@@ -13,6 +13,7 @@ import { CloseCode, FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, Prot
 import { FrameWriter } from '../protocol/frame-writer.js'
 import { MetadataError } from '../protocol/metadata.js'
 import type { FrameSink } from '../protocol/outbound.js'
+import { StreamMap } from '../protocol/stream-map.js'
 import {
   NO_TIMEOUT, PING_PAYLOAD_SIZE, buildGoAway, buildPing, buildSettings, buildTrailers, parseCall,
   parseWindowUpdate, type ParsedCall, type Settings
@@ -61,7 +62,7 @@ export class ServerConnection implements CallHost, FrameSink {
   readonly initialWindowSize: number
   readonly maxFramePayload: number
   readonly sink: FrameSink = this
-  private readonly streams = new Map<number, WebSocketServerCall>()
+  private readonly streams = new StreamMap<WebSocketServerCall>()
   private readonly decoder: FrameDecoder
   private readonly writer: FrameWriter
   private readonly userAgent: string | undefined
