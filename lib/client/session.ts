@@ -7,7 +7,7 @@
  */
 import { SendWindow } from '../protocol/flow-control.js'
 import { FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, SUBPROTOCOL, frameTypeName, type Frame } from '../protocol/frame.js'
-import { FrameWriter } from '../protocol/frame-writer.js'
+import { FrameWriter, type BatchSink } from '../protocol/frame-writer.js'
 import { InboundMessages } from '../protocol/inbound.js'
 import type { MetadataEntry } from '../protocol/metadata.js'
 import { OutboundMessages, type FrameSink } from '../protocol/outbound.js'
@@ -196,7 +196,7 @@ function unavailable (details: string): CallStatus {
 }
 
 /** One WebSocket and the streams on it. */
-class ClientConnection implements FrameSink {
+class ClientConnection implements FrameSink, BatchSink {
   settings: Settings = assumedSettings
   maxFramePayload = assumedSettings.maxFrameSize - FRAME_HEADER_SIZE
   private ready = false
@@ -219,9 +219,7 @@ class ClientConnection implements FrameSink {
     this.socket = new options.WebSocket(url, [SUBPROTOCOL, ...(options.protocols ?? [])])
     // Browsers default to Blob; `ws` defaults to Buffer, a Uint8Array already.
     if (this.socket.binaryType === 'blob') this.socket.binaryType = 'arraybuffer'
-    this.writer = new FrameWriter(message => {
-      if (this.socket.readyState === 1) this.socket.send(message)
-    }, assumedSettings.maxFrameSize)
+    this.writer = new FrameWriter(this, assumedSettings.maxFrameSize)
     this.socket.onmessage = event => this.onMessage(event.data)
     this.socket.onclose = event => this.fail(`Connection closed (code ${event.code}${event.reason === '' ? '' : `: ${event.reason}`})`)
     this.socket.onerror = () => this.fail('Connection failed')
@@ -239,6 +237,11 @@ class ClientConnection implements FrameSink {
   }
 
   canWrite (): boolean { return true }
+
+  /** @private From the writer. */
+  sendBatch (message: Uint8Array): void {
+    if (this.socket.readyState === 1) this.socket.send(message)
+  }
 
   add (stream: ClientStream): void {
     this.waiting.push(stream)

@@ -4,17 +4,42 @@
  * MESSAGE and HALF_CLOSE, or the replies to many calls in flight, leave as
  * one message.
  */
+
+/** Where a writer's batches go: one WebSocket message each. */
+export interface BatchSink {
+  sendBatch (message: Uint8Array): void
+}
+
+// Writers with a batch due, flushed together in one microtask: no closure
+// per writer (one per connection, kept as long as the connection).
+let due: FrameWriter[] = []
+
+function flushDue (): void {
+  const writers = due
+  due = []
+  let i = 0
+  try {
+    for (; i < writers.length; i++) writers[i]!.tick()
+  } finally {
+    // One writer throwing must not leave the others waiting forever.
+    for (i++; i < writers.length; i++) {
+      if (due.push(writers[i]!) === 1) queueMicrotask(flushDue)
+    }
+  }
+}
+
 export class FrameWriter {
-  private parts: Uint8Array[] = []
+  // Null while empty: an idle connection keeps no arrays.
+  private parts: Uint8Array[] | null = null
   private size = 0
-  private callbacks: Array<() => void> = []
+  private callbacks: Array<() => void> | null = null
   private scheduled = false
 
   /**
-   * @param send delivers one WebSocket message
+   * @param sink delivers each batch as one WebSocket message
    * @param maxMessageSize the peer's largest accepted WebSocket message
    */
-  constructor (private readonly send: (message: Uint8Array) => void, public maxMessageSize: number) {}
+  constructor (private readonly sink: BatchSink, public maxMessageSize: number) {}
 
   /**
    * Batches a frame. `done` runs asynchronously, like a stream's write
@@ -25,21 +50,26 @@ export class FrameWriter {
    */
   write (frame: Uint8Array, done?: () => void): void {
     if (this.size + frame.byteLength > this.maxMessageSize) this.sendBatch()
-    this.parts.push(frame)
+    if (this.parts === null) this.parts = [frame]
+    else this.parts.push(frame)
     this.size += frame.byteLength
-    if (done !== undefined) this.callbacks.push(done)
+    if (done !== undefined) {
+      if (this.callbacks === null) this.callbacks = [done]
+      else this.callbacks.push(done)
+    }
     if (!this.scheduled) {
       this.scheduled = true
-      queueMicrotask(this.onTick)
+      if (due.push(this) === 1) queueMicrotask(flushDue)
     }
   }
 
-  private readonly onTick = (): void => {
+  /** @private The microtask checkpoint after the first write is over: send the batch. */
+  tick (): void {
     // Callbacks first, in write order, twice at most: what they write joins
     // this message (one socket write per unary round trip instead of two).
-    for (let round = 0; round < 2 && this.callbacks.length > 0 && this.size < this.maxMessageSize; round++) {
+    for (let round = 0; round < 2 && this.callbacks !== null && this.size < this.maxMessageSize; round++) {
       const callbacks = this.callbacks
-      this.callbacks = []
+      this.callbacks = null
       for (const done of callbacks) done()
     }
     this.scheduled = false
@@ -50,8 +80,8 @@ export class FrameWriter {
   flush (): void {
     this.sendBatch()
     const callbacks = this.callbacks
-    if (callbacks.length === 0) return
-    this.callbacks = []
+    if (callbacks === null) return
+    this.callbacks = null
     // Deferred, so a callback that writes again never re-enters a writer or
     // a stream that is part way through a write.
     queueMicrotask(() => { for (const done of callbacks) done() })
@@ -59,7 +89,7 @@ export class FrameWriter {
 
   private sendBatch (): void {
     const parts = this.parts
-    if (parts.length === 0) return
+    if (parts === null) return
     let message: Uint8Array
     if (parts.length === 1) {
       message = parts[0]!
@@ -71,15 +101,15 @@ export class FrameWriter {
         at += part.byteLength
       }
     }
-    this.parts = []
+    this.parts = null
     this.size = 0
-    this.send(message)
+    this.sink.sendBatch(message)
   }
 
   /** Drops what is batched (the socket is gone). */
   discard (): void {
-    this.parts = []
+    this.parts = null
     this.size = 0
-    this.callbacks = []
+    this.callbacks = null
   }
 }

@@ -11,7 +11,9 @@
  * milliseconds. A plain object's integer-keyed elements have no such links.
  */
 export class StreamMap<T> {
-  private entries: Record<number, T> = Object.create(null)
+  // `{}`, not Object.create(null): a null-prototype object starts out as a
+  // 160-byte hash table; integer keys live in the elements store either way.
+  private entries: Record<number, T> = {}
   private count = 0
 
   get size (): number { return this.count }
@@ -28,8 +30,9 @@ export class StreamMap<T> {
   /** Removes the stream; false if there was none with this id. */
   delete (id: number): boolean {
     if (this.entries[id] === undefined) return false
-    delete this.entries[id]
-    this.count--
+    // Emptied: start afresh rather than keep the element store it grew.
+    if (--this.count === 0) this.entries = {}
+    else delete this.entries[id]
     return true
   }
 
@@ -46,7 +49,7 @@ export class StreamMap<T> {
   }
 
   clear (): void {
-    this.entries = Object.create(null)
+    this.entries = {}
     this.count = 0
   }
 }

@@ -6,11 +6,10 @@
 import { status as GrpcStatus } from '@grpc/grpc-js'
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
-import type { TLSSocket } from 'node:tls'
 import type { WebSocket } from 'ws'
 import type { AuthContext, ConnectionInfo } from '../grpc-internals.js'
 import { CloseCode, FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, frameTypeName, type Frame } from '../protocol/frame.js'
-import { FrameWriter } from '../protocol/frame-writer.js'
+import { FrameWriter, type BatchSink } from '../protocol/frame-writer.js'
 import { MetadataError } from '../protocol/metadata.js'
 import type { FrameSink } from '../protocol/outbound.js'
 import { StreamMap } from '../protocol/stream-map.js'
@@ -19,6 +18,7 @@ import {
   parseWindowUpdate, type ParsedCall, type Settings
 } from '../protocol/payload.js'
 import { requestMetadata, type Dispatcher } from './dispatch.js'
+import { authContextOf, connectionInfoOf, peerOf } from './socket-info.js'
 import { WebSocketServerCall, type CallHost } from './server-call.js'
 
 export interface ConnectionLimits extends Settings {
@@ -54,26 +54,46 @@ export interface ConnectionContext {
 
 const OPEN = 1
 
-export class ServerConnection implements CallHost, FrameSink {
-  readonly peer: string
+/** What a connection reports its end to. */
+export interface ConnectionOwner {
+  untrack (conn: ServerConnection): void
+}
+
+// The socket's listeners are shared by all connections and find theirs on
+// the socket: no closures per connection (idle connections are many).
+const kConnection = Symbol('fastify-grpc-ws.connection')
+type ConnectedSocket = WebSocket & { [kConnection]: ServerConnection }
+
+function onSocketMessage (this: WebSocket, data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
+  (this as ConnectedSocket)[kConnection].onMessage(data, isBinary)
+}
+function onSocketClose (this: WebSocket): void {
+  (this as ConnectedSocket)[kConnection].onClose()
+}
+function onSocketPong (this: WebSocket): void {
+  (this as ConnectedSocket)[kConnection].onPong()
+}
+function ignore (): void {}
+
+export class ServerConnection implements CallHost, FrameSink, BatchSink {
   readonly host: string
-  readonly maxSendMessageSize: number
-  readonly maxReceiveMessageSize: number
-  readonly initialWindowSize: number
-  readonly maxFramePayload: number
-  readonly sink: FrameSink = this
   private readonly streams = new StreamMap<WebSocketServerCall>()
   private readonly decoder: FrameDecoder
   private readonly writer: FrameWriter
+  private readonly netSocket: Socket
   private readonly userAgent: string | undefined
+  private readonly request: unknown
+  private readonly requestLog: Logger
+  private readonly logCalls: boolean
+  private peerName: string | null = null
   private lastStreamId = 0
   private congested = false
   private goingAway = false
   private closed = false
   private onIdle: (() => void) | null = null
+  private onFlushed: (() => void) | null = null
   // Made on first use: most connections never log.
   private logger: Logger | null = null
-  private readonly logCalls: boolean
   // Keepalive and idle bookkeeping, driven by tick().
   private lastPingAt: number
   private pingSentAt = 0
@@ -84,46 +104,50 @@ export class ServerConnection implements CallHost, FrameSink {
     request: IncomingMessage,
     private readonly dispatcher: Dispatcher,
     private readonly limits: ConnectionLimits,
-    private readonly onClosed: (conn: ServerConnection) => void,
-    private readonly context: ConnectionContext
+    private readonly owner: ConnectionOwner,
+    context: ConnectionContext
   ) {
-    const s = request.socket
-    this.netSocket = s
-    this.peer = s.remoteAddress === undefined ? 'unknown' : s.remotePort === undefined ? s.remoteAddress : `${s.remoteAddress}:${s.remotePort}`
+    this.netSocket = request.socket
     this.host = request.headers.host ?? ''
     this.userAgent = request.headers['user-agent']
-    this.maxSendMessageSize = limits.maxSendMessageSize
-    this.maxReceiveMessageSize = limits.maxMessageSize
-    this.initialWindowSize = limits.initialWindowSize
-    this.maxFramePayload = limits.maxFrameSize - FRAME_HEADER_SIZE
-    this.decoder = new FrameDecoder(this.maxFramePayload)
-    this.writer = new FrameWriter(this.sendNow, limits.maxFrameSize)
-
+    this.request = context.request
+    this.requestLog = context.log
     this.logCalls = context.log.isLevelEnabled?.('debug') ?? false
+    this.decoder = new FrameDecoder(limits.maxFrameSize - FRAME_HEADER_SIZE)
+    this.writer = new FrameWriter(this, limits.maxFrameSize)
     this.lastPingAt = this.idleSince = Date.now()
-    socket.on('message', this.onMessage)
-    socket.on('close', this.onClose)
-    socket.on('pong', this.onPong)
-    // Errors end in 'close'; without a listener ws would throw them.
-    socket.on('error', ignore)
+    ;(socket as ConnectedSocket)[kConnection] = this
+    socket.on('message', onSocketMessage)
+    socket.on('close', onSocketClose)
+    // Errors end in 'close'; ws throws those nobody listens to (@fastify/websocket listens).
+    if (socket.listenerCount('error') === 0) socket.on('error', ignore)
     this.writer.write(settingsFrame(limits))
   }
 
-  private readonly netSocket: Socket
+  /** `address:port` of the client. */
+  get peer (): string {
+    this.peerName ??= peerOf(this.netSocket)
+    return this.peerName
+  }
+
+  get maxSendMessageSize (): number { return this.limits.maxSendMessageSize }
+  get maxReceiveMessageSize (): number { return this.limits.maxMessageSize }
+  get initialWindowSize (): number { return this.limits.initialWindowSize }
+  get maxFramePayload (): number { return this.limits.maxFrameSize - FRAME_HEADER_SIZE }
+  get sink (): FrameSink { return this }
 
   /** The connection's child of the upgrade request's logger. */
   private get log (): Logger {
-    this.logger ??= this.context.log.child({ peer: this.peer })
+    this.logger ??= this.requestLog.child({ peer: this.peer })
     return this.logger
   }
 
   get authContext (): AuthContext {
-    return authContextOf(this.netSocket as TLSSocket)
+    return authContextOf(this.netSocket)
   }
 
   get connectionInfo (): ConnectionInfo {
-    const s = this.netSocket
-    return { localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort }
+    return connectionInfoOf(this.netSocket)
   }
 
   /** Calls in flight. */
@@ -137,19 +161,20 @@ export class ServerConnection implements CallHost, FrameSink {
 
   canWrite (): boolean { return !this.congested }
 
-  private readonly sendNow = (message: Uint8Array): void => {
+  /** @private From the writer: one batch of frames, one WebSocket message. */
+  sendBatch (message: Uint8Array): void {
     const socket = this.socket
     if (socket.readyState !== OPEN) return
     if (socket.bufferedAmount + message.byteLength > this.limits.socketHighWaterMark) {
       // The last send's callback runs once everything before it is flushed.
       this.congested = true
-      socket.send(message, this.onFlushed)
+      socket.send(message, this.onFlushed ??= () => { this.flushed() })
     } else {
       socket.send(message)
     }
   }
 
-  private readonly onFlushed = (): void => {
+  private flushed (): void {
     if (!this.congested || this.socket.bufferedAmount > this.limits.socketHighWaterMark / 2) return
     this.congested = false
     for (const call of this.streams.values()) {
@@ -173,7 +198,8 @@ export class ServerConnection implements CallHost, FrameSink {
 
   // --- keepalive and idle --------------------------------------------------
 
-  private readonly onPong = (): void => {
+  /** @private */
+  onPong (): void {
     this.pingSentAt = 0
   }
 
@@ -194,13 +220,16 @@ export class ServerConnection implements CallHost, FrameSink {
     }
     if (pingInterval > 0 && this.pingSentAt === 0 && now - this.lastPingAt >= pingInterval) {
       this.lastPingAt = this.pingSentAt = now
+      // Listened to only while a ping is out: idle connections keep less.
+      this.socket.once('pong', onSocketPong)
       this.socket.ping()
     }
   }
 
   // --- incoming ------------------------------------------------------------
 
-  private readonly onMessage = (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void => {
+  /** @private */
+  onMessage (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
     if (this.closed) return
     if (!isBinary) {
       this.fail(new ProtocolError('text messages are not part of the protocol; send binary frames', CloseCode.UNSUPPORTED_DATA))
@@ -296,7 +325,7 @@ export class ServerConnection implements CallHost, FrameSink {
     }
     const deadline = start.timeoutMs === NO_TIMEOUT ? Infinity : Date.now() + start.timeoutMs
     const metadata = requestMetadata(start.metadata, this.userAgent)
-    metadata.setOpaque(REQUEST_KEY, this.context.request)
+    metadata.setOpaque(REQUEST_KEY, this.request)
     const call = new WebSocketServerCall(this, id, handler, metadata, deadline, start.initialWindowSize)
     if (this.logCalls) this.log.debug({ stream: id, method: start.path }, 'call started')
     this.streams.set(id, call)
@@ -344,18 +373,17 @@ export class ServerConnection implements CallHost, FrameSink {
     this.onClose()
   }
 
-  private readonly onClose = (): void => {
+  /** @private */
+  onClose (): void {
     if (this.closed) return
     this.closed = true
     this.writer.discard()
     for (const call of this.streams.values()) call.abort()
     this.streams.clear()
     if (this.onIdle !== null) this.onIdle()
-    this.onClosed(this)
+    this.owner.untrack(this)
   }
 }
-
-function ignore (): void {}
 
 // One SETTINGS frame for every connection of a server (same limits object).
 const settingsFrames = new WeakMap<ConnectionLimits, Uint8Array>()
@@ -367,11 +395,3 @@ function settingsFrame (limits: ConnectionLimits): Uint8Array {
   }
   return frame
 }
-
-export function authContextOf (socket: TLSSocket): AuthContext {
-  // Same shape grpc-js reports for an HTTP/2 session's socket.
-  if (socket.encrypted !== true || !socket.authorized) return {}
-  const peerCertificate = socket.getPeerCertificate()
-  return { transportSecurityType: 'ssl', sslPeerCertificate: peerCertificate.raw !== undefined ? peerCertificate : undefined }
-}
-

@@ -74,7 +74,7 @@ export class GrpcWsServer {
 
   /** Serves an upgraded socket that negotiated grpc-ws.v1. */
   accept (socket: WebSocket, request: IncomingMessage, context: ConnectionContext): ServerConnection {
-    const conn = new ServerConnection(socket, request, this.dispatcher, this.limits, closed => { this.untrack(closed) }, context)
+    const conn = new ServerConnection(socket, request, this.dispatcher, this.limits, this, context)
     this.track(conn)
     return conn
   }

@@ -20,7 +20,7 @@ function recorder (): { sent: Uint8Array[], log: string[], send: (m: Uint8Array)
 
 t.test('FrameWriter sends nothing synchronously from write()', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 1000)
+  const w = new FrameWriter({ sendBatch: r.send }, 1000)
   w.write(bytes(1, 2))
   t.equal(r.sent.length, 0)
   await settle()
@@ -29,7 +29,7 @@ t.test('FrameWriter sends nothing synchronously from write()', async t => {
 
 t.test('FrameWriter batches frames written in the same tick into one message, in order', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 1000)
+  const w = new FrameWriter({ sendBatch: r.send }, 1000)
   w.write(bytes(1, 2, 3))
   w.write(bytes(4))
   w.write(bytes(5, 6))
@@ -40,7 +40,7 @@ t.test('FrameWriter batches frames written in the same tick into one message, in
 
 t.test('FrameWriter sends a lone frame as it is, without copying', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 1000)
+  const w = new FrameWriter({ sendBatch: r.send }, 1000)
   const frame = bytes(7, 8, 9)
   w.write(frame)
   await settle()
@@ -50,7 +50,7 @@ t.test('FrameWriter sends a lone frame as it is, without copying', async t => {
 
 t.test('FrameWriter sends the frames of different ticks as different messages', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 1000)
+  const w = new FrameWriter({ sendBatch: r.send }, 1000)
   w.write(bytes(1))
   await settle()
   w.write(bytes(2))
@@ -61,7 +61,7 @@ t.test('FrameWriter sends the frames of different ticks as different messages', 
 
 t.test('FrameWriter flushes the batch before a frame that would take it past maxMessageSize', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 25)
+  const w = new FrameWriter({ sendBatch: r.send }, 25)
   w.write(frameOf(10, 1))
   w.write(frameOf(10, 2))
   t.equal(r.sent.length, 0, '20 bytes fit')
@@ -76,7 +76,7 @@ t.test('FrameWriter flushes the batch before a frame that would take it past max
 
 t.test('FrameWriter fills a message up to exactly maxMessageSize', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 25)
+  const w = new FrameWriter({ sendBatch: r.send }, 25)
   w.write(frameOf(10, 1))
   w.write(frameOf(15, 2))
   await settle()
@@ -86,7 +86,7 @@ t.test('FrameWriter fills a message up to exactly maxMessageSize', async t => {
 
 t.test('FrameWriter sends a frame larger than maxMessageSize on its own', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 8)
+  const w = new FrameWriter({ sendBatch: r.send }, 8)
   w.write(frameOf(3, 1))
   w.write(frameOf(12, 2))
   w.write(frameOf(2, 3))
@@ -96,7 +96,7 @@ t.test('FrameWriter sends a frame larger than maxMessageSize on its own', async 
 
 t.test('FrameWriter uses a changed maxMessageSize for later writes', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 100)
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
   w.maxMessageSize = 4
   w.write(frameOf(3, 1))
   w.write(frameOf(3, 2))
@@ -106,7 +106,7 @@ t.test('FrameWriter uses a changed maxMessageSize for later writes', async t => 
 
 t.test('FrameWriter.flush sends the batch at once and the tick then sends nothing more', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 100)
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
   w.write(bytes(1))
   w.write(bytes(2))
   w.flush()
@@ -119,7 +119,7 @@ t.test('FrameWriter.flush sends the batch at once and the tick then sends nothin
 
 t.test('FrameWriter runs done callbacks asynchronously, in order, just before the batch is sent', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 100)
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
   w.write(bytes(1), () => r.log.push('done 1'))
   w.write(bytes(2))
   w.write(bytes(3), () => r.log.push('done 3'))
@@ -130,7 +130,7 @@ t.test('FrameWriter runs done callbacks asynchronously, in order, just before th
 
 t.test('FrameWriter does not run done callbacks synchronously from an explicit flush', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 100)
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
   let called = 0
   w.write(bytes(1), () => called++)
   w.flush()
@@ -142,7 +142,7 @@ t.test('FrameWriter does not run done callbacks synchronously from an explicit f
 
 t.test('FrameWriter runs the done callback of an early-flushed frame asynchronously, in write order', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 10)
+  const w = new FrameWriter({ sendBatch: r.send }, 10)
   w.write(frameOf(8, 1), () => r.log.push('done a'))
   w.write(frameOf(8, 2), () => r.log.push('done b'))
   t.same(r.log, ['send 8'], 'first batch sent, its callback still pending')
@@ -154,7 +154,7 @@ t.test('FrameWriter runs the done callback of an early-flushed frame asynchronou
 
 t.test('FrameWriter lets what a done callback writes join the same batch', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 100)
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
   w.write(bytes(1), () => {
     w.write(bytes(2), () => r.log.push('done 2'))
     r.log.push('done 1')
@@ -166,7 +166,7 @@ t.test('FrameWriter lets what a done callback writes join the same batch', async
 
 t.test('FrameWriter runs callbacks written in the second round after the batch is sent', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 100)
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
   w.write(bytes(1), () => {
     r.log.push('done 1')
     w.write(bytes(2), () => {
@@ -182,7 +182,7 @@ t.test('FrameWriter runs callbacks written in the second round after the batch i
 
 t.test('FrameWriter.discard drops the batch and its callbacks', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 100)
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
   let called = 0
   w.write(bytes(1), () => called++)
   w.write(bytes(2), () => called++)
@@ -198,11 +198,46 @@ t.test('FrameWriter.discard drops the batch and its callbacks', async t => {
 
 t.test('FrameWriter.discard does not cancel callbacks of a batch already sent', async t => {
   const r = recorder()
-  const w = new FrameWriter(r.send, 100)
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
   let called = 0
   w.write(bytes(1), () => called++)
   w.flush()
   w.discard()
   await settle()
   t.equal(called, 1)
+})
+
+t.test('FrameWriter: writers written to in the same turn each send their own batch', async t => {
+  const a = recorder()
+  const b = recorder()
+  const wa = new FrameWriter({ sendBatch: a.send }, 100)
+  const wb = new FrameWriter({ sendBatch: b.send }, 100)
+  wa.write(bytes(1))
+  wb.write(bytes(2))
+  wa.write(bytes(3))
+  // What a callback writes to another writer goes out too.
+  wb.write(bytes(4), () => { wa.write(bytes(5)) })
+  await settle()
+  t.same(a.sent.map(m => [...m]), [[1, 3], [5]])
+  t.same(b.sent.map(m => [...m]), [[2, 4]])
+})
+
+t.test('FrameWriter: one writer throwing does not keep the others from sending', async t => {
+  const b = recorder()
+  const wa = new FrameWriter({ sendBatch: () => { throw new Error('socket gone') } }, 100)
+  const wb = new FrameWriter({ sendBatch: b.send }, 100)
+  const thrown: unknown[] = []
+  const listeners = process.listeners('uncaughtException')
+  process.removeAllListeners('uncaughtException')
+  process.on('uncaughtException', err => { thrown.push(err) })
+  try {
+    wa.write(bytes(1))
+    wb.write(bytes(2))
+    await settle()
+  } finally {
+    process.removeAllListeners('uncaughtException')
+    for (const l of listeners) process.on('uncaughtException', l)
+  }
+  t.equal(thrown.length, 1, 'the error surfaced')
+  t.same(b.sent.map(m => [...m]), [[2]], 'the other writer sent its batch')
 })

@@ -7,11 +7,11 @@
  */
 import { status as GrpcStatus } from '@grpc/grpc-js'
 import type { IncomingMessage } from 'node:http'
-import type { TLSSocket } from 'node:tls'
 import type { WebSocket } from 'ws'
 import type { AuthContext, ConnectionInfo } from '../../grpc-internals.js'
 import { CloseCode } from '../../protocol/frame.js'
-import { authContextOf, REQUEST_KEY, type Logger } from '../connection.js'
+import { REQUEST_KEY, type Logger } from '../connection.js'
+import { authContextOf, connectionInfoOf, peerOf } from '../socket-info.js'
 import { requestMetadata, type Dispatcher } from '../dispatch.js'
 import { GrpcWebSocketsCall, type CallSocket } from './call.js'
 import { CallError, encodeStatusFrame, parseClientMessage } from './frames.js'
@@ -82,11 +82,11 @@ export class GrpcWebSocketsSession implements CallSocket {
     private readonly onClosed: (session: GrpcWebSocketsSession) => void
   ) {
     const s = request.socket
-    this.peer = s.remoteAddress === undefined ? 'unknown' : s.remotePort === undefined ? s.remoteAddress : `${s.remoteAddress}:${s.remotePort}`
+    this.peer = peerOf(s)
     this.host = request.headers.host ?? ''
     this.userAgent = request.headers['user-agent']
-    this.authContext = authContextOf(s as TLSSocket)
-    this.connectionInfo = { localAddress: s.localAddress, localPort: s.localPort, remoteAddress: s.remoteAddress, remotePort: s.remotePort }
+    this.authContext = authContextOf(s)
+    this.connectionInfo = connectionInfoOf(s)
     this.maxSendMessageSize = limits.maxSendMessageSize
     this.log = context.log.child({ peer: this.peer, method: path })
     socket.on('message', this.onMessage)
