@@ -89,7 +89,8 @@ export class ClientStream {
   private conn: ClientConnection | null = null
   private outbound: OutboundMessages | null = null
   private inbound: InboundMessages | null = null
-  private pending: PendingOp[] = []
+  // What was sent before the stream had a connection.
+  private pending: PendingOp[] | null = null
   private ended = false
 
   constructor (readonly start: StreamStart, readonly handler: StreamHandler) {}
@@ -99,13 +100,13 @@ export class ClientStream {
       if (done !== undefined) queueMicrotask(done)
       return
     }
-    if (this.outbound === null) this.pending.push({ kind: 'message', bytes, done })
+    if (this.outbound === null) (this.pending ??= []).push({ kind: 'message', bytes, done })
     else this.outbound.send(bytes, done)
   }
 
   halfClose (): void {
     if (this.ended) return
-    if (this.outbound === null) this.pending.push({ kind: 'half-close' })
+    if (this.outbound === null) (this.pending ??= []).push({ kind: 'half-close' })
     else this.outbound.finish(buildEmpty(FrameType.HALF_CLOSE, this.id))
   }
 
@@ -113,7 +114,7 @@ export class ClientStream {
   cancel (): void {
     if (this.ended) return
     this.ended = true
-    this.pending = []
+    this.pending = null
     this.outbound?.clear()
     this.conn?.cancelStream(this)
   }
@@ -137,7 +138,8 @@ export class ClientStream {
       conn.write(buildWindowUpdate(id, increment))
     })
     const pending = this.pending
-    this.pending = []
+    if (pending === null) return
+    this.pending = null
     for (const op of pending) {
       if (op.kind === 'message') this.outbound.send(op.bytes, op.done)
       else this.outbound.finish(buildEmpty(FrameType.HALF_CLOSE, id))
@@ -179,7 +181,7 @@ export class ClientStream {
   end (status: CallStatus): void {
     if (this.ended) return
     this.ended = true
-    this.pending = []
+    this.pending = null
     this.outbound?.clear()
     this.conn?.streamEnded(this)
     this.handler.onEnd(status)
@@ -234,6 +236,10 @@ class ClientConnection implements FrameSink, BatchSink {
 
   write (frame: Uint8Array, done?: () => void): void {
     if (!this.closed) this.writer.write(frame, done)
+  }
+
+  writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
+    if (!this.closed) this.writer.writeMessage(streamId, flags, chunk, done)
   }
 
   canWrite (): boolean { return true }

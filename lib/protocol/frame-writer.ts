@@ -4,6 +4,7 @@
  * MESSAGE and HALF_CLOSE, or the replies to many calls in flight, leave as
  * one message.
  */
+import { FRAME_HEADER_SIZE, FrameType, writeFrameHeader } from './frame.js'
 
 /** Where a writer's batches go: one WebSocket message each. */
 export interface BatchSink {
@@ -50,9 +51,25 @@ export class FrameWriter {
    */
   write (frame: Uint8Array, done?: () => void): void {
     if (this.size + frame.byteLength > this.maxMessageSize) this.sendBatch()
-    if (this.parts === null) this.parts = [frame]
-    else this.parts.push(frame)
-    this.size += frame.byteLength
+    this.add(frame, done)
+  }
+
+  /**
+   * Batches a MESSAGE frame: its header, and `chunk` itself, which is copied
+   * only into the batch (so it must not change until `done`).
+   */
+  writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
+    const header = new Uint8Array(FRAME_HEADER_SIZE)
+    writeFrameHeader(header, 0, FrameType.MESSAGE, flags, streamId, chunk.byteLength)
+    if (this.size + FRAME_HEADER_SIZE + chunk.byteLength > this.maxMessageSize) this.sendBatch()
+    this.add(header)
+    this.add(chunk, done)
+  }
+
+  private add (part: Uint8Array, done?: () => void): void {
+    if (this.parts === null) this.parts = [part]
+    else this.parts.push(part)
+    this.size += part.byteLength
     if (done !== undefined) {
       if (this.callbacks === null) this.callbacks = [done]
       else this.callbacks.push(done)

@@ -3,12 +3,14 @@
  * the peer accepts, sent only as far as the peer's window allows, and
  * followed by a closing frame (HALF_CLOSE or TRAILERS) once all are out.
  */
-import { FRAME_HEADER_SIZE, FrameFlags, FrameType, writeFrameHeader } from './frame.js'
+import { FrameFlags, FrameType, encodeFrame } from './frame.js'
 import type { SendWindow } from './flow-control.js'
 
 /** Where a stream's frames go: the connection's writer. */
 export interface FrameSink {
   write (frame: Uint8Array, done?: () => void): void
+  /** A MESSAGE frame with `chunk` as its payload; `chunk` must not change until `done`. */
+  writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void
   /** Largest MESSAGE payload in one frame. */
   readonly maxFramePayload: number
   /** False while the socket's send buffer is over its high-water mark. */
@@ -21,11 +23,9 @@ interface Pending {
   done: (() => void) | undefined
 }
 
+/** One whole MESSAGE frame in a fresh buffer. */
 export function buildMessageFrame (streamId: number, flags: number, chunk: Uint8Array): Uint8Array {
-  const frame = new Uint8Array(FRAME_HEADER_SIZE + chunk.byteLength)
-  writeFrameHeader(frame, 0, FrameType.MESSAGE, flags, streamId, chunk.byteLength)
-  frame.set(chunk, FRAME_HEADER_SIZE)
-  return frame
+  return encodeFrame(FrameType.MESSAGE, flags, streamId, chunk)
 }
 
 export class OutboundMessages {
@@ -45,16 +45,26 @@ export class OutboundMessages {
     return n
   }
 
-  /** Queues a message; `done` runs once its last frame has gone to the socket. */
+  /**
+   * Queues a message; `done` runs once its last frame has gone to the
+   * socket. The bytes are not copied: they must not change until then.
+   */
   send (bytes: Uint8Array, done?: () => void): void {
+    const n = bytes.byteLength
+    if (this.queue.length === 0 && n <= this.sink.maxFramePayload && n <= this.window.available && this.sink.canWrite()) {
+      // One frame, nothing ahead of it: straight to the writer.
+      this.window.available -= n
+      this.sink.writeMessage(this.streamId, 0, bytes, done)
+      return
+    }
     this.queue.push({ bytes, offset: 0, done })
     if (this.queue.length === 1) this.pump()
   }
 
   /** Writes `frame` after every queued message; `done` runs once it has gone to the socket. */
   finish (frame: Uint8Array, done?: () => void): void {
-    this.closing = { frame, done }
-    if (this.queue.length === 0) this.pump()
+    if (this.queue.length === 0) this.sink.write(frame, done)
+    else this.closing = { frame, done }
   }
 
   /** Adds window credit and sends what it allows. */
@@ -77,7 +87,7 @@ export class OutboundMessages {
       const last = end === m.bytes.byteLength
       // A whole message needs no view of itself (a Buffer's subarray is not free).
       const chunk = m.offset === 0 && last ? m.bytes : m.bytes.subarray(m.offset, end)
-      this.sink.write(buildMessageFrame(this.streamId, last ? 0 : FrameFlags.MORE, chunk), last ? m.done : undefined)
+      this.sink.writeMessage(this.streamId, last ? 0 : FrameFlags.MORE, chunk, last ? m.done : undefined)
       m.offset = end
       if (last) queue.shift()
     }

@@ -159,6 +159,10 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     if (!this.closed) this.writer.write(frame, done)
   }
 
+  writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
+    if (!this.closed) this.writer.writeMessage(streamId, flags, chunk, done)
+  }
+
   canWrite (): boolean { return !this.congested }
 
   /** @private From the writer: one batch of frames, one WebSocket message. */

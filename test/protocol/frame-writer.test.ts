@@ -241,3 +241,25 @@ t.test('FrameWriter: one writer throwing does not keep the others from sending',
   t.equal(thrown.length, 1, 'the error surfaced')
   t.same(b.sent.map(m => [...m]), [[2]], 'the other writer sent its batch')
 })
+
+t.test('FrameWriter.writeMessage batches a MESSAGE frame: header, then the chunk as it is', async t => {
+  const r = recorder()
+  const w = new FrameWriter({ sendBatch: r.send }, 100)
+  let done = 0
+  w.write(bytes(9))
+  w.writeMessage(0x01020304, 0x02, bytes(0xaa, 0xbb), () => done++)
+  await settle()
+  t.same(r.sent.map(m => [...m]), [[9, 0x04, 0x02, 1, 2, 3, 4, 0, 0, 0, 2, 0xaa, 0xbb]])
+  t.equal(done, 1)
+})
+
+t.test('FrameWriter.writeMessage never splits a header from its chunk across messages', async t => {
+  const r = recorder()
+  // Room for the first frame (10 + 5) and the header of the second, not its chunk.
+  const w = new FrameWriter({ sendBatch: r.send }, 25)
+  w.writeMessage(1, 0, frameOf(5, 1))
+  w.writeMessage(3, 0, frameOf(5, 2))
+  await settle()
+  t.same(r.sent.map(m => m.byteLength), [15, 15])
+  t.same([...r.sent[1]!.subarray(0, 6)], [0x04, 0, 0, 0, 0, 3])
+})

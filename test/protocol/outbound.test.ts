@@ -27,6 +27,10 @@ class FakeSink implements FrameSink {
     this.afterWrite?.()
   }
 
+  writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
+    this.write(buildMessageFrame(streamId, flags, chunk), done)
+  }
+
   canWrite (): boolean { return this.writable }
 
   /** The MESSAGE frames written so far, decoded. */
