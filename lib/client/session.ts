@@ -56,6 +56,16 @@ export interface SessionOptions {
 
 type ResolvedSessionOptions = Required<Omit<SessionOptions, 'WebSocket' | 'backoff' | 'protocols'>> & SessionOptions
 
+/**
+ * Calls issued in one turn (say, 64 of them as 64 others complete) leave in
+ * batches of this many frames rather than all at once at the end of the
+ * turn: the server works on the first while this side writes the next.
+ * Measured with 64 unary calls of 100 B in flight: about twice the calls/s
+ * of one batch per turn (which left each side idle while the other worked),
+ * and the same as one batch per turn for 64 KiB calls.
+ */
+const MAX_BATCH_FRAMES = 32
+
 /** Until the server's SETTINGS arrive, nothing is sent; these are its defaults. */
 const assumedSettings: Settings = {
   maxConcurrentStreams: 100,
@@ -221,7 +231,7 @@ class ClientConnection implements FrameSink, BatchSink {
     this.socket = new options.WebSocket(url, [SUBPROTOCOL, ...(options.protocols ?? [])])
     // Browsers default to Blob; `ws` defaults to Buffer, a Uint8Array already.
     if (this.socket.binaryType === 'blob') this.socket.binaryType = 'arraybuffer'
-    this.writer = new FrameWriter(this, assumedSettings.maxFrameSize)
+    this.writer = new FrameWriter(this, assumedSettings.maxFrameSize, MAX_BATCH_FRAMES)
     this.socket.onmessage = event => this.onMessage(event.data)
     this.socket.onclose = event => this.fail(`Connection closed (code ${event.code}${event.reason === '' ? '' : `: ${event.reason}`})`)
     this.socket.onerror = () => this.fail('Connection failed')

@@ -33,14 +33,17 @@ export class FrameWriter {
   // Null while empty: an idle connection keeps no arrays.
   private parts: Uint8Array[] | null = null
   private size = 0
+  private frames = 0
   private callbacks: Array<() => void> | null = null
   private scheduled = false
 
   /**
    * @param sink delivers each batch as one WebSocket message
    * @param maxMessageSize the peer's largest accepted WebSocket message
+   * @param maxBatchFrames a batch holding this many frames leaves before the
+   *   turn is over, so the peer can start on it while this side writes more
    */
-  constructor (private readonly sink: BatchSink, public maxMessageSize: number) {}
+  constructor (private readonly sink: BatchSink, public maxMessageSize: number, private readonly maxBatchFrames = Infinity) {}
 
   /**
    * Batches a frame. `done` runs asynchronously, like a stream's write
@@ -50,7 +53,8 @@ export class FrameWriter {
    * next message, can join that batch), or right after the batch was sent.
    */
   write (frame: Uint8Array, done?: () => void): void {
-    if (this.size + frame.byteLength > this.maxMessageSize) this.sendBatch()
+    if (this.size + frame.byteLength > this.maxMessageSize || this.frames >= this.maxBatchFrames) this.sendBatch()
+    this.frames++
     this.add(frame, done)
   }
 
@@ -61,7 +65,8 @@ export class FrameWriter {
   writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
     const header = new Uint8Array(FRAME_HEADER_SIZE)
     writeFrameHeader(header, 0, FrameType.MESSAGE, flags, streamId, chunk.byteLength)
-    if (this.size + FRAME_HEADER_SIZE + chunk.byteLength > this.maxMessageSize) this.sendBatch()
+    if (this.size + FRAME_HEADER_SIZE + chunk.byteLength > this.maxMessageSize || this.frames >= this.maxBatchFrames) this.sendBatch()
+    this.frames++
     this.add(header)
     this.add(chunk, done)
   }
@@ -120,6 +125,7 @@ export class FrameWriter {
     }
     this.parts = null
     this.size = 0
+    this.frames = 0
     this.sink.sendBatch(message)
   }
 
@@ -127,6 +133,7 @@ export class FrameWriter {
   discard (): void {
     this.parts = null
     this.size = 0
+    this.frames = 0
     this.callbacks = null
   }
 }

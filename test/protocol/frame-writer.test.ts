@@ -263,3 +263,17 @@ t.test('FrameWriter.writeMessage never splits a header from its chunk across mes
   t.same(r.sent.map(m => m.byteLength), [15, 15])
   t.same([...r.sent[1]!.subarray(0, 6)], [0x04, 0, 0, 0, 0, 3])
 })
+
+t.test('FrameWriter with maxBatchFrames sends a batch once it holds that many frames, the rest at the end of the turn', async t => {
+  const r = recorder()
+  const w = new FrameWriter({ sendBatch: r.send }, 1000, 3)
+  w.write(bytes(1))
+  w.writeMessage(1, 0, bytes(2))
+  w.write(bytes(3))
+  t.equal(r.sent.length, 0, 'three frames: nothing sent yet')
+  w.write(bytes(4))
+  t.same(r.sent.map(m => m.byteLength), [1 + 11 + 1], 'the fourth frame sent the first three')
+  w.write(bytes(5))
+  await settle()
+  t.same(r.sent.map(m => [...m]), [[1, 4, 0, 0, 0, 0, 1, 0, 0, 0, 1, 2, 3], [4, 5]])
+})
