@@ -57,7 +57,9 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   start (metadata: Metadata, listener: ClientCallListener): void {
     this.listener = listener
     if (this.statusReported || this.finalStatus !== null || this.setup.deadline <= Date.now()) return
-    const entries = fromGrpcMetadata(metadata).filter(([key]) => key !== 'user-agent')
+    const entries = fromGrpcMetadata(metadata)
+    // The channel's user-agent replaces any the application set.
+    for (let i = entries.length - 1; i >= 0; i--) if (entries[i]![0] === 'user-agent') entries.splice(i, 1)
     entries.push(['user-agent', this.setup.userAgent])
     if (this.credentials === null) {
       this.open(entries)
@@ -92,17 +94,19 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   }
 
   sendMessageWithContext (context: MessageContext, message: Buffer): void {
-    const done = context.callback === undefined ? undefined : () => context.callback!()
+    const done = context.callback
     if (this.finalStatus !== null) {
       // The call is over; grpc-js still expects every write callback.
       if (done !== undefined) process.nextTick(done)
       return
     }
-    this.withStream(stream => { stream.send(message, done) })
+    if (this.stream !== null) this.stream.send(message, done)
+    else this.withStream(stream => { stream.send(message, done) })
   }
 
   halfClose (): void {
-    this.withStream(stream => { stream.halfClose() })
+    if (this.stream !== null) this.stream.halfClose()
+    else this.withStream(stream => { stream.halfClose() })
   }
 
   startRead (): void {
