@@ -1,4 +1,5 @@
 import t from 'tap'
+import fc from 'fast-check'
 import { StreamMap } from '../../lib/protocol/stream-map.js'
 
 t.test('set, get and size', async t => {
@@ -79,4 +80,74 @@ t.test('one insert and one delete per call, for many calls, keeps only the open 
   t.equal(values.length, open)
   t.equal(values[0], next - 2 * open)
   t.equal(values[open - 1], next - 2)
+})
+
+t.test('a stream whose slot is taken by an older one is still found, and takes the slot once it is free', async t => {
+  const m = new StreamMap<string>()
+  // Ids 1, 17 and 33 pick the same slot of the first 8.
+  m.set(1, 'a')
+  m.set(17, 'b')
+  m.set(33, 'c')
+  t.equal(m.get(1), 'a')
+  t.equal(m.get(17), 'b')
+  t.equal(m.get(33), 'c')
+  t.equal(m.delete(1), true)
+  t.equal(m.get(17), 'b')
+  m.set(49, 'd')
+  t.equal(m.get(49), 'd')
+  t.equal(m.delete(17), true)
+  t.equal(m.delete(17), false)
+  t.same([...m.values()], ['c', 'd'])
+  t.equal(m.size, 2)
+})
+
+t.test('grows past its first slots and keeps every stream', async t => {
+  const m = new StreamMap<number>()
+  const ids = Array.from({ length: 300 }, (_, i) => 2 * i + 1)
+  for (const id of ids) m.set(id, id)
+  t.equal(m.size, 300)
+  t.equal(ids.filter(id => m.get(id) !== id).length, 0, 'all found')
+  t.same([...m.values()], ids)
+})
+
+t.test('a long-lived stream among many short ones', async t => {
+  const m = new StreamMap<number>()
+  m.set(1, 1)
+  let lost = 0
+  for (let id = 3; id < 20_000; id += 2) {
+    m.set(id, id)
+    if (m.get(1) !== 1 || m.get(id) !== id) lost++
+    m.delete(id)
+  }
+  t.equal(lost, 0)
+  t.equal(m.size, 1)
+  t.same([...m.values()], [1])
+})
+
+t.test('behaves as a Map under any sequence of sets, deletes and clears', async t => {
+  const op = fc.oneof(
+    fc.record({ kind: fc.constant('set' as const), id: fc.integer({ min: 1, max: 400 }) }),
+    fc.record({ kind: fc.constant('delete' as const), id: fc.integer({ min: 1, max: 400 }) }),
+    fc.record({ kind: fc.constant('clear' as const), id: fc.constant(0) })
+  )
+  let runs = 0
+  fc.assert(fc.property(fc.array(op, { maxLength: 300 }), ops => {
+    runs++
+    const m = new StreamMap<number>()
+    const ref = new Map<number, number>()
+    for (const [n, o] of ops.entries()) {
+      if (o.kind === 'set') { m.set(o.id, n); ref.set(o.id, n) }
+      if (o.kind === 'delete' && m.delete(o.id) !== ref.delete(o.id)) return false
+      if (o.kind === 'clear') { m.clear(); ref.clear() }
+      if (m.size !== ref.size) return false
+    }
+    for (let id = 1; id <= 400; id++) if (m.get(id) !== ref.get(id)) return false
+    const sorted = [...ref.entries()].sort((a, b) => a[0] - b[0]).map(e => e[1])
+    return JSON.stringify([...m.values()]) === JSON.stringify(sorted)
+  }), { numRuns: 300 })
+  t.equal(runs, 300)
+})
+
+t.test('refuses stream id 0', async t => {
+  t.throws(() => { new StreamMap<number>().set(0, 1) }, RangeError)
 })
