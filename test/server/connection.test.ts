@@ -665,6 +665,42 @@ t.test('CANCEL on an open call reaches the handler as cancelled', async t => {
   await peer.shut()
 })
 
+t.test('over socketHighWaterMark, calls stop writing until the socket drains, and every message then arrives', async t => {
+  const highWaterMark = 64 * 1024
+  const target = await startApp({ socketHighWaterMark: highWaterMark })
+  const app = apps.at(-1)!
+  const peer = await Peer.open(target)
+  await settingsOf(peer)
+  const id = nextId()
+  const flood = handlerEvent(`${id}:flood`)
+  const count = 400
+  const size = 64 * 1024
+  // A window larger than all of it: only the socket can hold the handler back.
+  peer.ws.pause()
+  peer.send(
+    buildCall(1, { path: '/test.Test/ServerStream', timeoutMs: NO_TIMEOUT, initialWindowSize: 0x7fffffff, metadata: [] }),
+    messageFrame(1, requestBytes({ mode: 'flood', id, count, size })),
+    buildEmpty(FrameType.HALF_CLOSE, 1)
+  )
+  const [server] = app.websocketServer.clients
+  let most = 0
+  const started = Date.now()
+  while (Date.now() - started < 500) {
+    most = Math.max(most, server!.bufferedAmount)
+    await new Promise(resolve => setTimeout(resolve, 5))
+  }
+  peer.ws.resume()
+  const status = await peer.trailers(1)
+  t.equal(status.code, 0)
+  t.equal(peer.streamFrames(1).filter(f => f.type === FrameType.MESSAGE).length, count, `all ${count} messages arrived`)
+  t.ok(most > 0, `the socket filled up (${most} bytes waited in ws)`)
+  // The send that crosses the mark still goes: one batch (≤ maxFrameSize) beyond it at most.
+  t.ok(most <= highWaterMark + defaultSettings.maxFrameSize, `ws held at most ${most} bytes, not the ${count * size} written`)
+  t.ok((await flood).refusals > 0, 'write() returned false meanwhile')
+  assertOpen(t, peer)
+  await peer.shut()
+})
+
 t.test('a CALL with timeoutMs 50 ends with DEADLINE_EXCEEDED', async t => {
   const peer = await Peer.open()
   const id = nextId()
