@@ -62,3 +62,25 @@ t.test('Should answer INTERNAL when a server interceptor throws, and keep servin
   const again = await unaryError(client, { mode: 'echo' })
   t.equal(again.code, grpc.status.INTERNAL, 'the same socket still answers')
 })
+
+// What an interceptor learns of the connection, on both transports.
+const seen: Array<{ info: ReturnType<grpc.ServerInterceptingCallInterface['getConnectionInfo']>, peer: string }> = []
+const recordConnection: grpc.ServerInterceptor = (_methodDescriptor, call) => {
+  seen.push({ info: call.getConnectionInfo(), peer: call.getPeer() })
+  return new grpc.ServerInterceptingCall(call)
+}
+const connectionEnv = await startEnv(t, { plugin: { interceptors: [recordConnection] }, server: { interceptors: [recordConnection] } })
+
+parity(t, connectionEnv, 'Should give interceptors the connection the call came on', async (t, { client, name }) => {
+  seen.length = 0
+  await unary(client, { mode: 'echo', message: 'where from' })
+  t.equal(seen.length, 1)
+  const { info, peer } = seen[0]!
+  const serverPort = Number(name === 'http2' ? connectionEnv.http2Address.split(':').at(-1) : new URL(connectionEnv.wsUrl).port)
+  t.equal(info.localAddress, '127.0.0.1')
+  t.equal(info.localPort, serverPort, 'the server side is the port the client dialled')
+  t.equal(info.remoteAddress, '127.0.0.1')
+  t.type(info.remotePort, 'number')
+  t.not(info.remotePort, serverPort)
+  t.equal(peer, `${info.remoteAddress}:${info.remotePort}`, 'getPeer() names the same socket')
+})
