@@ -245,7 +245,9 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       if ((data as Buffer).byteLength > this.limits.maxFrameSize) {
         throw new ProtocolError(`WebSocket message of ${(data as Buffer).byteLength} bytes exceeds the limit of ${this.limits.maxFrameSize}`, CloseCode.MESSAGE_TOO_BIG)
       }
-      const frames = this.decoder.push(data as Buffer)
+      // A plain view: views of it (one per frame) then skip Buffer's species constructor.
+      const buffer = data as Buffer
+      const frames = this.decoder.push(new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength))
       if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
       for (const frame of frames) this.onFrame(frame)
     } catch (err) {
