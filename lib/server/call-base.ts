@@ -28,6 +28,24 @@ export interface CallEnvironment {
 
 const HALF_CLOSE = Symbol('half-close')
 
+// Calls that ended in this turn, told so in one process.nextTick for all of
+// them (a nextTick per call cost about 5 % of the server's time under load).
+let ending: ServerCallBase[] = []
+
+function tellEnded (): void {
+  const calls = ending
+  ending = []
+  let i = 0
+  try {
+    for (; i < calls.length; i++) calls[i]!.tellCancelled()
+  } finally {
+    // A listener that throws must not keep the others from hearing.
+    for (i++; i < calls.length; i++) {
+      if (ending.push(calls[i]!) === 1) process.nextTick(tellEnded)
+    }
+  }
+}
+
 export abstract class ServerCallBase implements ServerInterceptingCallInterface {
   cancelled = false
   /** The status sent, or null while none was (or the client cancelled). */
@@ -198,7 +216,12 @@ export abstract class ServerCallBase implements ServerInterceptingCallInterface 
     this.cancelled = true
     if (this.stopDeadline !== null) this.stopDeadline()
     this.ended()
-    process.nextTick(() => { this.listener?.onCancel() })
+    if (ending.push(this) === 1) process.nextTick(tellEnded)
+  }
+
+  /** @private Called on the tick after the call ended. */
+  tellCancelled (): void {
+    this.listener?.onCancel()
   }
 
   private maybePushNextMessage (): void {
