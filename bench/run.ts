@@ -9,6 +9,7 @@
  * --no-bufferutil, --out DIR; for investigating: --systems a,b,
  * --scenarios REGEX, --skip startup,throughput,memory,hold.
  */
+import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync } from 'node:fs'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
@@ -67,7 +68,8 @@ const plan: Plan = quick
       retries: 12,
       budgetMs: 280_000
     }
-const pin = !flag('--no-pin')
+// Pinned when the machine can: two CPUs at least, and taskset (util-linux) present.
+const pin = !flag('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
 const SERVER_CPU = pin ? 0 : null
 const CLIENT_CPU = pin ? 1 : null
 // A smoke run must not overwrite the published results in docs/.
@@ -445,9 +447,40 @@ async function main (): Promise<void> {
   writeReports(outDir, results, summary)
   log(`done in ${results.durationS.toFixed(0)} s: ${join(outDir, 'bench.md')}, bench.json, bench.svg`)
   for (const t of summary.targets) log(`target ${t.pass === true ? 'MET    ' : t.pass === false ? 'NOT MET' : '   n/a '} ${t.name}: ${t.measured}`)
+  // No figure is judged here (timings vary by machine), but the plugin must
+  // have answered every call and accepted every connection.
+  const failures = pluginFailures(results)
+  for (const f of failures) log(`FAILED ${f}`)
+  if (failures.length > 0) process.exitCode = 1
 }
 
-main().then(() => { process.exit(0) }, (err: unknown) => {
+function hasTaskset (): boolean {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+function pluginFailures (results: BenchResults): string[] {
+  const out: string[] = []
+  for (const m of results.throughput) {
+    if ((m.system === 'plugin-lean' || m.system === 'plugin-grpcjs') && m.errors > 0) {
+      out.push(`rep ${m.rep + 1} ${m.scenario} ${m.system}: ${m.errors} call(s) failed, first: ${m.firstError ?? '?'}`)
+    }
+  }
+  for (const m of results.memory) {
+    if (m.system === 'plugin' && m.failed > 0) out.push(`idle memory, rep ${m.rep + 1}: ${m.failed} connection(s) failed, first: ${m.firstError ?? '?'}`)
+  }
+  const h = results.hold
+  if (h !== null && (h.failed > 0 || h.callsFailed > 0 || h.opened < h.target)) {
+    out.push(`holding ${h.target} connections: ${h.opened} opened, ${h.failed} failed, ${h.callsFailed} call(s) failed${h.firstError !== null ? `, first: ${h.firstError}` : ''}`)
+  }
+  return out
+}
+
+main().then(() => { process.exit(process.exitCode ?? 0) }, (err: unknown) => {
   console.error(err)
   killAll()
   process.exit(1)
