@@ -5,6 +5,7 @@
  * one message.
  */
 import { FRAME_HEADER_SIZE, FrameType, writeFrameHeader } from './frame.js'
+import { TurnQueue } from './turn-queue.js'
 
 /** Where a writer's batches go: one WebSocket message each. */
 export interface BatchSink {
@@ -13,21 +14,7 @@ export interface BatchSink {
 
 // Writers with a batch due, flushed together in one microtask: no closure
 // per writer (one per connection, kept as long as the connection).
-let due: FrameWriter[] = []
-
-function flushDue (): void {
-  const writers = due
-  due = []
-  let i = 0
-  try {
-    for (; i < writers.length; i++) writers[i]!.tick()
-  } finally {
-    // One writer throwing must not leave the others waiting forever.
-    for (i++; i < writers.length; i++) {
-      if (due.push(writers[i]!) === 1) queueMicrotask(flushDue)
-    }
-  }
-}
+const due = new TurnQueue<FrameWriter>(queueMicrotask, writer => { writer.tick() })
 
 export class FrameWriter {
   // Null while empty: an idle connection keeps no arrays.
@@ -81,7 +68,7 @@ export class FrameWriter {
     }
     if (!this.scheduled) {
       this.scheduled = true
-      if (due.push(this) === 1) queueMicrotask(flushDue)
+      due.add(this)
     }
   }
 
