@@ -14,7 +14,11 @@ export class TurnQueue<T> {
   constructor (private readonly schedule: (callback: () => void) => void, private readonly handle: (item: T) => void) {}
 
   add (item: T): void {
-    if (this.items.push(item) === 1) this.schedule(this.drain)
+    if (this.items.push(item) === 1) {
+      // Called unbound: browsers' queueMicrotask refuses any other `this`.
+      const schedule = this.schedule
+      schedule(this.drain)
+    }
   }
 
   private readonly drain = (): void => {

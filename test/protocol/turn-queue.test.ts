@@ -66,3 +66,10 @@ t.test('works with queueMicrotask and process.nextTick', async t => {
     t.same(seen, ['a', 'b'])
   }
 })
+
+t.test('calls the scheduler unbound, as browsers require of queueMicrotask', async t => {
+  const receivers: unknown[] = []
+  const q = new TurnQueue<number>(function (this: unknown, callback) { receivers.push(this); callback() }, () => {})
+  q.add(1)
+  t.same(receivers, [undefined])
+})
