@@ -1,8 +1,8 @@
 /**
  * Batches the frames written in one microtask checkpoint into as few
- * WebSocket messages as the peer's size limit allows: a call's CALL,
- * MESSAGE and HALF_CLOSE, or the replies to many calls in flight, leave as
- * one message.
+ * WebSocket messages as the peer's size limit (and, where given, a number of
+ * frames per message) allows: a call's CALL, MESSAGE and HALF_CLOSE, or the
+ * replies to many calls in flight, leave as one message.
  */
 import { FRAME_HEADER_SIZE, FrameType, writeFrameHeader } from './frame.js'
 import { TurnQueue } from './turn-queue.js'
