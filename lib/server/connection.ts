@@ -18,6 +18,7 @@ import {
   parseWindowUpdate, type ParsedCall, type Settings
 } from '../protocol/payload.js'
 import { requestMetadata, type Dispatcher } from './dispatch.js'
+import { Keepalive } from './keepalive.js'
 import { authContextOf, connectionInfoOf, peerOf } from './socket-info.js'
 import { WebSocketServerCall, type CallHost } from './server-call.js'
 
@@ -70,9 +71,6 @@ function onSocketMessage (this: WebSocket, data: Buffer | ArrayBuffer | Buffer[]
 function onSocketClose (this: WebSocket): void {
   (this as ConnectedSocket)[kConnection].onClose()
 }
-function onSocketPong (this: WebSocket): void {
-  (this as ConnectedSocket)[kConnection].onPong()
-}
 function ignore (): void {}
 
 export class ServerConnection implements CallHost, FrameSink, BatchSink {
@@ -95,8 +93,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
   // Made on first use: most connections never log.
   private logger: Logger | null = null
   // Keepalive and idle bookkeeping, driven by tick().
-  private lastPingAt: number
-  private pingSentAt = 0
+  private readonly keepalive: Keepalive
   private idleSince: number
 
   constructor (
@@ -115,7 +112,8 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     this.logCalls = context.log.isLevelEnabled?.('debug') ?? false
     this.decoder = new FrameDecoder(limits.maxFrameSize - FRAME_HEADER_SIZE)
     this.writer = new FrameWriter(this, limits.maxFrameSize)
-    this.lastPingAt = this.idleSince = Date.now()
+    this.idleSince = Date.now()
+    this.keepalive = new Keepalive(socket, this.idleSince)
     ;(socket as ConnectedSocket)[kConnection] = this
     socket.on('message', onSocketMessage)
     socket.on('close', onSocketClose)
@@ -202,16 +200,11 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
 
   // --- keepalive and idle --------------------------------------------------
 
-  /** @private */
-  onPong (): void {
-    this.pingSentAt = 0
-  }
-
   /** Called periodically by the server: pings, detects a stalled peer, closes idle connections. */
   tick (now: number): void {
     if (this.closed) return
     const { pingInterval, pingTimeout, idleTimeout } = this.limits
-    if (this.pingSentAt !== 0 && now - this.pingSentAt >= pingTimeout) {
+    if (this.keepalive.stalled(now, pingTimeout)) {
       this.log.info({ pingTimeout }, 'peer stalled: no pong in time; closing the connection and cancelling its calls')
       this.socket.terminate()
       this.onClose()
@@ -222,12 +215,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       this.close(CloseCode.NORMAL, 'idle timeout')
       return
     }
-    if (pingInterval > 0 && this.pingSentAt === 0 && now - this.lastPingAt >= pingInterval) {
-      this.lastPingAt = this.pingSentAt = now
-      // Listened to only while a ping is out: idle connections keep less.
-      this.socket.once('pong', onSocketPong)
-      this.socket.ping()
-    }
+    this.keepalive.maybePing(now, pingInterval)
   }
 
   // --- incoming ------------------------------------------------------------

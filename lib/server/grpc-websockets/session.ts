@@ -11,6 +11,7 @@ import type { WebSocket } from 'ws'
 import type { AuthContext, ConnectionInfo } from '../../grpc-internals.js'
 import { CloseCode } from '../../protocol/frame.js'
 import { REQUEST_KEY, type Logger } from '../connection.js'
+import { Keepalive } from '../keepalive.js'
 import { authContextOf, connectionInfoOf, peerOf } from '../socket-info.js'
 import { requestMetadata, type Dispatcher } from '../dispatch.js'
 import { GrpcWebSocketsCall, type CallSocket } from './call.js'
@@ -61,8 +62,7 @@ export class GrpcWebSocketsSession implements CallSocket {
   private closeCode: number = CloseCode.NORMAL
   // Keepalive and idle bookkeeping, driven by tick().
   private readonly openedAt: number
-  private lastPingAt: number
-  private pingSentAt = 0
+  private readonly keepalive: Keepalive
   // While the handler lags, the socket is not read: no pong can arrive.
   private readingPaused = false
   // Resolves goAway() once nothing more goes out.
@@ -91,8 +91,8 @@ export class GrpcWebSocketsSession implements CallSocket {
     this.log = context.log.child({ peer: this.peer, method: path })
     socket.on('message', this.onMessage)
     socket.on('close', this.onClose)
-    socket.on('pong', this.onPong)
-    this.openedAt = this.lastPingAt = Date.now()
+    this.openedAt = Date.now()
+    this.keepalive = new Keepalive(socket, this.openedAt)
     // Errors end in 'close'; without a listener ws would throw them.
     socket.on('error', () => {})
   }
@@ -124,9 +124,7 @@ export class GrpcWebSocketsSession implements CallSocket {
 
   resumeReading (): void {
     this.readingPaused = false
-    // A pong may have waited unread: start the keepalive over.
-    this.pingSentAt = 0
-    this.lastPingAt = Date.now()
+    this.keepalive.restart(Date.now())
     this.socket.resume()
   }
 
@@ -137,10 +135,6 @@ export class GrpcWebSocketsSession implements CallSocket {
 
   // --- keepalive and idle ------------------------------------------------------
 
-  private readonly onPong = (): void => {
-    this.pingSentAt = 0
-  }
-
   /**
    * Called periodically by the route: pings (browsers answer by themselves,
    * and a ping keeps proxies from closing a quiet stream), cancels the call
@@ -150,7 +144,7 @@ export class GrpcWebSocketsSession implements CallSocket {
   tick (now: number): void {
     if (this.finished || this.readingPaused) return
     const { pingInterval, pingTimeout, idleTimeout } = this.limits
-    if (this.pingSentAt !== 0 && now - this.pingSentAt >= pingTimeout) {
+    if (this.keepalive.stalled(now, pingTimeout)) {
       this.log.info({ pingTimeout }, 'peer stalled: no pong in time; closing the socket and cancelling its call')
       this.socket.terminate()
       this.onClose()
@@ -161,10 +155,7 @@ export class GrpcWebSocketsSession implements CallSocket {
       this.end('idle timeout')
       return
     }
-    if (pingInterval > 0 && this.pingSentAt === 0 && now - this.lastPingAt >= pingInterval) {
-      this.lastPingAt = this.pingSentAt = now
-      this.socket.ping()
-    }
+    this.keepalive.maybePing(now, pingInterval)
   }
 
   // --- incoming --------------------------------------------------------------
