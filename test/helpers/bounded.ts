@@ -13,3 +13,31 @@ export async function bounded<T> (what: string, promise: Promise<T>, ms = 5000):
     clearTimeout(timer)
   }
 }
+
+/** Bounded waits for a condition over state that changes by events: call `changed()` after each. */
+export class Changes {
+  private readonly waiters = new Set<() => void>()
+
+  /** Something changed: the waits check their condition again. */
+  changed (): void {
+    for (const waiter of [...this.waiters]) waiter()
+  }
+
+  /** Resolves with what `check` returns once that is not undefined. */
+  async until<T> (what: string, check: () => T | undefined, ms = 5000): Promise<T> {
+    const now = check()
+    if (now !== undefined) return now
+    let waiter: (() => void) | undefined
+    try {
+      return await bounded(what, new Promise<T>(resolve => {
+        waiter = () => {
+          const value = check()
+          if (value !== undefined) resolve(value)
+        }
+        this.waiters.add(waiter)
+      }), ms)
+    } finally {
+      if (waiter !== undefined) this.waiters.delete(waiter)
+    }
+  }
+}

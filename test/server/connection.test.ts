@@ -16,7 +16,7 @@ import {
 } from '../../lib/protocol/payload.js'
 import type { MetadataEntry } from '../../lib/protocol/metadata.js'
 import { createTestService, testDefinition, type Request, type Response } from '../helpers/test-service.js'
-import { bounded } from '../helpers/bounded.js'
+import { Changes, bounded } from '../helpers/bounded.js'
 
 const WAIT_MS = 5000
 const UNARY = '/test.Test/Unary'
@@ -61,7 +61,7 @@ class Peer {
   closeInfo: CloseInfo | undefined
   readonly problems: string[] = []
   private readonly decoder = new FrameDecoder(0x7fffffff)
-  private readonly waiters = new Set<() => void>()
+  private readonly changes = new Changes()
   private pingCounter = 0
 
   constructor (readonly ws: WebSocket) {
@@ -77,11 +77,11 @@ class Peer {
           this.problems.push(`undecodable bytes from the server: ${(err as Error).message}`)
         }
       }
-      this.notify()
+      this.changes.changed()
     })
     ws.on('close', (code: number, reason: Buffer) => {
       this.closeInfo = { code, reason: reason.toString() }
-      this.notify()
+      this.changes.changed()
     })
     ws.on('error', err => { this.problems.push(`socket error: ${err.message}`) })
   }
@@ -95,10 +95,6 @@ class Peer {
     return peer
   }
 
-  private notify (): void {
-    for (const waiter of [...this.waiters]) waiter()
-  }
-
   /** Sends the frames in one WebSocket message. */
   send (...frames: Uint8Array[]): void {
     this.ws.send(Buffer.concat(frames))
@@ -106,21 +102,9 @@ class Peer {
 
   /** Resolves once `check` returns something other than undefined. */
   async until<T> (what: string, check: () => T | undefined, ms = WAIT_MS): Promise<T> {
-    const now = check()
-    if (now !== undefined) return now
-    let waiter: (() => void) | undefined
-    try {
-      return await bounded(what, new Promise<T>(resolve => {
-        waiter = () => {
-          const value = check()
-          if (value !== undefined) resolve(value)
-        }
-        this.waiters.add(waiter)
-      }), ms)
-    } finally {
-      if (waiter !== undefined) this.waiters.delete(waiter)
-    }
+    return await this.changes.until(what, check, ms)
   }
+
 
   streamFrames (streamId: number): Frame[] {
     return this.frames.filter(f => f.streamId === streamId)

@@ -12,7 +12,7 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import fastifyGrpcWs, { fastifyRequestOf, type FastifyGrpcWsOptions } from '../../index.js'
 import { createTestService, testDefinition, type Request, type Response } from '../helpers/test-service.js'
-import { bounded } from '../helpers/bounded.js'
+import { Changes, bounded } from '../helpers/bounded.js'
 
 const WAIT_MS = 5000
 const events = new EventEmitter()
@@ -71,16 +71,16 @@ class RawCall {
   readonly messages: Buffer[] = []
   closeInfo: { code: number, reason: string } | undefined
   readonly problems: string[] = []
-  private readonly waiters = new Set<() => void>()
+  private readonly changes = new Changes()
 
   constructor (readonly ws: WebSocket) {
     sockets.push(this)
     ws.on('message', (d: Buffer, isBinary: boolean) => {
       if (!isBinary) this.problems.push('text message from the server')
       this.messages.push(d)
-      this.notify()
+      this.changes.changed()
     })
-    ws.on('close', (code: number, reason: Buffer) => { this.closeInfo = { code, reason: reason.toString() }; this.notify() })
+    ws.on('close', (code: number, reason: Buffer) => { this.closeInfo = { code, reason: reason.toString() }; this.changes.changed() })
     ws.on('error', err => { this.problems.push(err.message) })
   }
 
@@ -113,21 +113,10 @@ class RawCall {
     for (const m of messages) this.ws.send(m)
   }
 
-  private notify (): void { for (const w of [...this.waiters]) w() }
-
   async until<T> (what: string, check: () => T | undefined, ms = WAIT_MS): Promise<T> {
-    const now = check()
-    if (now !== undefined) return now
-    let waiter: (() => void) | undefined
-    try {
-      return await bounded(what, new Promise<T>(resolve => {
-        waiter = () => { const v = check(); if (v !== undefined) resolve(v) }
-        this.waiters.add(waiter)
-      }), ms)
-    } finally {
-      if (waiter !== undefined) this.waiters.delete(waiter)
-    }
+    return await this.changes.until(what, check, ms)
   }
+
 
   async closed (): Promise<{ code: number, reason: string }> {
     return await this.until('the socket to close', () => this.closeInfo)
