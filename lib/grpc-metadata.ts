@@ -12,16 +12,23 @@ import { isBinaryKey, type MetadataEntry } from './protocol/metadata.js'
  */
 export function toGrpcMetadata (entries: readonly MetadataEntry[]): Metadata {
   const md = new Metadata()
+  // Repeated ASCII keys are joined first and set once: setting the growing
+  // joined value each time would re-validate it, quadratic in the repeats.
+  let repeated = null as Map<string, string[]> | null
   for (const [key, value] of entries) {
     if (isBinaryKey(key)) {
       const bytes = value as Uint8Array
       md.add(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
+    } else if (repeated?.has(key) === true) {
+      repeated.get(key)!.push(value as string)
+    } else if (md.get(key).length === 0) {
+      md.set(key, value as string)
     } else {
-      const had = md.get(key)
-      if (had.length === 0) md.set(key, value as string)
-      else md.set(key, `${had[0] as string}, ${value as string}`)
+      repeated ??= new Map()
+      repeated.set(key, [md.get(key)[0] as string, value as string])
     }
   }
+  if (repeated !== null) for (const [key, values] of repeated) md.set(key, values.join(', '))
   return md
 }
 
