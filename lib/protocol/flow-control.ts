@@ -1,12 +1,21 @@
 /**
- * Per-stream flow control, counted in message bytes (MESSAGE frame
- * payloads). The receiver announces a window; the sender may not send more
- * than the window allows; the receiver returns credit with WINDOW_UPDATE as
- * bytes leave its buffers. Used the same way by the server and the clients.
+ * Per-stream flow control, counted in MESSAGE frames: each costs its payload
+ * plus {@link FRAME_CHARGE}. The receiver announces a window; the sender may
+ * not send more than the window allows; the receiver returns credit with
+ * WINDOW_UPDATE as bytes leave its buffers. Used the same way by the server
+ * and the clients.
  */
 
 /** Largest window either side may reach, as in HTTP/2. */
 export const MAX_WINDOW = 0x7fffffff
+
+/**
+ * What every MESSAGE frame costs of the window beyond its payload, as HTTP/2
+ * charges each gRPC message its 5-byte prefix: no frame is free, so a window
+ * bounds how many messages (empty ones too) a receiver can be made to hold,
+ * not only their bytes.
+ */
+export const FRAME_CHARGE = 5
 
 /** The sender's view: how many bytes it may still send. */
 export class SendWindow {
@@ -35,6 +44,9 @@ export class ReceiveWindow {
   constructor (readonly size: number) {
     this.remaining = size
   }
+
+  /** What the sender may still send. */
+  get available (): number { return this.remaining }
 
   /** Accounts for received bytes; false when the sender exceeded the window. */
   receive (n: number): boolean {

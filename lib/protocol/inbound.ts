@@ -2,12 +2,20 @@
  * One stream's incoming messages: MESSAGE frames checked against the window
  * and the size limit, and joined back into whole messages.
  *
- * Credit for the pieces of a message still arriving goes back at once (they
- * sit in this assembler, bounded by the size limit, so a message larger than
- * the window can still arrive); credit for a whole message goes back when the
- * application takes it (see {@link InboundMessages.release}).
+ * Every frame costs its payload plus {@link FRAME_CHARGE} of the window, so
+ * no frame is free. Credit for a whole message goes back when the
+ * application takes it (see {@link InboundMessages.consumed}). Credit for
+ * the pieces of a message still arriving goes back at once while no whole
+ * message waits unread, so a message larger than the window can still
+ * arrive (bounded by the size limit); while one waits, pieces keep their
+ * credit too, or a sender could stack up unread messages of the size limit
+ * each for a few bytes of window. So a stream never holds more than one
+ * message of the size limit plus its window. Pieces are kept in blocks, not
+ * an object each, so one-byte pieces hold a byte each.
  */
-import { ReceiveWindow } from './flow-control.js'
+import { ByteQueue } from './byte-queue.js'
+import { FRAME_CHARGE, ReceiveWindow } from './flow-control.js'
+import { ProtocolError } from './frame.js'
 
 export interface InboundError {
   /** A gRPC status code for the stream. */
@@ -17,10 +25,12 @@ export interface InboundError {
 
 export class InboundMessages {
   readonly window: ReceiveWindow
-  private parts: Uint8Array[] = []
-  private size = 0
-  // Credit still held for each whole message not yet taken, oldest first.
-  private readonly held: number[] = []
+  private readonly parts = new ByteQueue()
+  // Credit still held for each whole message not yet taken, oldest first (u32 each).
+  private readonly held = new ByteQueue()
+  private heldCount = 0
+  // Credit of the pieces so far of the message arriving, kept while a whole message waits unread.
+  private piecesHeld = 0
 
   /**
    * @param sendCredit sends a WINDOW_UPDATE for this stream
@@ -29,44 +39,51 @@ export class InboundMessages {
     this.window = new ReceiveWindow(windowSize)
   }
 
+  /** Bytes held for a message still arriving. */
+  get buffered (): number { return this.parts.length }
+
   /**
-   * Takes one MESSAGE frame payload. Returns the completed message, null
-   * while more pieces are due, or an error that ends the stream.
+   * Takes one MESSAGE frame payload. Returns the completed message (a view
+   * that is only valid now: copy it to keep it), null while more pieces are
+   * due, or an error that ends the stream. Throws a {@link ProtocolError}
+   * for an empty piece, which no sender has a reason to send.
    */
   receive (chunk: Uint8Array, more: boolean): Uint8Array | null | InboundError {
     const n = chunk.byteLength
-    if (!this.window.receive(n)) {
-      return { code: 8, details: `Flow control window exceeded: received ${n} bytes with ${this.window.size} allowed in flight` }
+    if (more && n === 0) throw new ProtocolError('empty MESSAGE frame with MORE')
+    const cost = n + FRAME_CHARGE
+    if (!this.window.receive(cost)) {
+      return { code: 8, details: `Flow control window exceeded: a MESSAGE frame of ${n} bytes counts ${cost} with ${this.window.available} left of a ${this.window.size}-byte window` }
     }
-    const total = this.size + n
+    const total = this.parts.length + n
     if (this.maxMessageSize >= 0 && total > this.maxMessageSize) {
       return { code: 8, details: `Received message larger than max (${total} vs ${this.maxMessageSize})` }
     }
     if (more) {
-      // Copy: the frame's bytes belong to the socket's buffer.
-      this.parts.push(chunk.slice())
-      this.size = total
-      this.release(n)
+      this.parts.push(chunk)
+      if (this.heldCount === 0) this.release(cost)
+      else this.piecesHeld += cost
       return null
     }
-    this.held.push(n)
+    this.held.pushU32(cost + this.piecesHeld)
+    this.piecesHeld = 0
+    this.heldCount++
     if (this.parts.length === 0) return chunk
-    const message = new Uint8Array(total)
-    let at = 0
-    for (const part of this.parts) {
-      message.set(part, at)
-      at += part.byteLength
-    }
-    message.set(chunk, at)
-    this.parts = []
-    this.size = 0
-    return message
+    this.parts.push(chunk)
+    return this.parts.shift(total)
   }
 
   /** The application took the oldest whole message: its credit goes back. */
   consumed (): void {
-    const n = this.held.shift()
-    if (n !== undefined) this.release(n)
+    if (this.heldCount === 0) return
+    this.heldCount--
+    this.release(this.held.shiftU32())
+    if (this.heldCount === 0 && this.piecesHeld > 0) {
+      // Nothing waits unread now: the message arriving may use the window again.
+      const pieces = this.piecesHeld
+      this.piecesHeld = 0
+      this.release(pieces)
+    }
   }
 
   private release (n: number): void {

@@ -4,7 +4,7 @@
  * followed by a closing frame (HALF_CLOSE or TRAILERS) once all are out.
  */
 import { FrameFlags, FrameType, encodeFrame } from './frame.js'
-import type { SendWindow } from './flow-control.js'
+import { FRAME_CHARGE, type SendWindow } from './flow-control.js'
 
 /** Where a stream's frames go: the connection's writer. */
 export interface FrameSink {
@@ -51,9 +51,9 @@ export class OutboundMessages {
    */
   send (bytes: Uint8Array, done?: () => void): void {
     const n = bytes.byteLength
-    if (this.queue.length === 0 && n <= this.sink.maxFramePayload && n <= this.window.available && this.sink.canWrite()) {
+    if (this.queue.length === 0 && n <= this.sink.maxFramePayload && n + FRAME_CHARGE <= this.window.available && this.sink.canWrite()) {
       // One frame, nothing ahead of it: straight to the writer.
-      this.window.available -= n
+      this.window.available -= n + FRAME_CHARGE
       this.sink.writeMessage(this.streamId, 0, bytes, done)
       return
     }
@@ -74,15 +74,22 @@ export class OutboundMessages {
     return true
   }
 
-  /** Sends as much as the window and the socket allow. */
+  /**
+   * Sends as much as the window and the socket allow. A frame goes out only
+   * with credit for its charge and at least one byte (all of an empty
+   * message), so no frame is ever empty but an empty message's.
+   */
   pump (): void {
     const queue = this.queue
+    // A peer's limit that leaves no room for a payload would loop forever.
+    if (this.sink.maxFramePayload < 1) return
     while (queue.length > 0) {
       if (!this.sink.canWrite()) return
       const m = queue[0]!
       const left = m.bytes.byteLength - m.offset
-      const n = this.window.take(Math.min(left, this.sink.maxFramePayload))
-      if (n === 0 && left > 0) return
+      const credit = this.window.available - FRAME_CHARGE
+      if (credit < 0 || (credit === 0 && left > 0)) return
+      const n = this.window.take(Math.min(left, this.sink.maxFramePayload, credit) + FRAME_CHARGE) - FRAME_CHARGE
       const end = m.offset + n
       const last = end === m.bytes.byteLength
       // A whole message needs no view of itself (a Buffer's subarray is not free).

@@ -2,6 +2,7 @@
 // back only as the application's loop takes messages, and the client sends
 // no more than the server's credit allows.
 import t from 'tap'
+import { FRAME_CHARGE } from '../../lib/protocol/flow-control.js'
 import { FrameType } from '../../lib/protocol/frame.js'
 import { buildMessageFrame } from '../../lib/protocol/outbound.js'
 import { buildHeaders, buildWindowUpdate, parseCall, parseWindowUpdate } from '../../lib/protocol/payload.js'
@@ -42,14 +43,14 @@ t.test('Should grant credit only as the loop takes messages', async t => {
   const conn = server.connections[0]!
   const call = conn.frames.find(f => f.type === FrameType.CALL)!
   t.equal(parseCall(call.payload).initialWindowSize, 4096, 'the client announced its window')
-  // Four 1 KiB messages: the whole window.
-  const message = new Uint8Array([0x12, 0xfd, 0x07, ...new Uint8Array(1021)])
+  // Four messages costing 1 KiB of window each (1019 bytes + FRAME_CHARGE): the whole window.
+  const message = new Uint8Array([0x12, 0xf8, 0x07, ...new Uint8Array(1016)])
   conn.send(buildHeaders(1, []), ...Array.from({ length: 4 }, () => buildMessageFrame(1, 0, message)))
   await sleep(150)
   const updates = (): number[] => conn.frames.filter(f => f.type === FrameType.WINDOW_UPDATE).map(f => parseWindowUpdate(f.payload))
   t.same(updates(), [], 'no credit while the messages sit unread')
   const iterator = stream[Symbol.asyncIterator]()
-  t.equal((await iterator.next()).value?.payload.length, 1021)
+  t.equal((await iterator.next()).value?.payload.length, 1016)
   await server.until(() => updates().length === 1)
   t.same(updates(), [1024], 'taking one message gave back its 1 KiB')
   stream.cancel()
@@ -68,8 +69,9 @@ t.test('Should send no more than the server\'s credit, and resume when it grants
   await server.until(() => server.connections[0]?.frames.some(f => f.type === FrameType.MESSAGE) === true)
   await sleep(100)
   const conn = server.connections[0]!
-  const sent = (): number => conn.frames.filter(f => f.type === FrameType.MESSAGE).reduce((n, f) => n + f.payload.byteLength, 0)
-  t.equal(sent(), 1024, 'exactly the window went out')
+  const messages = (): typeof conn.frames => conn.frames.filter(f => f.type === FrameType.MESSAGE)
+  const sent = (): number => messages().reduce((n, f) => n + f.payload.byteLength, 0)
+  t.equal(messages().reduce((n, f) => n + f.payload.byteLength + FRAME_CHARGE, 0), 1024, 'exactly the window went out, each frame charged FRAME_CHARGE')
   t.same(settled.filter(Boolean).length, 2, 'send() resolved for the two messages that fit (503 bytes each)')
   conn.send(buildWindowUpdate(1, 4096))
   t.same(await Promise.all(sends), [true, true, true, true, true, true], 'the rest went out with the new credit')

@@ -1,9 +1,13 @@
 import t from 'tap'
-import { MAX_WINDOW, ReceiveWindow, SendWindow } from '../../lib/protocol/flow-control.js'
+import { FRAME_CHARGE, MAX_WINDOW, ReceiveWindow, SendWindow } from '../../lib/protocol/flow-control.js'
 
 t.test('MAX_WINDOW is 2^31-1', async t => {
   t.equal(MAX_WINDOW, 2 ** 31 - 1)
   t.equal(MAX_WINDOW, 0x7fffffff)
+})
+
+t.test('FRAME_CHARGE is 5, the size of a gRPC message prefix', async t => {
+  t.equal(FRAME_CHARGE, 5)
 })
 
 t.test('SendWindow.take takes what is wanted while the window allows it', async t => {
@@ -64,8 +68,24 @@ t.test('ReceiveWindow.receive accepts bytes up to the window', async t => {
   const w = new ReceiveWindow(100)
   t.equal(w.size, 100)
   t.equal(w.receive(40), true)
-  t.equal(w.receive(60), true)
-  t.equal(w.receive(0), true, 'an empty message fits a full window')
+  t.equal(w.receive(60 - FRAME_CHARGE), true)
+  t.equal(w.receive(FRAME_CHARGE), true, 'an empty message takes exactly its charge')
+  t.equal(w.receive(FRAME_CHARGE), false, 'and no further empty message fits')
+})
+
+t.test('ReceiveWindow.available follows what the sender may still send', async t => {
+  const w = new ReceiveWindow(100)
+  t.equal(w.available, 100)
+  t.equal(w.receive(10 + FRAME_CHARGE), true)
+  t.equal(w.available, 100 - (10 + FRAME_CHARGE))
+  t.equal(w.receive(100), false)
+  t.equal(w.available, 100 - (10 + FRAME_CHARGE), 'a refused receive takes nothing')
+  t.equal(w.receive(40), true)
+  t.equal(w.available, 100 - (10 + FRAME_CHARGE) - 40)
+  t.equal(w.release(10 + FRAME_CHARGE), 0, 'under half: batched')
+  t.equal(w.available, 100 - (10 + FRAME_CHARGE) - 40, 'batched credit is not available yet')
+  t.equal(w.release(40), 40 + 10 + FRAME_CHARGE)
+  t.equal(w.available, 100, 'returned credit is available again')
 })
 
 t.test('ReceiveWindow.receive refuses bytes beyond the window and counts nothing for them', async t => {

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { SendWindow } from '../../lib/protocol/flow-control.js'
+import { FRAME_CHARGE, SendWindow } from '../../lib/protocol/flow-control.js'
 import { FrameDecoder, FrameFlags } from '../../lib/protocol/frame.js'
 import { buildEmpty, buildTrailers } from '../../lib/protocol/payload.js'
 import { OutboundMessages, buildMessageFrame, type FrameSink } from '../../lib/protocol/outbound.js'
@@ -54,7 +54,7 @@ t.test('OutboundMessages sends a small message as one MESSAGE frame with no flag
   t.equal(sink.written.length, 1)
   t.equal(toHex(sink.written[0]!.bytes), '0400' + '00000003' + '00000003' + '0a0b0c')
   t.equal(sink.written[0]!.done, done)
-  t.equal(out.window.available, 997)
+  t.equal(out.window.available, 1000 - (3 + FRAME_CHARGE))
   t.equal(out.queuedBytes, 0)
 })
 
@@ -69,7 +69,7 @@ t.test('OutboundMessages splits a message larger than maxFramePayload, with MORE
     '0400' + '00000001' + '00000002' + '0809'
   ])
   t.same(sink.written.map(w => w.done), [undefined, undefined, done], 'done only on the last frame')
-  t.equal(out.window.available, 990)
+  t.equal(out.window.available, 1000 - 10 - 3 * FRAME_CHARGE, 'each frame pays its charge')
 })
 
 t.test('OutboundMessages sends a message of exactly maxFramePayload bytes as one frame', async t => {
@@ -86,34 +86,90 @@ t.test('OutboundMessages sends a view of part of a larger buffer correctly', asy
   t.same(sink.decoded().map(f => [f.flags, f.payload]), [[2, '050607'], [0, '0809']])
 })
 
-t.test('OutboundMessages sends an empty message as one empty frame, even with no window', async t => {
+t.test('OutboundMessages sends an empty message as one empty frame once it has FRAME_CHARGE of window', async t => {
   const sink = new FakeSink(4)
-  const out = new OutboundMessages(5, new SendWindow(0), sink)
+  const out = new OutboundMessages(5, new SendWindow(FRAME_CHARGE - 1), sink)
   let done = 0
   out.send(new Uint8Array(0), () => done++)
+  t.equal(sink.written.length, 0, 'an empty message is not free')
+  t.equal(out.window.available, FRAME_CHARGE - 1, 'no window taken')
+  t.equal(out.grant(1), true)
   t.equal(sink.written.length, 1)
   t.equal(toHex(sink.written[0]!.bytes), '0400' + '00000005' + '00000000')
+  t.equal(out.window.available, 0)
   sink.written[0]!.done!()
   t.equal(done, 1)
 })
 
-t.test('OutboundMessages stops when the window is exhausted and resumes on grant', async t => {
+t.test('OutboundMessages with exactly FRAME_CHARGE of window sends an empty message but not a 1-byte one', async t => {
   const sink = new FakeSink(4)
-  const out = new OutboundMessages(1, new SendWindow(6), sink)
+  const out = new OutboundMessages(1, new SendWindow(FRAME_CHARGE), sink)
+  out.send(new Uint8Array(0))
+  t.same(sink.decoded().map(f => [f.flags, f.payload]), [[0, '']])
+  t.equal(out.window.available, 0)
+
+  const sink1 = new FakeSink(4)
+  const out1 = new OutboundMessages(1, new SendWindow(FRAME_CHARGE), sink1)
+  out1.send(seq(1))
+  t.equal(sink1.written.length, 0, 'no frame without a byte of payload credit')
+  t.equal(out1.window.available, FRAME_CHARGE)
+  t.equal(out1.queuedBytes, 1)
+  out1.pump()
+  t.equal(sink1.written.length, 0, 'pump() does not send it either')
+  t.equal(out1.grant(1), true)
+  t.same(sink1.decoded().map(f => [f.flags, f.payload]), [[0, '00']])
+  t.equal(out1.window.available, 0)
+})
+
+t.test('OutboundMessages with FRAME_CHARGE + 1 of window sends a 1-byte piece of a larger message with MORE', async t => {
+  const sink = new FakeSink(100)
+  const out = new OutboundMessages(1, new SendWindow(FRAME_CHARGE + 1), sink)
   let done = 0
   out.send(seq(10), () => done++)
-  t.same(sink.decoded().map(f => [f.flags, f.payload]), [[2, '00010203'], [2, '0405']], 'as far as 6 bytes of window go')
+  t.same(sink.decoded().map(f => [f.flags, f.payload]), [[2, '00']])
+  t.equal(sink.written[0]!.done, undefined)
+  t.equal(out.window.available, 0)
+  t.equal(out.queuedBytes, 9)
+  t.equal(out.grant(9 + FRAME_CHARGE), true)
+  t.same(sink.decoded().map(f => [f.flags, f.payload]), [[2, '00'], [0, '010203040506070809']])
+  t.equal(out.window.available, 0)
+  sink.written[1]!.done!()
+  t.equal(done, 1)
+})
+
+for (const max of [0, -1, -100]) {
+  t.test(`OutboundMessages.pump() with maxFramePayload ${max} returns without sending`, async t => {
+    const sink = new FakeSink(max)
+    // A bound for the code under test: a loop writing empty frames stops here.
+    sink.afterWrite = () => { if (sink.written.length >= 100) sink.writable = false }
+    const out = new OutboundMessages(1, new SendWindow(1000), sink)
+    out.send(seq(3))
+    t.equal(sink.written.length, 0)
+    out.pump()
+    t.equal(out.grant(100), true)
+    t.equal(sink.written.length, 0, 'no frame, empty or not')
+    t.equal(out.window.available, 1100, 'no window taken')
+    t.equal(out.queuedBytes, 3)
+  })
+}
+
+t.test('OutboundMessages stops when the window is exhausted and resumes on grant', async t => {
+  const sink = new FakeSink(4)
+  const out = new OutboundMessages(1, new SendWindow(6 + 2 * FRAME_CHARGE), sink)
+  let done = 0
+  out.send(seq(10), () => done++)
+  t.same(sink.decoded().map(f => [f.flags, f.payload]), [[2, '00010203'], [2, '0405']], 'as far as 6 bytes and two charges go')
   t.equal(out.window.available, 0)
   t.equal(out.queuedBytes, 4)
 
-  t.equal(out.grant(3), true)
+  t.equal(out.grant(3 + FRAME_CHARGE), true)
   t.same(sink.decoded().slice(2).map(f => [f.flags, f.payload]), [[2, '060708']])
   t.equal(out.window.available, 0)
   t.equal(out.queuedBytes, 1)
 
   t.equal(out.grant(10), true)
   t.same(sink.decoded().slice(3).map(f => [f.flags, f.payload]), [[0, '09']])
-  t.equal(out.window.available, 9)
+  t.equal(out.window.available, 10 - (1 + FRAME_CHARGE))
   t.equal(out.queuedBytes, 0)
   t.equal(sink.written.filter(w => w.done !== undefined).length, 1)
   sink.written[3]!.done!()
@@ -135,7 +191,7 @@ t.test('OutboundMessages.grant refuses a zero or overflowing increment and sends
 
 t.test('OutboundMessages sends queued messages in order, each with its own done on its last frame', async t => {
   const sink = new FakeSink(2)
-  const out = new OutboundMessages(9, new SendWindow(3), sink)
+  const out = new OutboundMessages(9, new SendWindow(3 + 2 * FRAME_CHARGE), sink)
   const calls: string[] = []
   const doneA = (): void => { calls.push('a') }
   const doneB = (): void => { calls.push('b') }
@@ -166,7 +222,7 @@ t.test('OutboundMessages.finish writes the closing frame at once when nothing is
 
 t.test('OutboundMessages.finish writes the closing frame only after every queued message', async t => {
   const sink = new FakeSink(4)
-  const out = new OutboundMessages(1, new SendWindow(5), sink)
+  const out = new OutboundMessages(1, new SendWindow(5 + 2 * FRAME_CHARGE), sink)
   out.send(seq(4))
   out.send(seq(4, 4))
   const trailers = buildTrailers(1, { code: 0, details: '', metadata: [] })
@@ -175,10 +231,13 @@ t.test('OutboundMessages.finish writes the closing frame only after every queued
   t.same(sink.decoded().map(f => [f.type, f.flags, f.payload]), [[4, 0, '00010203'], [4, 2, '04']])
   t.notOk(sink.written.some(w => w.bytes === trailers), 'trailers held back')
 
-  out.grant(2)
+  out.grant(2 + FRAME_CHARGE)
   t.notOk(sink.written.some(w => w.bytes === trailers), 'still held back while a message is unfinished')
   t.equal(out.queuedBytes, 1)
 
+  out.grant(FRAME_CHARGE)
+  t.notOk(sink.written.some(w => w.bytes === trailers), 'a charge alone sends no byte')
+  t.equal(sink.written.length, 3)
   out.grant(1)
   const last = sink.written[sink.written.length - 1]!
   t.equal(last.bytes, trailers)
@@ -195,7 +254,7 @@ t.test('OutboundMessages sends a message queued after finish() before the closin
   out.send(seq(2))
   out.finish(buildEmpty(5, 1))
   out.send(seq(2, 2))
-  out.grant(10)
+  out.grant(2 * (2 + FRAME_CHARGE))
   t.same(sink.decoded().map(f => [f.type, f.payload]), [[4, '0001'], [4, '0203'], [5, '']])
 })
 
@@ -211,7 +270,7 @@ t.test('OutboundMessages sends nothing while canWrite() is false, and resumes on
   sink.writable = true
   out.pump()
   t.same(sink.decoded().map(f => [f.flags, f.payload]), [[2, '00010203'], [0, '0405'], [0, '0001']])
-  t.equal(out.window.available, 92)
+  t.equal(out.window.available, 100 - 8 - 3 * FRAME_CHARGE)
 })
 
 t.test('OutboundMessages stops part way through a message when canWrite() turns false', async t => {
@@ -221,7 +280,7 @@ t.test('OutboundMessages stops part way through a message when canWrite() turns 
   out.send(seq(6))
   t.same(sink.decoded().map(f => [f.flags, f.payload]), [[2, '0001']])
   t.equal(out.queuedBytes, 4)
-  t.equal(out.window.available, 98)
+  t.equal(out.window.available, 100 - (2 + FRAME_CHARGE))
   sink.afterWrite = undefined
   sink.writable = true
   out.grant(1)
@@ -230,7 +289,7 @@ t.test('OutboundMessages stops part way through a message when canWrite() turns 
 
 t.test('OutboundMessages.clear forgets queued messages and the closing frame; no callback runs', async t => {
   const sink = new FakeSink(4)
-  const out = new OutboundMessages(1, new SendWindow(2), sink)
+  const out = new OutboundMessages(1, new SendWindow(2 + FRAME_CHARGE), sink)
   let called = 0
   out.send(seq(6), () => called++)
   out.send(seq(3), () => called++)
@@ -259,7 +318,7 @@ t.test('OutboundMessages can be used again after clear()', async t => {
 
 t.test('OutboundMessages.queuedBytes counts the unsent part of every queued message', async t => {
   const sink = new FakeSink(3)
-  const out = new OutboundMessages(1, new SendWindow(4), sink)
+  const out = new OutboundMessages(1, new SendWindow(4 + 2 * FRAME_CHARGE), sink)
   t.equal(out.queuedBytes, 0)
   out.send(seq(5))
   out.send(seq(7))

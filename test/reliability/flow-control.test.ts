@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import t from 'tap'
 import { FrameType } from '../../lib/protocol/frame.js'
+import { FRAME_CHARGE } from '../../lib/protocol/flow-control.js'
 import { buildCall, buildEmpty, NO_TIMEOUT, parseTrailers } from '../../lib/protocol/payload.js'
 import { buildMessageFrame } from '../../lib/protocol/outbound.js'
 import { RawPeer } from '../helpers/raw-peer.js'
@@ -30,14 +31,15 @@ t.test('Should send a client that never grants credit no more than window x stre
       buildEmpty(FrameType.HALF_CLOSE, id)
     )
   }
-  const windowBytes = (frames: typeof peer.frames): number => frames.filter(f => f.type === FrameType.MESSAGE).reduce((n, f) => n + f.payload.byteLength, 0)
+  // Window used: each MESSAGE frame costs its payload plus FRAME_CHARGE.
+  const windowBytes = (frames: typeof peer.frames): number => frames.filter(f => f.type === FrameType.MESSAGE).reduce((n, f) => n + f.payload.byteLength + FRAME_CHARGE, 0)
   await peer.until(frames => windowBytes(frames) >= streams * window, 5000)
   // Give the server time to send more, if it were going to.
   await new Promise(resolve => setTimeout(resolve, 300))
   const received = windowBytes(peer.frames)
   const after = process.memoryUsage()
   const grown = after.heapUsed + after.arrayBuffers - before.heapUsed - before.arrayBuffers
-  t.equal(received, streams * window, `exactly ${streams} x ${window} bytes sent, then nothing`)
+  t.equal(received, streams * window, `exactly ${streams} x ${window} bytes of window used, then nothing`)
   t.notOk(peer.frames.some(f => f.type === FrameType.TRAILERS), 'no call finished: every writer is held back')
   // Each handler holds at most grpc-js's 16 queued writes of 1 KiB plus its window.
   t.ok(grown < 32 * 1024 * 1024, `server memory grew by ${(grown / 1024 / 1024).toFixed(1)} MB for 200 MB of attempted writes`)

@@ -568,7 +568,7 @@ t.test('a MESSAGE frame larger than the stream window ends the stream with RESOU
   t.equal((await settingsOf(peer)).initialWindowSize, 1024, 'the server announces its window')
   peer.send(callFrame(1), messageFrame(1, new Uint8Array(2000)))
   const status = await peer.trailers(1)
-  t.same(status, { code: 8, details: 'Flow control window exceeded: received 2000 bytes with 1024 allowed in flight', metadata: [] })
+  t.same(status, { code: 8, details: 'Flow control window exceeded: a MESSAGE frame of 2000 bytes counts 2005 with 1024 left of a 1024-byte window', metadata: [] })
   t.same(typesOn(peer, 1), ['TRAILERS'])
   assertOpen(t, peer)
   await echo(t, peer, 3, 'after a window overrun')
