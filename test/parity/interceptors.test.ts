@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js'
 import t from 'tap'
-import { parity, startEnv, unary, unaryError } from '../helpers/parity.js'
+import { collect, parity, startEnv, unary, unaryError } from '../helpers/parity.js'
 
 // One interceptor array, given to new grpc.Server({ interceptors }) and to
 // the plugin: authentication written once for both transports.
@@ -83,4 +83,42 @@ parity(t, connectionEnv, 'Should give interceptors the connection the call came 
   t.type(info.remotePort, 'number')
   t.not(info.remotePort, serverPort)
   t.equal(peer, `${info.remoteAddress}:${info.remotePort}`, 'getPeer() names the same socket')
+})
+
+// An interceptor whose listener throws on one call's request message.
+const throwsOnBoom: grpc.ServerInterceptor = (_methodDescriptor, call) => new grpc.ServerInterceptingCall(call, {
+  start (next) {
+    next({
+      onReceiveMessage (message, messageNext) {
+        if ((message as { message?: string }).message === 'boom') throw new Error('listener bug')
+        messageNext(message)
+      }
+    })
+  }
+})
+const boomEnv = await startEnv(t, { plugin: { interceptors: [throwsOnBoom] }, server: { interceptors: [throwsOnBoom] } })
+
+parity(t, boomEnv, 'Should keep the other calls of a connection going when an interceptor throws on one call\'s message', async (t, { client, name }) => {
+  // grpc-js over HTTP/2 leaves this throw as an unhandled rejection and the
+  // call to its deadline; the assertion both transports share is that
+  // nothing else on the connection notices.
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
+  const stream = client.ServerStream({ mode: 'count', count: 3, message: 'before' })
+  const streamed = collect(stream)
+  const boom = await unaryError(client, { mode: 'echo', message: 'boom' }, new grpc.Metadata(), { deadline: Date.now() + 1500 })
+  const after = await unary(client, { mode: 'echo', message: 'after' })
+  t.equal(after.value.message, 'after', 'a call after it succeeds on the same channel')
+  const { messages, status } = await streamed
+  t.equal(status.code, grpc.status.OK, 'a stream open meanwhile finishes')
+  t.equal(messages.length, 3)
+  if (name === 'websocket') {
+    t.equal(boom.code, grpc.status.INTERNAL, 'over WebSocket the throwing call ends at once with INTERNAL')
+    t.match(boom.details, /^Server call listener threw error/)
+  } else {
+    t.equal(boom.code, grpc.status.DEADLINE_EXCEEDED, 'grpc-js leaves the call to its deadline')
+    t.match(String(unhandled[0]), /listener bug/)
+  }
 })

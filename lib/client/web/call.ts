@@ -4,6 +4,7 @@
  * status out. Every way a call can end goes through `finish`, once, so no
  * promise and no iteration is ever left hanging.
  */
+import { MessageQueue } from '../../protocol/byte-queue.js'
 import { whenDeadlinePasses } from '../../protocol/deadline.js'
 import type { MetadataEntry } from '../../protocol/metadata.js'
 import type { CallStatus } from '../../protocol/payload.js'
@@ -25,8 +26,12 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   private error: GrpcError | null = null
   /** Unary responses: the one message. */
   private response: { value: O } | null = null
-  /** Streamed responses not yet taken by the iteration. */
-  private readonly queue: O[] = []
+  /**
+   * Streamed responses not yet taken by the iteration, as bytes: each is
+   * deserialized when taken, so what a server can make this call hold is
+   * bounded by the window, not by a count of objects.
+   */
+  private readonly queue = new MessageQueue()
   private wake: (() => void) | null = null
   private readonly sends = new Set<(sent: boolean) => void>()
   private readonly ended: Array<() => void> = []
@@ -132,10 +137,18 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
 
   private async next (): Promise<IteratorResult<O>> {
     for (;;) {
-      if (this.queue.length > 0) {
-        const value = this.queue.shift()!
+      const bytes = this.queue.shift()
+      if (bytes !== undefined) {
         // Credit goes back only now: a slow reader holds the server's writer back.
         this.stream?.consumed()
+        let value: O
+        try {
+          value = this.method.deserialize(bytes)
+        } catch (err) {
+          this.queue.clear()
+          this.cancelWith(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`, err)
+          throw this.error!
+        }
         return { done: false, value }
       }
       if (this.over) {
@@ -162,16 +175,16 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
 
   onMessage (bytes: Uint8Array): void {
     if (this.over) return
+    if (this.streamed) {
+      this.queue.push(bytes)
+      this.wakeUp()
+      return
+    }
     let value: O
     try {
       value = this.method.deserialize(bytes)
     } catch (err) {
       this.cancelWith(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`, err)
-      return
-    }
-    if (this.streamed) {
-      this.queue.push(value)
-      this.wakeUp()
       return
     }
     // The same checks as grpc-js's unary client.
