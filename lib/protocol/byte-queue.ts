@@ -7,7 +7,12 @@
  * Pure: Uint8Array only.
  */
 
-/** Blocks are at least this large; a larger push gets a block of its own size. */
+/**
+ * Block sizes: a queue starts small (one queued request must not cost 16 KiB)
+ * and doubles its blocks up to the largest; a larger push gets a block of
+ * its own size.
+ */
+const FIRST_BLOCK = 256
 const BLOCK_SIZE = 16 * 1024
 
 export class ByteQueue {
@@ -16,6 +21,7 @@ export class ByteQueue {
   private readAt = 0
   private writeAt = 0
   private size = 0
+  private nextBlock = FIRST_BLOCK
 
   /** Bytes held. */
   get length (): number { return this.size }
@@ -27,7 +33,8 @@ export class ByteQueue {
     while (at < n) {
       let block = this.blocks[this.blocks.length - 1]
       if (block === undefined || this.writeAt === block.byteLength) {
-        block = new Uint8Array(Math.max(BLOCK_SIZE, n - at))
+        block = new Uint8Array(Math.max(this.nextBlock, n - at))
+        this.nextBlock = Math.min(BLOCK_SIZE, this.nextBlock * 2)
         this.blocks.push(block)
         this.writeAt = 0
       }
@@ -90,6 +97,7 @@ export class ByteQueue {
   clear (): void {
     this.blocks = []
     this.readAt = this.writeAt = this.size = 0
+    this.nextBlock = FIRST_BLOCK
   }
 
   // Where the data of block i ends: the write offset for the last block.
@@ -100,7 +108,10 @@ export class ByteQueue {
   private dropFirst (): void {
     this.blocks.shift()
     this.readAt = 0
-    if (this.blocks.length === 0) this.writeAt = 0
+    if (this.blocks.length === 0) {
+      this.writeAt = 0
+      this.nextBlock = FIRST_BLOCK
+    }
   }
 }
 

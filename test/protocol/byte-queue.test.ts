@@ -80,7 +80,7 @@ t.test('ByteQueue.shift within one block is a view; across blocks a copy; both s
   q.push(seq(100))
   const view = q.shift(10)
   t.ok(same(view, seq(10)))
-  t.equal(view.buffer.byteLength, BLOCK, 'a view of its block')
+  t.equal(view.buffer.byteLength, 256, 'a view of its block (a queue starts with a 256-byte one)')
   q.push(new Uint8Array(BLOCK * 2).fill(0xff))
   t.ok(same(view, seq(10)), 'a view is not overwritten by later pushes')
   const cross = q.shift(BLOCK + 1) // the rest of the first block and 11 bytes of the next
@@ -277,4 +277,18 @@ t.test('MessageQueue matches an array of messages under random push, shift and c
     return q.shift() === undefined && q.size === 0 && q.byteLength === 0
   }), { numRuns: 200 })
   t.pass('200 random runs agree with the model')
+})
+
+t.test('ByteQueue starts with small blocks and doubles them up to 16 KiB, afresh once drained', async t => {
+  const q = new ByteQueue()
+  const expected = [256, 512, 1024, 2048, 4096, 8192, 16384, 16384]
+  // Each push exactly fills a block of the size expected next.
+  for (const size of expected) q.push(new Uint8Array(size))
+  const sizes = expected.map(size => q.shift(size).buffer.byteLength)
+  t.same(sizes, expected)
+  q.clear()
+  q.push(new Uint8Array(1))
+  t.equal(q.shift(1).buffer.byteLength, 256, 'small again after clear()')
+  q.push(new Uint8Array(40000))
+  t.equal(q.shift(40000).buffer.byteLength, 40000, 'a push larger than a block gets a block of its size')
 })
