@@ -39,6 +39,8 @@ export abstract class ServerCallBase implements ServerInterceptingCallInterface 
   sentCode: number | null = null
   private listener: ServerCallListener | null = null
   private readonly readQueue: unknown[] = []
+  // Byte length of each message in readQueue, for messageTaken.
+  private readonly readSizes: number[] = []
   private isReadPending = false
   private receivedHalfClose = false
   private metadataSent = false
@@ -74,8 +76,8 @@ export abstract class ServerCallBase implements ServerInterceptingCallInterface 
   protected abstract writeReset (code: number, details: string): void
   /** The call is over (status sent, reset, or cancelled): the transport forgets it. */
   protected abstract ended (): void
-  /** The handler took a request message (a transport may return receive credit, or read on). */
-  protected abstract messageTaken (): void
+  /** The handler took a request message of `size` bytes (a transport may return receive credit, or read on). */
+  protected abstract messageTaken (size: number): void
 
   // --- ServerInterceptingCallInterface ---------------------------------
 
@@ -172,6 +174,7 @@ export abstract class ServerCallBase implements ServerInterceptingCallInterface 
       return false
     }
     this.readQueue.push(request)
+    this.readSizes.push(bytes.byteLength)
     this.maybePushNextMessage()
     return true
   }
@@ -219,7 +222,7 @@ export abstract class ServerCallBase implements ServerInterceptingCallInterface 
     if (next === HALF_CLOSE) {
       listener.onReceiveHalfClose()
     } else {
-      this.messageTaken()
+      this.messageTaken(this.readSizes.shift()!)
       listener.onReceiveMessage(next)
     }
   }
