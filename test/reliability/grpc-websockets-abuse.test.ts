@@ -11,7 +11,8 @@
 import * as grpc from '@grpc/grpc-js'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { EventEmitter } from 'node:events'
-import type { Socket } from 'node:net'
+import * as http2 from 'node:http2'
+import { connect as tcpConnect, type Socket } from 'node:net'
 import t from 'tap'
 import { WebSocket } from 'ws'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
@@ -209,22 +210,27 @@ t.test('a 16 KiB header block of one repeated key costs work linear in its size,
 
 // --- finding 13: a paused socket whose peer vanishes --------------------------------------------------------------------
 
-t.test('sockets paused behind a handler that never reads notice their peer leaving: every handler cancelled, no socket left', async t => {
-  const pingInterval = 100
-  const handlers = new EventEmitter()
+/** A Bidi handler that never reads; counts starts and cancellations. */
+function neverReads (): { implementation: object, started: () => number, cancelled: () => number, changes: Changes } {
+  const changes = new Changes()
   let started = 0
   let cancelled = 0
-  const neverReads = {
+  const implementation = {
     ...createTestService(new EventEmitter()),
     Bidi (call: grpc.ServerDuplexStream<Request, Response>) {
       started++
-      handlers.emit('change')
-      call.on('cancelled', () => { cancelled++; handlers.emit('change') })
+      changes.changed()
+      call.on('cancelled', () => { cancelled++; changes.changed() })
     }
   }
-  const changes = new Changes()
-  handlers.on('change', () => { changes.changed() })
-  const { app, url } = await startApp({ initialWindowSize: 1024, pingInterval, pingTimeout: 2 * pingInterval }, neverReads)
+  return { implementation, started: () => started, cancelled: () => cancelled, changes }
+}
+
+t.test('sockets paused behind a handler that never reads notice their peer leaving: every handler cancelled, no socket left', async t => {
+  const pingInterval = 100
+  const handlers = neverReads()
+  const { changes, started, cancelled } = handlers
+  const { app, url } = await startApp({ initialWindowSize: 1024, pingInterval, pingTimeout: 2 * pingInterval }, handlers.implementation)
   const count = 24
   const calls = await Promise.all(Array.from({ length: count }, async () => await RawCall.open(url, '/test.Test/Bidi')))
   const chunk = data(lpm(request({ payload: Buffer.alloc(8 * 1024) })))
@@ -234,7 +240,7 @@ t.test('sockets paused behind a handler that never reads notice their peer leavi
     // socket buffers before it stops reading.
     for (let i = 0; i < 64; i++) call.ws.send(chunk)
   }
-  await changes.until('every handler to start', () => started === count ? true : undefined)
+  await changes.until('every handler to start', () => started() === count ? true : undefined)
   const paused = async (): Promise<number> => [...app.websocketServer.clients].filter(ws => ws.isPaused).length
   for (let i = 0; i < 100 && await paused() < count; i++) await settle(20)
   t.equal(await paused(), count, 'every server socket is paused')
@@ -242,11 +248,80 @@ t.test('sockets paused behind a handler that never reads notice their peer leavi
   // paused data): a live peer is not cut off for it.
   await settle(6 * pingInterval)
   t.equal(app.websocketServer.clients.size, count, 'paused sockets with live peers stay open')
-  t.equal(cancelled, 0, 'and their handlers run on')
+  t.equal(cancelled(), 0, 'and their handlers run on')
 
   for (const call of calls) (call.ws as unknown as { _socket: Socket })._socket.destroy()
-  await changes.until('every handler to be cancelled', () => cancelled === count ? true : undefined, 20 * pingInterval + 5000)
-  t.equal(cancelled, count, `${cancelled} of ${count} handlers cancelled`)
+  await changes.until('every handler to be cancelled', () => cancelled() === count ? true : undefined, 20 * pingInterval + 5000)
+  t.equal(cancelled(), count, `${cancelled()} of ${count} handlers cancelled`)
   for (let i = 0; i < 100 && app.websocketServer.clients.size > 0; i++) await settle(20)
   t.equal(app.websocketServer.clients.size, 0, 'no server socket left open')
+})
+
+t.test('HTTP/2 parity: grpc-js cancels the handler that never reads when the client destroys its socket', async t => {
+  const handlers = neverReads()
+  const server = new grpc.Server()
+  server.addService(testDefinition, handlers.implementation as grpc.UntypedServiceImplementation)
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, bound) => { if (err !== null) reject(err); else resolve(bound) })
+  })
+  t.teardown(() => { server.forceShutdown() })
+  const count = 24
+  // Each session on a socket of our own, to destroy as the WebSocket clients' are.
+  const sockets: Socket[] = []
+  const sessions = Array.from({ length: count }, () => http2.connect(`http://127.0.0.1:${port}`, {
+    createConnection: () => { const s = tcpConnect(port, '127.0.0.1'); sockets.push(s); return s }
+  }))
+  const chunk = lpm(request({ payload: Buffer.alloc(8 * 1024) }))
+  for (const session of sessions) {
+    session.on('error', () => {})
+    const stream = session.request({ ':method': 'POST', ':path': '/test.Test/Bidi', 'content-type': 'application/grpc', te: 'trailers' })
+    stream.on('error', () => {})
+    // Past the stream's window: the rest waits in the client.
+    for (let i = 0; i < 64; i++) stream.write(chunk)
+  }
+  await handlers.changes.until('every handler to start', () => handlers.started() === count ? true : undefined)
+  await settle(300)
+  t.equal(handlers.cancelled(), 0, 'live peers: handlers run on')
+  for (const socket of sockets) socket.destroy()
+  await handlers.changes.until('every handler to be cancelled', () => handlers.cancelled() === count ? true : undefined)
+  t.equal(handlers.cancelled(), count, `${handlers.cancelled()} of ${count} handlers cancelled`)
+})
+
+// --- isolation ----------------------------------------------------------------------------------------------------
+
+t.test('an interceptor that throws on one call\'s message ends only that call: other sockets go on', async t => {
+  const interceptor: grpc.ServerInterceptor = (_method, call) => new grpc.ServerInterceptingCall(call, {
+    start: next => {
+      let throws = false
+      next({
+        onReceiveMetadata: (metadata, mdNext) => { throws = metadata.get('x-throw').length > 0; mdNext(metadata) },
+        onReceiveMessage: (message, messageNext) => {
+          if (throws) throw new Error('interceptor boom')
+          messageNext(message)
+        }
+      })
+    }
+  })
+  const app = Fastify()
+  apps.push(app)
+  await app.register(fastifyGrpcWs, { interceptors: [interceptor], services: [{ definition: testDefinition, implementation: createTestService(new EventEmitter()) }] })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const url = `ws://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc`
+  const others = await Promise.all(Array.from({ length: 3 }, async () => await RawCall.open(url, '/test.Test/Bidi')))
+  for (const other of others) other.ws.send(headerBlock())
+  const thrower = await RawCall.open(url, '/test.Test/Unary')
+  thrower.ws.send(headerBlock(['x-throw: 1']))
+  thrower.ws.send(data(lpm(request({ mode: 'echo', message: 'x' }))))
+  thrower.ws.send(END)
+  await thrower.closed()
+  const status = thrower.frames.at(-1)!.body.toString('latin1')
+  t.match(status, /grpc-status: 13/, 'the throwing call ends with INTERNAL')
+  for (const other of others) {
+    t.equal(other.closeCode, undefined, 'another socket is still open')
+    other.ws.send(data(lpm(request({ message: 'still here' }))))
+    other.ws.send(END)
+    t.equal(await other.closed(), 1000)
+    t.equal(response(other.frames[1]!.body).message, 'STILL HERE')
+    t.match(other.frames.at(-1)!.body.toString('latin1'), /grpc-status: 0/)
+  }
 })
