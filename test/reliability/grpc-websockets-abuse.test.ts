@@ -153,6 +153,27 @@ t.test('empty request messages to a handler that does not read: the server stops
   t.equal(response(call.frames[1]!.body).message, String(count), 'the handler got every message, once reading resumed')
 })
 
+t.test('a WebSocket message of many messages past the read limit, then the end: parsing stops midway, resumes, and the end comes after', async t => {
+  const go = new EventEmitter()
+  const { app, url } = await startApp({ initialWindowSize: 1024 }, lateReader(go))
+  const call = await RawCall.open(url, '/test.Test/Bidi')
+  // 3,000 empty messages in one WebSocket message (15,000 bytes, cost 15,000),
+  // then a second one and the end, all read before the handler takes any.
+  const many = (n: number): Buffer => data(Buffer.concat(Array.from({ length: n }, () => lpm(new Uint8Array(0)))))
+  call.ws.send(headerBlock())
+  call.ws.send(many(3000))
+  call.ws.send(many(1000))
+  call.ws.send(END)
+  for (let i = 0; i < 100 && app.websocketServer.clients.size === 0; i++) await settle(10)
+  const { ws: serverWs } = serverSocketOf(app)
+  for (let i = 0; i < 100 && !serverWs.isPaused; i++) await settle(10)
+  t.ok(serverWs.isPaused, 'the server socket is paused')
+  go.emit('go')
+  t.equal(await call.closed(), 1000)
+  t.equal(response(call.frames[1]!.body).message, '4000', 'every message, in order, then the end')
+  t.match(call.frames.at(-1)!.body.toString('latin1'), /grpc-status: 0/)
+})
+
 t.test('one request in 200,000 one-byte pieces arrives whole (the reassembler holds only the message: see the codec test)', async t => {
   const { url } = await startApp({}, createTestService(new EventEmitter()))
   const call = await RawCall.open(url, '/test.Test/Unary')
