@@ -27,7 +27,7 @@ export interface SessionLimits {
   maxMetadataSize: number
   /** Bytes the socket may buffer before the handler's writes wait. */
   socketHighWaterMark: number
-  /** Bytes of unread request messages at which the socket stops being read. */
+  /** Cost of unread request messages (bytes + 5 a message) at which parsing and reading stop. */
   readHighWaterMark: number
   /** ms between WebSocket pings; 0 for none. */
   pingInterval: number
