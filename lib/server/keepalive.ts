@@ -28,6 +28,24 @@ export class Keepalive {
     this.socket.ping()
   }
 
+  /**
+   * Pings every `interval` ms (0: never) whether or not a ping is out: for a
+   * socket that is not being read, whose pongs cannot arrive. Each ping is
+   * a write, and a write to a peer that has gone fails (the kernel answers
+   * the first with a reset, the next fails), which ends in 'close'. None
+   * while bytes are still queued: a write is then pending already, and
+   * fails just the same.
+   */
+  pingUnread (now: number, interval: number): void {
+    if (interval <= 0 || now - this.lastPingAt < interval || this.socket.bufferedAmount > 0) return
+    this.lastPingAt = now
+    if (this.sentAt === 0) {
+      this.sentAt = now
+      this.socket.once('pong', () => { this.sentAt = 0 })
+    }
+    this.socket.ping()
+  }
+
   /** Starts over, as if a ping had just been answered (reading resumed: a pong may have waited unread). */
   restart (now: number): void {
     this.sentAt = 0

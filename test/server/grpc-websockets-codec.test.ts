@@ -223,3 +223,54 @@ t.test('MessageReassembler refuses the compressed flag and unknown flags with IN
   t.throws(() => new MessageReassembler(100).push(lpm(ascii('x'), 0x80)), { code: 13, message: 'Protocol error: message flags 0x80' })
   t.ok(new CallError(13, 'x') instanceof Error)
 })
+
+t.test('MessageReassembler holds one buffer of the message\'s length, whatever the pieces (no per-piece parts)', async t => {
+  const length = 20_000
+  const stream = lpm(Uint8Array.from({ length }, (_, i) => i & 0xff))
+  const r = new MessageReassembler(-1)
+  let most = 0
+  let got: Uint8Array[] = []
+  for (let i = 0; i < stream.length; i++) {
+    got = r.push(stream.slice(i, i + 1)) // a fresh piece each time, as from the socket
+    most = Math.max(most, r.held)
+  }
+  t.equal(most, length + 5, 'never more than the prefix and the message itself')
+  t.equal(got.length, 1)
+  t.equal(got[0]!.byteLength, length)
+  t.equal(got[0]!.buffer.byteLength, length, 'the message is its own buffer, not a join of pieces')
+  t.equal(hex(got[0]!), hex(stream.subarray(5)))
+  t.equal(r.held, 5, 'nothing held once it is complete')
+})
+
+t.test('MessageReassembler.read stops after each message, so a caller can stop parsing between messages', async t => {
+  const chunk = concat(lpm(ascii('a')), lpm(new Uint8Array(0)), lpm(ascii('bc')))
+  const r = new MessageReassembler(-1)
+  const stops: Array<[number, string | null]> = []
+  for (let at = 0; at < chunk.length;) {
+    at = r.read(chunk, at)
+    stops.push([at, r.message === null ? null : text(r.message)])
+  }
+  t.same(stops, [[6, 'a'], [11, ''], [18, 'bc']])
+  const alone = lpm(ascii('whole'))
+  t.equal(r.read(alone, 0), alone.length)
+  t.equal(r.message!.buffer, alone.buffer, 'a chunk that is one message alone is not copied')
+})
+
+t.test('parseHeaderBlock and requestEntries are linear: one entry per line, each byte of the block in at most one key or value', async t => {
+  const blocks = {
+    'one key repeated (5,461 "a:" lines)': 'a:\n'.repeat(5461),
+    'one key repeated, with values': 'a: 1\r\n'.repeat(2730),
+    'distinct keys': Array.from({ length: 1600 }, (_, i) => `k${i}: v${i}`).join('\r\n'),
+    'long runs of blanks': `a: ${' \t'.repeat(4000)}x${' '.repeat(8000)}\r\n`,
+    'improbable-joined values': `x: ${Array.from({ length: 3000 }, () => 'ab').join(', ')}\r\n`
+  }
+  for (const [name, block] of Object.entries(blocks)) {
+    const bytes = ascii(block)
+    const lines = block.split('\n').filter(l => l.replace('\r', '') !== '').length
+    const entries = requestEntries(parseHeaderBlock(bytes))
+    t.equal(entries.length, lines, `${name}: one entry per line`)
+    const held = entries.reduce((sum, [key, value]) => sum + key.length + (value as string).length, 0)
+    t.ok(held <= bytes.length, `${name}: ${held} characters of keys and values from ${bytes.length} bytes`)
+  }
+  t.same(parseHeaderBlock(ascii(`a: ${' \t'.repeat(4000)}x y${' '.repeat(8000)}\r\n`)), [['a', 'x y']], 'blanks trimmed at both ends only')
+})

@@ -123,59 +123,91 @@ export function parseClientMessage (message: Uint8Array): ClientMessage {
 
 /**
  * Joins request bytes, in pieces of any size, back into whole gRPC
- * length-prefixed messages. The size limit is checked as soon as a
- * message's prefix is complete, before its body is buffered.
+ * length-prefixed messages, one message per read() so that the caller can
+ * stop between messages. The size limit is checked as soon as a message's
+ * prefix is complete, before its body is buffered; then one buffer of
+ * exactly the message's length is filled, whatever the pieces: what it
+ * holds is that message, never per-piece bookkeeping.
  */
 export class MessageReassembler {
   private readonly prefix = new Uint8Array(PREFIX_SIZE)
   private prefixFilled = 0
-  // The message being read: its length, and its bytes so far.
+  // The message being read: its length (-1 while the prefix is incomplete),
+  // and its bytes so far.
   private length = -1
-  private parts: Uint8Array[] = []
+  private body: Uint8Array | null = null
   private filled = 0
+  /** The message completed by the last read(), or null. */
+  message: Uint8Array | null = null
 
   /** @param maxMessageSize largest message payload, or -1 for no limit */
   constructor (private readonly maxMessageSize: number) {}
 
-  /** Bytes held of a message not yet complete (prefix included). */
+  /** Bytes received of a message not yet complete (prefix included). */
   get buffered (): number {
     return this.prefixFilled + this.filled
   }
 
-  /** Takes the next bytes; returns the messages they complete. Throws CallError. */
+  /** Bytes this holds for the message not yet complete: its prefix, and its buffer once allocated. */
+  get held (): number {
+    return PREFIX_SIZE + (this.body?.byteLength ?? 0)
+  }
+
+  /** Takes the next bytes whole; returns the messages they complete. Throws CallError. */
   push (chunk: Uint8Array): Uint8Array[] {
     const messages: Uint8Array[] = []
-    let at = 0
-    while (at < chunk.byteLength) {
+    for (let at = 0; at < chunk.byteLength;) {
+      at = this.read(chunk, at)
+      if (this.message !== null) messages.push(this.message)
+    }
+    return messages
+  }
+
+  /**
+   * Reads `chunk` from `at` up to the end of the next message at most;
+   * returns where it stopped. `message` is then that message, or null when
+   * the chunk ended first. Throws CallError.
+   */
+  read (chunk: Uint8Array, at: number): number {
+    this.message = null
+    const end = chunk.byteLength
+    while (at < end) {
       if (this.length === -1) {
-        const n = Math.min(PREFIX_SIZE - this.prefixFilled, chunk.byteLength - at)
+        const prefixAt = at - this.prefixFilled
+        const n = Math.min(PREFIX_SIZE - this.prefixFilled, end - at)
         this.prefix.set(chunk.subarray(at, at + n), this.prefixFilled)
         this.prefixFilled += n
         at += n
-        if (this.prefixFilled < PREFIX_SIZE) break
-        if (this.startMessage() === 0) {
-          messages.push(new Uint8Array(0))
+        if (this.prefixFilled < PREFIX_SIZE) return at
+        const length = this.startMessage()
+        if (prefixAt === 0 && length === end - at) {
+          // The chunk is this message alone (what both clients send): a
+          // view, which holds no more than the message.
+          this.message = chunk.subarray(at, end)
           this.reset()
+          return end
         }
+        if (length === 0) {
+          this.message = new Uint8Array(0)
+          this.reset()
+          return at
+        }
+        // Allocated only now, after the size check.
+        this.body = new Uint8Array(length)
         continue
       }
-      const n = Math.min(this.length - this.filled, chunk.byteLength - at)
-      if (this.filled === 0 && n === this.length) {
-        // The whole body is in this chunk: no copy.
-        messages.push(chunk.subarray(at, at + n))
-        this.reset()
-      } else {
-        // Copy: the chunk belongs to the socket's buffer.
-        this.parts.push(chunk.slice(at, at + n))
-        this.filled += n
-        if (this.filled === this.length) {
-          messages.push(this.join())
-          this.reset()
-        }
-      }
+      // Copied: a view would keep the whole chunk alive for part of it.
+      const n = Math.min(this.length - this.filled, end - at)
+      this.body!.set(chunk.subarray(at, at + n), this.filled)
+      this.filled += n
       at += n
+      if (this.filled === this.length) {
+        this.message = this.body
+        this.reset()
+        return at
+      }
     }
-    return messages
+    return at
   }
 
   /** The prefix is complete: checks it, and returns the message length. */
@@ -193,21 +225,10 @@ export class MessageReassembler {
     return length
   }
 
-  private join (): Uint8Array {
-    if (this.parts.length === 1) return this.parts[0]!
-    const message = new Uint8Array(this.length)
-    let at = 0
-    for (const part of this.parts) {
-      message.set(part, at)
-      at += part.byteLength
-    }
-    return message
-  }
-
   private reset (): void {
     this.prefixFilled = 0
     this.length = -1
-    this.parts = []
+    this.body = null
     this.filled = 0
   }
 }

@@ -21,6 +21,7 @@ export class HeaderBlockError extends Error {
 export type HeaderLine = [name: string, value: string]
 
 const TAB = 0x09
+const SPACE = 0x20
 const LF = 0x0a
 const CR = 0x0d
 
@@ -32,28 +33,50 @@ const CR = 0x0d
  * a name, an illegal name, and obsolete line folding.
  */
 export function parseHeaderBlock (bytes: Uint8Array): HeaderLine[] {
-  let text = ''
+  // One pass over the bytes, one over the text, one slice a line: linear in
+  // the block whatever its shape (a block is up to maxMetadataSize, and a
+  // peer picks the shape).
   for (let i = 0; i < bytes.length; i++) {
     const c = bytes[i]!
     if ((c < 0x20 || c > 0x7e) && c !== TAB && c !== LF && c !== CR) {
       throw new HeaderBlockError(`Header block byte 0x${c.toString(16).padStart(2, '0')} at offset ${i} is not printable ASCII`)
     }
-    text += String.fromCharCode(c)
   }
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
   const lines: HeaderLine[] = []
-  for (const raw of text.split('\n')) {
-    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw
-    if (line === '') continue
+  let at = 0
+  while (at < text.length) {
+    let lf = text.indexOf('\n', at)
+    if (lf === -1) lf = text.length
+    const end = lf > at && text.charCodeAt(lf - 1) === CR ? lf - 1 : lf
+    const start = at
+    at = lf + 1
+    if (end === start) continue
+    const line = text.slice(start, end)
     if (line.includes('\r')) throw new HeaderBlockError('Header block has a CR that does not end a line')
-    if (line[0] === ' ' || line[0] === '\t') throw new HeaderBlockError('Header block continuation lines (obsolete line folding) are not supported')
+    const first = line.charCodeAt(0)
+    if (first === SPACE || first === TAB) throw new HeaderBlockError('Header block continuation lines (obsolete line folding) are not supported')
     const colon = line.indexOf(':')
     if (colon <= 0) throw new HeaderBlockError(`Header line "${line}" is not "name: value"`)
     const name = line.slice(0, colon).toLowerCase()
     const problem = checkKey(name)
     if (problem !== null) throw new HeaderBlockError(problem)
-    lines.push([name, line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '')])
+    lines.push([name, trimmed(line, colon + 1)])
   }
   return lines
+}
+
+/** `line` from `from`, without leading and trailing spaces and tabs (no regex: a backtracking trim can be quadratic on long runs). */
+function trimmed (line: string, from: number): string {
+  let start = from
+  let end = line.length
+  while (start < end && isBlank(line.charCodeAt(start))) start++
+  while (end > start && isBlank(line.charCodeAt(end - 1))) end--
+  return line.slice(start, end)
+}
+
+function isBlank (c: number): boolean {
+  return c === SPACE || c === TAB
 }
 
 // Standard and URL-safe alphabets, padding optional (grpc-js accepts both).

@@ -27,7 +27,7 @@ export interface SessionLimits {
   maxMetadataSize: number
   /** Bytes the socket may buffer before the handler's writes wait. */
   socketHighWaterMark: number
-  /** Bytes of unread request messages at which the socket stops being read. */
+  /** Cost of unread request messages (bytes + 5 a message) at which parsing and reading stop. */
   readHighWaterMark: number
   /** ms between WebSocket pings; 0 for none. */
   pingInterval: number
@@ -63,7 +63,8 @@ export class GrpcWebSocketsSession implements CallSocket {
   // Keepalive and idle bookkeeping, driven by tick().
   private readonly openedAt: number
   private readonly keepalive: Keepalive
-  // While the handler lags, the socket is not read: no pong can arrive.
+  // While the handler lags, the socket is not read: a pong may wait unread
+  // behind request data, so a missing one proves nothing (see tick()).
   private readingPaused = false
   // Resolves goAway() once nothing more goes out.
   private onFinished: (() => void) | null = null
@@ -142,8 +143,15 @@ export class GrpcWebSocketsSession implements CallSocket {
    * header block.
    */
   tick (now: number): void {
-    if (this.finished || this.readingPaused) return
+    if (this.finished) return
     const { pingInterval, pingTimeout, idleTimeout } = this.limits
+    if (this.readingPaused) {
+      // No pong can be seen, so none is awaited (the stall clock starts
+      // over on resume); the pings go on, and a peer that has gone makes
+      // one of them fail, which closes the socket and cancels the call.
+      this.keepalive.pingUnread(now, pingInterval)
+      return
+    }
     if (this.keepalive.stalled(now, pingTimeout)) {
       this.log.info({ pingTimeout }, 'peer stalled: no pong in time; closing the socket and cancelling its call')
       this.socket.terminate()
