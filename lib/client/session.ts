@@ -13,7 +13,7 @@ import type { MetadataEntry } from '../protocol/metadata.js'
 import { OutboundMessages, type FrameSink } from '../protocol/outbound.js'
 import {
   NO_TIMEOUT, PING_PAYLOAD_SIZE, buildCall, buildEmpty, buildPing, buildWindowUpdate, parseGoAway, parseHeaders,
-  parseSettings, parseTrailers, parseWindowUpdate, type CallStatus, type Settings
+  parseSettings, parseTrailers, parseWindowUpdate, validateSettings, type CallStatus, type Settings
 } from '../protocol/payload.js'
 import { Status } from '../protocol/status.js'
 import { StreamMap } from '../protocol/stream-map.js'
@@ -48,7 +48,7 @@ export interface SessionOptions {
   keepaliveIntervalMs?: number
   /** ms a PING may go unanswered, with nothing else received either, before the socket counts as dead. Default 20000. */
   keepaliveTimeoutMs?: number
-  /** Spacing of connection attempts after failed ones. Default: retry at once (`initialMs: 0`). */
+  /** Spacing of connection attempts after failed ones (and after a GOAWAY before SETTINGS). Default: retry at once (`initialMs: 0`). */
   backoff?: BackoffOptions
   /** Further subprotocol values offered after grpc-ws.v1, e.g. `bearer.<token>` for the upgrade's authentication. */
   protocols?: string[]
@@ -91,6 +91,35 @@ export interface StreamStart {
   deadline: number
 }
 
+/** The largest stream id (a u32); a connection whose ids are spent takes no new call (RFC 9113 §5.1.1). */
+const MAX_STREAM_ID = 0xffffffff
+
+/**
+ * Application code runs inside a handler (a grpc-js 'data' listener runs
+ * within onMessage): what it throws is the application's, not the server's.
+ * It surfaces as an uncaught exception, as it would over grpc-js's HTTP/2
+ * (a browser reports it to window 'error'), and the connection carries on.
+ */
+function rethrowLater (err: unknown): void {
+  queueMicrotask(() => { throw err })
+}
+
+class IsolatedHandler implements StreamHandler {
+  constructor (private readonly inner: StreamHandler) {}
+
+  onHeaders (metadata: MetadataEntry[]): void {
+    try { this.inner.onHeaders(metadata) } catch (err) { rethrowLater(err) }
+  }
+
+  onMessage (message: Uint8Array): void {
+    try { this.inner.onMessage(message) } catch (err) { rethrowLater(err) }
+  }
+
+  onEnd (status: CallStatus): void {
+    try { this.inner.onEnd(status) } catch (err) { rethrowLater(err) }
+  }
+}
+
 type PendingOp = { kind: 'message', bytes: Uint8Array, done: (() => void) | undefined } | { kind: 'half-close' }
 
 /** One call's stream. Usable at once; it waits for the socket by itself. */
@@ -102,8 +131,14 @@ export class ClientStream {
   // What was sent before the stream had a connection.
   private pending: PendingOp[] | null = null
   private ended = false
+  private headersSeen = false
+  readonly handler: StreamHandler
+  /** When the call asked for a stream: one not started within connectTimeoutMs of it fails. */
+  readonly queuedAt = Date.now()
 
-  constructor (readonly start: StreamStart, readonly handler: StreamHandler) {}
+  constructor (readonly start: StreamStart, handler: StreamHandler) {
+    this.handler = new IsolatedHandler(handler)
+  }
 
   send (bytes: Uint8Array, done?: () => void): void {
     if (this.ended) {
@@ -161,6 +196,10 @@ export class ClientStream {
     if (this.ended) return
     switch (frame.type) {
       case FrameType.HEADERS:
+        // One response has one header block (grpc-js delivers one): later
+        // ones are dropped unread, so a flood of them costs the call nothing.
+        if (this.headersSeen) return
+        this.headersSeen = true
         this.handler.onHeaders(parseHeaders(frame.payload))
         return
       case FrameType.MESSAGE: {
@@ -214,7 +253,7 @@ class ClientConnection implements FrameSink, BatchSink {
   private ready = false
   private draining = false
   private closed = false
-  private nextId = 1
+  private nextId: number
   private readonly active = new StreamMap<ClientStream>()
   private readonly waiting: ClientStream[] = []
   private readonly socket: WebSocketLike
@@ -228,6 +267,7 @@ class ClientConnection implements FrameSink, BatchSink {
   private received = 0
 
   constructor (private readonly session: ClientSession, url: string, private readonly options: ResolvedSessionOptions) {
+    this.nextId = ClientSession.firstStreamId
     this.socket = new options.WebSocket(url, [SUBPROTOCOL, ...(options.protocols ?? [])])
     // Browsers default to Blob; `ws` defaults to Buffer, a Uint8Array already.
     if (this.socket.binaryType === 'blob') this.socket.binaryType = 'arraybuffer'
@@ -265,7 +305,7 @@ class ClientConnection implements FrameSink, BatchSink {
   }
 
   private startWaiting (): void {
-    while (this.waiting.length > 0 && this.active.size < this.settings.maxConcurrentStreams) {
+    while (this.waiting.length > 0 && this.active.size < this.settings.maxConcurrentStreams && this.nextId <= MAX_STREAM_ID) {
       const stream = this.waiting.shift()!
       if (stream.isEnded) continue
       const id = this.nextId
@@ -283,6 +323,8 @@ class ClientConnection implements FrameSink, BatchSink {
       this.writer.write(call)
       stream.activate(this, id, this.settings, this.options.initialWindowSize, this.options.maxReceiveMessageSize)
     }
+    // Ids spent: later calls go to a new connection, calls in flight finish here.
+    if (this.nextId > MAX_STREAM_ID) this.drain()
   }
 
   cancelStream (stream: ClientStream): void {
@@ -324,8 +366,10 @@ class ClientConnection implements FrameSink, BatchSink {
 
   private onFrame (frame: Frame): void {
     switch (frame.type) {
-      case FrameType.SETTINGS:
-        this.settings = parseSettings(frame.payload, assumedSettings)
+      case FrameType.SETTINGS: {
+        const settings = parseSettings(frame.payload, assumedSettings)
+        validateSettings(settings)
+        this.settings = settings
         this.maxFramePayload = this.settings.maxFrameSize - FRAME_HEADER_SIZE
         this.writer.maxMessageSize = this.settings.maxFrameSize
         if (!this.ready) {
@@ -337,6 +381,7 @@ class ClientConnection implements FrameSink, BatchSink {
         }
         this.startWaiting()
         return
+      }
       case FrameType.PING:
         if (frame.payload.byteLength !== PING_PAYLOAD_SIZE) return
         if ((frame.flags & FrameFlags.ACK) === 0) this.write(buildPing(FrameFlags.ACK, frame.payload))
@@ -344,13 +389,16 @@ class ClientConnection implements FrameSink, BatchSink {
         return
       case FrameType.GOAWAY: {
         const { lastStreamId, reason } = parseGoAway(frame.payload)
-        this.draining = true
-        this.session.connectionDraining(this)
+        if (!this.ready) {
+          // No SETTINGS yet: a failed attempt (backoff applies), and the
+          // calls waiting for it fail rather than move to the next one.
+          this.close(1000, 'going away', Status.UNAVAILABLE, `The server is going away: ${reason}`)
+          return
+        }
         for (const stream of this.active.values()) {
           if (stream.id > lastStreamId) stream.end(unavailable(`The server is going away: ${reason}`))
         }
-        for (const stream of this.waiting.splice(0)) this.session.requeue(stream)
-        if (this.streamCount === 0) this.close(1000, 'drained')
+        this.drain()
         return
       }
       default: {
@@ -359,6 +407,15 @@ class ClientConnection implements FrameSink, BatchSink {
         this.active.get(frame.streamId)?.onFrame(frame)
       }
     }
+  }
+
+  /** Takes no new stream: those waiting go to the session's next connection; the rest finish here. */
+  private drain (): void {
+    if (this.draining) return
+    this.draining = true
+    this.session.connectionDraining(this)
+    for (const stream of this.waiting.splice(0)) this.session.requeue(stream)
+    if (this.streamCount === 0) this.close(1000, 'drained')
   }
 
   // --- keepalive ---------------------------------------------------------------
@@ -442,6 +499,12 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
 
 /** A client's one connection at a time, opened on demand. */
 export class ClientSession {
+  /**
+   * @internal The first stream id of each connection (odd). Tests start
+   * near the last id (MAX_STREAM_ID) to see a connection run out of ids.
+   */
+  static firstStreamId = 1
+
   private conn: ClientConnection | null = null
   private readonly draining = new Set<ClientConnection>()
   private state: SessionState = 'idle'
@@ -452,6 +515,8 @@ export class ClientSession {
   private retryAt = 0
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private readonly queued: ClientStream[] = []
+  // Fails the calls in `queued` that have waited connectTimeoutMs (a long backoff must not hold them).
+  private queueTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor (readonly url: string, options: SessionOptions) {
     this.options = {
@@ -475,7 +540,10 @@ export class ClientSession {
   private setState (state: SessionState): void {
     if (this.state === state) return
     this.state = state
-    for (const listener of [...this.listeners]) listener(state)
+    for (const listener of [...this.listeners]) {
+      // An application's listener (watchConnectivityState, onStateChange) may throw; the socket is not at fault.
+      try { listener(state) } catch (err) { rethrowLater(err) }
+    }
   }
 
   /** Opens a socket now if none is open or opening (after the backoff delay, if one is due). */
@@ -497,6 +565,7 @@ export class ClientSession {
     const conn = new ClientConnection(this, this.url, this.options)
     this.conn = conn
     this.setState('connecting')
+    this.stopQueueTimer()
     for (const stream of this.queued.splice(0)) {
       if (!stream.isEnded) conn.add(stream)
     }
@@ -519,8 +588,30 @@ export class ClientSession {
       return
     }
     this.connect()
-    if (this.conn !== null) this.conn.add(stream)
-    else this.queued.push(stream)
+    if (this.conn !== null) {
+      this.conn.add(stream)
+      return
+    }
+    this.queued.push(stream)
+    if (this.queueTimer === null) this.armQueueTimer()
+  }
+
+  private armQueueTimer (): void {
+    const oldest = this.queued.find(stream => !stream.isEnded)
+    if (oldest === undefined) return
+    this.queueTimer = setTimeout(() => {
+      this.queueTimer = null
+      const now = Date.now()
+      const expired = this.queued.filter(stream => now - stream.queuedAt >= this.options.connectTimeoutMs)
+      this.queued.splice(0, this.queued.length, ...this.queued.filter(stream => !expired.includes(stream) && !stream.isEnded))
+      for (const stream of expired) stream.end(unavailable(`Connection not ready after ${this.options.connectTimeoutMs} ms (waiting to retry after a failed attempt)`))
+      this.armQueueTimer()
+    }, Math.max(0, oldest.queuedAt + this.options.connectTimeoutMs - Date.now()))
+  }
+
+  private stopQueueTimer (): void {
+    if (this.queueTimer !== null) clearTimeout(this.queueTimer)
+    this.queueTimer = null
   }
 
   /** Closes the socket; calls in flight end with UNAVAILABLE. */
@@ -529,6 +620,7 @@ export class ClientSession {
     this.setState('closed')
     if (this.retryTimer !== null) clearTimeout(this.retryTimer)
     this.retryTimer = null
+    this.stopQueueTimer()
     const conns = [this.conn, ...this.draining]
     this.conn = null
     this.draining.clear()
@@ -553,8 +645,9 @@ export class ClientSession {
   }
 
   /**
-   * @private A socket that never became ready counts as a failed attempt and
-   * delays the next one; after one that was ready, the next opens at once.
+   * @private A socket that never became ready (closed, failed, timed out,
+   * or sent GOAWAY before SETTINGS) counts as a failed attempt and delays
+   * the next one; after one that was ready, the next opens at once.
    */
   connectionClosed (conn: ClientConnection, wasReady: boolean): void {
     this.draining.delete(conn)

@@ -81,7 +81,8 @@ export class OutboundMessages {
       if (!this.sink.canWrite()) return
       const m = queue[0]!
       const left = m.bytes.byteLength - m.offset
-      const n = this.window.take(Math.min(left, this.sink.maxFramePayload))
+      // Never below 0: a frame limit under one payload byte must stop here, not loop.
+      const n = this.window.take(Math.max(0, Math.min(left, this.sink.maxFramePayload)))
       if (n === 0 && left > 0) return
       const end = m.offset + n
       const last = end === m.bytes.byteLength

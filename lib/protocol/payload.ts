@@ -3,7 +3,7 @@
  * whole frame (header included) in a single allocation.
  */
 import { ByteReader, ByteWriter, asciiLength, utf8Decode, utf8Encode } from './bytes.js'
-import { FRAME_HEADER_SIZE, FrameType, writeFrameHeader } from './frame.js'
+import { FRAME_HEADER_SIZE, FrameType, ProtocolError, writeFrameHeader } from './frame.js'
 import { metadataSize, readMetadata, writeMetadata, type MetadataEntry } from './metadata.js'
 
 /** CALL timeout value meaning "no deadline". */
@@ -72,6 +72,28 @@ export function buildSettings (settings: Settings): Uint8Array {
   })
 }
 
+/**
+ * The range each setting may take (PROTOCOL.md §4.1). A value outside it
+ * would break the receiver's arithmetic (a frame limit of 5 bytes leaves a
+ * negative MESSAGE payload; 0 streams starts no call), so it is refused.
+ */
+export const settingRanges: Record<keyof Settings, { min: number, max: number, also?: number }> = {
+  maxConcurrentStreams: { min: 1, max: 0x7fffffff },
+  initialWindowSize: { min: 1024, max: 0x7fffffff },
+  maxFrameSize: { min: 16 * 1024, max: 16 * 1024 * 1024 },
+  // 0xFFFFFFFF: no limit (the server's -1).
+  maxMessageSize: { min: 0, max: 0x7fffffff, also: 0xffffffff },
+  maxMetadataSize: { min: 1024, max: 16 * 1024 * 1024 }
+}
+
+const settingIdNames: Record<keyof Settings, string> = {
+  maxConcurrentStreams: 'MAX_CONCURRENT_STREAMS',
+  initialWindowSize: 'INITIAL_WINDOW_SIZE',
+  maxFrameSize: 'MAX_FRAME_SIZE',
+  maxMessageSize: 'MAX_MESSAGE_SIZE',
+  maxMetadataSize: 'MAX_METADATA_SIZE'
+}
+
 /** Reads the settings a peer sent over `defaults`; unknown ids are ignored. */
 export function parseSettings (payload: Uint8Array, defaults: Settings): Settings {
   const settings = { ...defaults }
@@ -83,6 +105,17 @@ export function parseSettings (payload: Uint8Array, defaults: Settings): Setting
     if (entry !== undefined) settings[entry[1]] = value
   }
   return settings
+}
+
+/** Throws a {@link ProtocolError} naming the first setting outside its range (§4.1). */
+export function validateSettings (settings: Settings): void {
+  for (const [, name] of settingOrder) {
+    const value = settings[name]
+    const range = settingRanges[name]
+    if ((value < range.min || value > range.max) && value !== range.also) {
+      throw new ProtocolError(`SETTINGS ${settingIdNames[name]} ${value} is outside ${range.min} … ${range.max}`)
+    }
+  }
 }
 
 // CALL -------------------------------------------------------------------
