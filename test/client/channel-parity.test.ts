@@ -9,19 +9,7 @@ import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { bounded } from '../helpers/bounded.js'
 import { nextId, parity, startEnv, unary, unaryError } from '../helpers/parity.js'
 import { TestClient, testDefinition } from '../helpers/test-service.js'
-
-/** Runs `body` with uncaught exceptions collected in `thrown` instead of failing the test. */
-async function catchingUncaught<T> (thrown: unknown[], body: () => Promise<T>): Promise<T> {
-  const listeners = process.listeners('uncaughtException')
-  process.removeAllListeners('uncaughtException')
-  process.on('uncaughtException', err => { thrown.push(err) })
-  try {
-    return await body()
-  } finally {
-    process.removeAllListeners('uncaughtException')
-    for (const l of listeners) process.on('uncaughtException', l)
-  }
-}
+import { catchingUncaught } from '../helpers/uncaught.js'
 
 t.test('An application listener that throws', async t => {
   const env = await startEnv(t)

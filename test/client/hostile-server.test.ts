@@ -15,6 +15,7 @@ import { collect, unary, unaryError } from '../helpers/parity.js'
 import { startPluginApp } from '../helpers/plugin-app.js'
 import { startRawServer, type RawConnection, type RawServer } from '../helpers/raw-server.js'
 import { TestClient } from '../helpers/test-service.js'
+import { catchingUncaught } from '../helpers/uncaught.js'
 import { rejection, testRoot, webClient } from '../helpers/web-client.js'
 
 const ResponseType = testRoot.lookupType('test.Response')
@@ -194,6 +195,26 @@ t.test('Should fail a call waiting out a long backoff after connectTimeoutMs', a
   const err = await bounded('the failure', unaryError(client, { mode: 'echo' }))
   t.same([err.code, err.details], [grpc.status.UNAVAILABLE, 'Connection not ready after 300 ms (waiting to retry after a failed attempt)'])
   t.equal(server.connections.length, 1, 'no attempt before the backoff is over')
+})
+
+// --- 18: application callbacks that throw -------------------------------------------
+
+t.test('Should surface an exception from a state listener as uncaught and carry on [browser client]', async t => {
+  const { app, url } = await startPluginApp()
+  t.teardown(async () => await app.close())
+  const { client, test } = webClient(url)
+  t.teardown(() => { client.close() })
+  const thrown: unknown[] = []
+  const reply = await catchingUncaught(thrown, async () => {
+    // Runs inside the handling of the server's SETTINGS.
+    client.onStateChange(state => { if (state === 'ready') throw new Error('a bug in the listener') })
+    const reply = await bounded('the call', test.unary({ mode: 'echo', message: 'still fine' }))
+    for (let i = 0; i < 100 && thrown.length === 0; i++) await new Promise(resolve => setTimeout(resolve, 10))
+    return reply
+  })
+  t.equal(reply.message, 'still fine', 'the call on that socket succeeded')
+  t.same(thrown.map(err => (err as Error).message), ['a bug in the listener'])
+  t.equal(client.state, 'ready')
 })
 
 // --- 19: HEADERS after the first -------------------------------------------------------
