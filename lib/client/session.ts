@@ -597,16 +597,22 @@ export class ClientSession {
   }
 
   private armQueueTimer (): void {
-    const oldest = this.queued.find(stream => !stream.isEnded)
-    if (oldest === undefined) return
+    let oldest = Infinity
+    for (const stream of this.queued) if (!stream.isEnded && stream.queuedAt < oldest) oldest = stream.queuedAt
+    if (oldest === Infinity) return
     this.queueTimer = setTimeout(() => {
       this.queueTimer = null
       const now = Date.now()
-      const expired = this.queued.filter(stream => now - stream.queuedAt >= this.options.connectTimeoutMs)
-      this.queued.splice(0, this.queued.length, ...this.queued.filter(stream => !expired.includes(stream) && !stream.isEnded))
+      const waiting = this.queued.splice(0)
+      const expired: ClientStream[] = []
+      for (const stream of waiting) {
+        if (stream.isEnded) continue
+        if (now - stream.queuedAt >= this.options.connectTimeoutMs) expired.push(stream)
+        else this.queued.push(stream)
+      }
       for (const stream of expired) stream.end(unavailable(`Connection not ready after ${this.options.connectTimeoutMs} ms (waiting to retry after a failed attempt)`))
-      this.armQueueTimer()
-    }, Math.max(0, oldest.queuedAt + this.options.connectTimeoutMs - Date.now()))
+      if (this.queueTimer === null) this.armQueueTimer()
+    }, Math.max(0, oldest + this.options.connectTimeoutMs - Date.now()))
   }
 
   private stopQueueTimer (): void {
