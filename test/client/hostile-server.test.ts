@@ -8,7 +8,8 @@ import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { ClientSession } from '../../lib/client/session.js'
 import { Status } from '../../lib/client/web/index.js'
 import { FrameType } from '../../lib/protocol/frame.js'
-import { buildMessageFrame } from '../../lib/protocol/outbound.js'
+import { SendWindow } from '../../lib/protocol/flow-control.js'
+import { OutboundMessages, buildMessageFrame } from '../../lib/protocol/outbound.js'
 import { buildGoAway, buildHeaders, buildSettings, buildTrailers, type Settings } from '../../lib/protocol/payload.js'
 import { bounded } from '../helpers/bounded.js'
 import { collect, unary, unaryError } from '../helpers/parity.js'
@@ -119,6 +120,18 @@ t.test('Should fail a bidi call with INTERNAL when a second SETTINGS brings MAX_
   t.same([err.code, err.details], [Status.INTERNAL, 'Protocol error from the server: SETTINGS MAX_FRAME_SIZE 5 is outside 16384 … 16777216'])
   await server.until(() => server.connections[0]!.closeCode !== null)
   t.equal(server.connections[0]!.closeCode, 1002)
+})
+
+t.test('Should leave a message queued, not loop, when the frame limit leaves no payload byte', async t => {
+  const written: number[] = []
+  const sink = { maxFramePayload: -5, canWrite: () => true, write: () => {}, writeMessage: (_id: number, _flags: number, chunk: Uint8Array) => { written.push(chunk.byteLength) } }
+  const outbound = new OutboundMessages(1, new SendWindow(65536), sink)
+  outbound.send(new Uint8Array(100))
+  t.same(written, [], 'nothing written')
+  t.equal(outbound.queuedBytes, 100, 'the message waits')
+  t.equal(outbound.window.available, 65536, 'the window is untouched')
+  outbound.send(new Uint8Array(0))
+  t.same(written, [], 'an empty message waits behind it')
 })
 
 // --- 15: a unary call answered with two messages ---------------------------------
