@@ -42,7 +42,7 @@ export interface SessionOptions {
   initialWindowSize?: number
   /** Largest response message accepted, in bytes; -1 for no limit. Default 4 MiB, as grpc-js. */
   maxReceiveMessageSize?: number
-  /** Gives up on a socket that has not opened (and sent SETTINGS) in this time, ms. Default 20000. */
+  /** Gives up on a socket that has not opened (and sent SETTINGS) in this time, ms; also the longest a call waits for a retry after a failed attempt. Default 20000. */
   connectTimeoutMs?: number
   /** ms between PINGs on an open connection; 0 for none. Default 0. */
   keepaliveIntervalMs?: number
