@@ -135,6 +135,8 @@ export class ClientStream {
   readonly handler: StreamHandler
   /** When the call asked for a stream: one not started within connectTimeoutMs of it fails. */
   readonly queuedAt = Date.now()
+  /** @private The session's timer for that, while the stream waits out a backoff. */
+  startTimer: ReturnType<typeof setTimeout> | undefined
 
   constructor (readonly start: StreamStart, handler: StreamHandler) {
     this.handler = new IsolatedHandler(handler)
@@ -515,8 +517,6 @@ export class ClientSession {
   private retryAt = 0
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private readonly queued: ClientStream[] = []
-  // Fails the calls in `queued` that have waited connectTimeoutMs (a long backoff must not hold them).
-  private queueTimer: ReturnType<typeof setTimeout> | null = null
 
   constructor (readonly url: string, options: SessionOptions) {
     this.options = {
@@ -565,8 +565,9 @@ export class ClientSession {
     const conn = new ClientConnection(this, this.url, this.options)
     this.conn = conn
     this.setState('connecting')
-    this.stopQueueTimer()
     for (const stream of this.queued.splice(0)) {
+      clearTimeout(stream.startTimer)
+      stream.startTimer = undefined
       if (!stream.isEnded) conn.add(stream)
     }
   }
@@ -593,31 +594,10 @@ export class ClientSession {
       return
     }
     this.queued.push(stream)
-    if (this.queueTimer === null) this.armQueueTimer()
-  }
-
-  private armQueueTimer (): void {
-    let oldest = Infinity
-    for (const stream of this.queued) if (!stream.isEnded && stream.queuedAt < oldest) oldest = stream.queuedAt
-    if (oldest === Infinity) return
-    this.queueTimer = setTimeout(() => {
-      this.queueTimer = null
-      const now = Date.now()
-      const waiting = this.queued.splice(0)
-      const expired: ClientStream[] = []
-      for (const stream of waiting) {
-        if (stream.isEnded) continue
-        if (now - stream.queuedAt >= this.options.connectTimeoutMs) expired.push(stream)
-        else this.queued.push(stream)
-      }
-      for (const stream of expired) stream.end(unavailable(`Connection not ready after ${this.options.connectTimeoutMs} ms (waiting to retry after a failed attempt)`))
-      if (this.queueTimer === null) this.armQueueTimer()
-    }, Math.max(0, oldest + this.options.connectTimeoutMs - Date.now()))
-  }
-
-  private stopQueueTimer (): void {
-    if (this.queueTimer !== null) clearTimeout(this.queueTimer)
-    this.queueTimer = null
+    // A long backoff must not hold a call past connectTimeoutMs.
+    stream.startTimer ??= setTimeout(() => {
+      stream.end(unavailable(`Connection not ready after ${this.options.connectTimeoutMs} ms`))
+    }, stream.queuedAt + this.options.connectTimeoutMs - Date.now())
   }
 
   /** Closes the socket; calls in flight end with UNAVAILABLE. */
@@ -626,12 +606,14 @@ export class ClientSession {
     this.setState('closed')
     if (this.retryTimer !== null) clearTimeout(this.retryTimer)
     this.retryTimer = null
-    this.stopQueueTimer()
     const conns = [this.conn, ...this.draining]
     this.conn = null
     this.draining.clear()
     for (const conn of conns) conn?.close(1000, 'client closed')
-    for (const stream of this.queued.splice(0)) stream.end(unavailable('Connection closed by the client: client closed'))
+    for (const stream of this.queued.splice(0)) {
+      clearTimeout(stream.startTimer)
+      stream.end(unavailable('Connection closed by the client: client closed'))
+    }
   }
 
   /** @private */

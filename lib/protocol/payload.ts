@@ -72,28 +72,6 @@ export function buildSettings (settings: Settings): Uint8Array {
   })
 }
 
-/**
- * The range each setting may take (PROTOCOL.md §4.1). A value outside it
- * would break the receiver's arithmetic (a frame limit of 5 bytes leaves a
- * negative MESSAGE payload; 0 streams starts no call), so it is refused.
- */
-export const settingRanges: Record<keyof Settings, { min: number, max: number, also?: number }> = {
-  maxConcurrentStreams: { min: 1, max: 0x7fffffff },
-  initialWindowSize: { min: 1024, max: 0x7fffffff },
-  maxFrameSize: { min: 16 * 1024, max: 16 * 1024 * 1024 },
-  // 0xFFFFFFFF: no limit (the server's -1).
-  maxMessageSize: { min: 0, max: 0x7fffffff, also: 0xffffffff },
-  maxMetadataSize: { min: 1024, max: 16 * 1024 * 1024 }
-}
-
-const settingIdNames: Record<keyof Settings, string> = {
-  maxConcurrentStreams: 'MAX_CONCURRENT_STREAMS',
-  initialWindowSize: 'INITIAL_WINDOW_SIZE',
-  maxFrameSize: 'MAX_FRAME_SIZE',
-  maxMessageSize: 'MAX_MESSAGE_SIZE',
-  maxMetadataSize: 'MAX_METADATA_SIZE'
-}
-
 /** Reads the settings a peer sent over `defaults`; unknown ids are ignored. */
 export function parseSettings (payload: Uint8Array, defaults: Settings): Settings {
   const settings = { ...defaults }
@@ -107,15 +85,30 @@ export function parseSettings (payload: Uint8Array, defaults: Settings): Setting
   return settings
 }
 
+/**
+ * The range of each setting (PROTOCOL.md §4.1), in `settingOrder`'s order.
+ * A value outside it would break the receiver's arithmetic (a frame limit of
+ * 5 bytes leaves a negative MESSAGE payload; 0 streams starts no call).
+ */
+const settingRanges: Array<[min: number, max: number]> = [
+  [1, 0x7fffffff],
+  [1024, 0x7fffffff],
+  [16384, 16777216],
+  // And 0xFFFFFFFF: no limit (the server's -1).
+  [0, 0x7fffffff],
+  [1024, 16777216]
+]
+
 /** Throws a {@link ProtocolError} naming the first setting outside its range (§4.1). */
 export function validateSettings (settings: Settings): void {
-  for (const [, name] of settingOrder) {
+  settingOrder.forEach(([, name], i) => {
     const value = settings[name]
-    const range = settingRanges[name]
-    if ((value < range.min || value > range.max) && value !== range.also) {
-      throw new ProtocolError(`SETTINGS ${settingIdNames[name]} ${value} is outside ${range.min} … ${range.max}`)
+    const [min, max] = settingRanges[i]!
+    if ((value < min || value > max) && !(name === 'maxMessageSize' && value === 0xffffffff)) {
+      // maxFrameSize: MAX_FRAME_SIZE
+      throw new ProtocolError(`SETTINGS ${name.replace(/[A-Z]/g, c => '_' + c).toUpperCase()} ${value} is outside ${min} … ${max}`)
     }
-  }
+  })
 }
 
 // CALL -------------------------------------------------------------------
