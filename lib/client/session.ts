@@ -104,6 +104,12 @@ function rethrowLater (err: unknown): void {
   queueMicrotask(() => { throw err })
 }
 
+function isolated (callback: () => void): () => void {
+  return () => {
+    try { callback() } catch (err) { rethrowLater(err) }
+  }
+}
+
 class IsolatedHandler implements StreamHandler {
   constructor (private readonly inner: StreamHandler) {}
 
@@ -287,11 +293,13 @@ class ClientConnection implements FrameSink, BatchSink {
   get streamCount (): number { return this.active.size + this.waiting.length }
 
   write (frame: Uint8Array, done?: () => void): void {
-    if (!this.closed) this.writer.write(frame, done)
+    if (!this.closed) this.writer.write(frame, done === undefined ? undefined : isolated(done))
   }
 
   writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
-    if (!this.closed) this.writer.writeMessage(streamId, flags, chunk, done)
+    // A write callback is the application's (a grpc-js write's): one that
+    // throws must not stop the writer's other callbacks or its batch.
+    if (!this.closed) this.writer.writeMessage(streamId, flags, chunk, done === undefined ? undefined : isolated(done))
   }
 
   canWrite (): boolean { return true }

@@ -35,6 +35,26 @@ t.test('An application listener that throws', async t => {
   })
 })
 
+t.test('An application write callback that throws', async t => {
+  const env = await startEnv(t)
+  parity(t, env, 'Should surface the exception as uncaught, and leave the other calls on the channel alone', async (t, transport) => {
+    const client = transport.newClient()
+    const thrown: unknown[] = []
+    const replies = await catchingUncaught(thrown, async () => {
+      const inFlight = unary(client, { mode: 'delay', message: 'in flight', delayMs: 200 })
+      const call = client.Bidi()
+      call.on('data', () => {})
+      call.on('error', () => {})
+      call.write({ mode: 'echo', message: 'x' }, () => { throw new Error('a bug in the write callback') })
+      const replies = [(await bounded('the call in flight', inFlight)).value.message, (await bounded('a later call', unary(client, { mode: 'echo', message: 'after' }))).value.message]
+      call.cancel()
+      return replies
+    })
+    t.same(replies, ['in flight', 'after'], 'the other calls on the same channel succeeded')
+    t.same(thrown.map(err => (err as Error).message), ['a bug in the write callback'], 'one uncaught exception, the application\'s')
+  })
+})
+
 /** The test service's Unary path, answered by a server-streaming handler: two messages, then OK. */
 const twoResponses = { ...testDefinition, Unary: { ...testDefinition.Unary, responseStream: true } } as unknown as grpc.ServiceDefinition
 const twoResponsesImplementation = {
