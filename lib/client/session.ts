@@ -139,9 +139,7 @@ export class ClientStream {
   private ended = false
   private headersSeen = false
   readonly handler: StreamHandler
-  /** When the call asked for a stream: one not started within connectTimeoutMs of it fails. */
-  readonly queuedAt = Date.now()
-  /** @private The session's timer for that, while the stream waits out a backoff. */
+  /** @private While the stream waits out a backoff: it fails if that takes connectTimeoutMs. */
   startTimer: ReturnType<typeof setTimeout> | undefined
 
   constructor (readonly start: StreamStart, handler: StreamHandler) {
@@ -169,6 +167,7 @@ export class ClientStream {
     this.ended = true
     this.pending = null
     this.outbound?.clear()
+    if (this.startTimer !== undefined) clearTimeout(this.startTimer)
     this.conn?.cancelStream(this)
   }
 
@@ -605,7 +604,7 @@ export class ClientSession {
     // A long backoff must not hold a call past connectTimeoutMs.
     stream.startTimer ??= setTimeout(() => {
       stream.end(unavailable(`Connection not ready after ${this.options.connectTimeoutMs} ms`))
-    }, stream.queuedAt + this.options.connectTimeoutMs - Date.now())
+    }, this.options.connectTimeoutMs)
   }
 
   /** Closes the socket; calls in flight end with UNAVAILABLE. */
