@@ -13,7 +13,7 @@ import type { MetadataEntry } from '../protocol/metadata.js'
 import { OutboundMessages, type FrameSink } from '../protocol/outbound.js'
 import {
   NO_TIMEOUT, PING_PAYLOAD_SIZE, buildCall, buildEmpty, buildPing, buildWindowUpdate, parseGoAway, parseHeaders,
-  parseSettings, parseTrailers, parseWindowUpdate, type CallStatus, type Settings
+  parseSettings, parseTrailers, parseWindowUpdate, validateSettings, type CallStatus, type Settings
 } from '../protocol/payload.js'
 import { Status } from '../protocol/status.js'
 import { StreamMap } from '../protocol/stream-map.js'
@@ -42,13 +42,13 @@ export interface SessionOptions {
   initialWindowSize?: number
   /** Largest response message accepted, in bytes; -1 for no limit. Default 4 MiB, as grpc-js. */
   maxReceiveMessageSize?: number
-  /** Gives up on a socket that has not opened (and sent SETTINGS) in this time, ms. Default 20000. */
+  /** Gives up on a socket that has not opened (and sent SETTINGS) in this time, ms; also the longest a call waits for a retry after a failed attempt. Default 20000. */
   connectTimeoutMs?: number
   /** ms between PINGs on an open connection; 0 for none. Default 0. */
   keepaliveIntervalMs?: number
   /** ms a PING may go unanswered, with nothing else received either, before the socket counts as dead. Default 20000. */
   keepaliveTimeoutMs?: number
-  /** Spacing of connection attempts after failed ones. Default: retry at once (`initialMs: 0`). */
+  /** Spacing of connection attempts after failed ones (and after a GOAWAY before SETTINGS). Default: retry at once (`initialMs: 0`). */
   backoff?: BackoffOptions
   /** Further subprotocol values offered after grpc-ws.v1, e.g. `bearer.<token>` for the upgrade's authentication. */
   protocols?: string[]
@@ -91,6 +91,41 @@ export interface StreamStart {
   deadline: number
 }
 
+/** The largest stream id (a u32); a connection whose ids are spent takes no new call (RFC 9113 §5.1.1). */
+const MAX_STREAM_ID = 0xffffffff
+
+/**
+ * Application code runs inside a handler (a grpc-js 'data' listener runs
+ * within onMessage): what it throws is the application's, not the server's.
+ * It surfaces as an uncaught exception, as it would over grpc-js's HTTP/2
+ * (a browser reports it to window 'error'), and the connection carries on.
+ */
+function rethrowLater (err: unknown): void {
+  queueMicrotask(() => { throw err })
+}
+
+function isolated (callback: () => void): () => void {
+  return () => {
+    try { callback() } catch (err) { rethrowLater(err) }
+  }
+}
+
+class IsolatedHandler implements StreamHandler {
+  constructor (private readonly inner: StreamHandler) {}
+
+  onHeaders (metadata: MetadataEntry[]): void {
+    try { this.inner.onHeaders(metadata) } catch (err) { rethrowLater(err) }
+  }
+
+  onMessage (message: Uint8Array): void {
+    try { this.inner.onMessage(message) } catch (err) { rethrowLater(err) }
+  }
+
+  onEnd (status: CallStatus): void {
+    try { this.inner.onEnd(status) } catch (err) { rethrowLater(err) }
+  }
+}
+
 type PendingOp = { kind: 'message', bytes: Uint8Array, done: (() => void) | undefined } | { kind: 'half-close' }
 
 /** One call's stream. Usable at once; it waits for the socket by itself. */
@@ -102,8 +137,14 @@ export class ClientStream {
   // What was sent before the stream had a connection.
   private pending: PendingOp[] | null = null
   private ended = false
+  private headersSeen = false
+  readonly handler: StreamHandler
+  /** @private While the stream waits out a backoff: it fails if that takes connectTimeoutMs. */
+  startTimer: ReturnType<typeof setTimeout> | undefined
 
-  constructor (readonly start: StreamStart, readonly handler: StreamHandler) {}
+  constructor (readonly start: StreamStart, handler: StreamHandler) {
+    this.handler = new IsolatedHandler(handler)
+  }
 
   send (bytes: Uint8Array, done?: () => void): void {
     if (this.ended) {
@@ -126,6 +167,7 @@ export class ClientStream {
     this.ended = true
     this.pending = null
     this.outbound?.clear()
+    if (this.startTimer !== undefined) clearTimeout(this.startTimer)
     this.conn?.cancelStream(this)
   }
 
@@ -161,6 +203,10 @@ export class ClientStream {
     if (this.ended) return
     switch (frame.type) {
       case FrameType.HEADERS:
+        // One response has one header block (grpc-js delivers one): later
+        // ones are dropped unread, so a flood of them costs the call nothing.
+        if (this.headersSeen) return
+        this.headersSeen = true
         this.handler.onHeaders(parseHeaders(frame.payload))
         return
       case FrameType.MESSAGE: {
@@ -214,7 +260,7 @@ class ClientConnection implements FrameSink, BatchSink {
   private ready = false
   private draining = false
   private closed = false
-  private nextId = 1
+  private nextId: number
   private readonly active = new StreamMap<ClientStream>()
   private readonly waiting: ClientStream[] = []
   private readonly socket: WebSocketLike
@@ -228,6 +274,7 @@ class ClientConnection implements FrameSink, BatchSink {
   private received = 0
 
   constructor (private readonly session: ClientSession, url: string, private readonly options: ResolvedSessionOptions) {
+    this.nextId = ClientSession.firstStreamId
     this.socket = new options.WebSocket(url, [SUBPROTOCOL, ...(options.protocols ?? [])])
     // Browsers default to Blob; `ws` defaults to Buffer, a Uint8Array already.
     if (this.socket.binaryType === 'blob') this.socket.binaryType = 'arraybuffer'
@@ -245,11 +292,13 @@ class ClientConnection implements FrameSink, BatchSink {
   get streamCount (): number { return this.active.size + this.waiting.length }
 
   write (frame: Uint8Array, done?: () => void): void {
-    if (!this.closed) this.writer.write(frame, done)
+    if (!this.closed) this.writer.write(frame, done === undefined ? undefined : isolated(done))
   }
 
   writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
-    if (!this.closed) this.writer.writeMessage(streamId, flags, chunk, done)
+    // A write callback is the application's (a grpc-js write's): one that
+    // throws must not stop the writer's other callbacks or its batch.
+    if (!this.closed) this.writer.writeMessage(streamId, flags, chunk, done === undefined ? undefined : isolated(done))
   }
 
   canWrite (): boolean { return true }
@@ -265,7 +314,7 @@ class ClientConnection implements FrameSink, BatchSink {
   }
 
   private startWaiting (): void {
-    while (this.waiting.length > 0 && this.active.size < this.settings.maxConcurrentStreams) {
+    while (this.waiting.length > 0 && this.active.size < this.settings.maxConcurrentStreams && this.nextId <= MAX_STREAM_ID) {
       const stream = this.waiting.shift()!
       if (stream.isEnded) continue
       const id = this.nextId
@@ -283,6 +332,8 @@ class ClientConnection implements FrameSink, BatchSink {
       this.writer.write(call)
       stream.activate(this, id, this.settings, this.options.initialWindowSize, this.options.maxReceiveMessageSize)
     }
+    // Ids spent: later calls go to a new connection, calls in flight finish here.
+    if (this.nextId > MAX_STREAM_ID) this.drain()
   }
 
   cancelStream (stream: ClientStream): void {
@@ -324,8 +375,10 @@ class ClientConnection implements FrameSink, BatchSink {
 
   private onFrame (frame: Frame): void {
     switch (frame.type) {
-      case FrameType.SETTINGS:
-        this.settings = parseSettings(frame.payload, assumedSettings)
+      case FrameType.SETTINGS: {
+        const settings = parseSettings(frame.payload, assumedSettings)
+        validateSettings(settings)
+        this.settings = settings
         this.maxFramePayload = this.settings.maxFrameSize - FRAME_HEADER_SIZE
         this.writer.maxMessageSize = this.settings.maxFrameSize
         if (!this.ready) {
@@ -337,6 +390,7 @@ class ClientConnection implements FrameSink, BatchSink {
         }
         this.startWaiting()
         return
+      }
       case FrameType.PING:
         if (frame.payload.byteLength !== PING_PAYLOAD_SIZE) return
         if ((frame.flags & FrameFlags.ACK) === 0) this.write(buildPing(FrameFlags.ACK, frame.payload))
@@ -344,13 +398,16 @@ class ClientConnection implements FrameSink, BatchSink {
         return
       case FrameType.GOAWAY: {
         const { lastStreamId, reason } = parseGoAway(frame.payload)
-        this.draining = true
-        this.session.connectionDraining(this)
+        if (!this.ready) {
+          // No SETTINGS yet: a failed attempt (backoff applies), and the
+          // calls waiting for it fail rather than move to the next one.
+          this.close(1000, 'going away', Status.UNAVAILABLE, `The server is going away: ${reason}`)
+          return
+        }
         for (const stream of this.active.values()) {
           if (stream.id > lastStreamId) stream.end(unavailable(`The server is going away: ${reason}`))
         }
-        for (const stream of this.waiting.splice(0)) this.session.requeue(stream)
-        if (this.streamCount === 0) this.close(1000, 'drained')
+        this.drain()
         return
       }
       default: {
@@ -359,6 +416,15 @@ class ClientConnection implements FrameSink, BatchSink {
         this.active.get(frame.streamId)?.onFrame(frame)
       }
     }
+  }
+
+  /** Takes no new stream: those waiting go to the session's next connection; the rest finish here. */
+  private drain (): void {
+    if (this.draining) return
+    this.draining = true
+    this.session.connectionDraining(this)
+    for (const stream of this.waiting.splice(0)) this.session.requeue(stream)
+    if (this.streamCount === 0) this.close(1000, 'drained')
   }
 
   // --- keepalive ---------------------------------------------------------------
@@ -442,6 +508,12 @@ function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
 
 /** A client's one connection at a time, opened on demand. */
 export class ClientSession {
+  /**
+   * @internal The first stream id of each connection (odd). Tests start
+   * near the last id (MAX_STREAM_ID) to see a connection run out of ids.
+   */
+  static firstStreamId = 1
+
   private conn: ClientConnection | null = null
   private readonly draining = new Set<ClientConnection>()
   private state: SessionState = 'idle'
@@ -475,7 +547,10 @@ export class ClientSession {
   private setState (state: SessionState): void {
     if (this.state === state) return
     this.state = state
-    for (const listener of [...this.listeners]) listener(state)
+    for (const listener of [...this.listeners]) {
+      // An application's listener (watchConnectivityState, onStateChange) may throw; the socket is not at fault.
+      try { listener(state) } catch (err) { rethrowLater(err) }
+    }
   }
 
   /** Opens a socket now if none is open or opening (after the backoff delay, if one is due). */
@@ -498,6 +573,8 @@ export class ClientSession {
     this.conn = conn
     this.setState('connecting')
     for (const stream of this.queued.splice(0)) {
+      clearTimeout(stream.startTimer)
+      stream.startTimer = undefined
       if (!stream.isEnded) conn.add(stream)
     }
   }
@@ -519,8 +596,15 @@ export class ClientSession {
       return
     }
     this.connect()
-    if (this.conn !== null) this.conn.add(stream)
-    else this.queued.push(stream)
+    if (this.conn !== null) {
+      this.conn.add(stream)
+      return
+    }
+    this.queued.push(stream)
+    // A long backoff must not hold a call past connectTimeoutMs.
+    stream.startTimer ??= setTimeout(() => {
+      stream.end(unavailable(`Connection not ready after ${this.options.connectTimeoutMs} ms`))
+    }, this.options.connectTimeoutMs)
   }
 
   /** Closes the socket; calls in flight end with UNAVAILABLE. */
@@ -533,7 +617,10 @@ export class ClientSession {
     this.conn = null
     this.draining.clear()
     for (const conn of conns) conn?.close(1000, 'client closed')
-    for (const stream of this.queued.splice(0)) stream.end(unavailable('Connection closed by the client: client closed'))
+    for (const stream of this.queued.splice(0)) {
+      clearTimeout(stream.startTimer)
+      stream.end(unavailable('Connection closed by the client: client closed'))
+    }
   }
 
   /** @private */
@@ -553,8 +640,9 @@ export class ClientSession {
   }
 
   /**
-   * @private A socket that never became ready counts as a failed attempt and
-   * delays the next one; after one that was ready, the next opens at once.
+   * @private A socket that never became ready (closed, failed, timed out,
+   * or sent GOAWAY before SETTINGS) counts as a failed attempt and delays
+   * the next one; after one that was ready, the next opens at once.
    */
   connectionClosed (conn: ClientConnection, wasReady: boolean): void {
     this.draining.delete(conn)

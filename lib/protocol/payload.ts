@@ -3,7 +3,7 @@
  * whole frame (header included) in a single allocation.
  */
 import { ByteReader, ByteWriter, asciiLength, utf8Decode, utf8Encode } from './bytes.js'
-import { FRAME_HEADER_SIZE, FrameType, writeFrameHeader } from './frame.js'
+import { FRAME_HEADER_SIZE, FrameType, ProtocolError, writeFrameHeader } from './frame.js'
 import { metadataSize, readMetadata, writeMetadata, type MetadataEntry } from './metadata.js'
 
 /** CALL timeout value meaning "no deadline". */
@@ -83,6 +83,32 @@ export function parseSettings (payload: Uint8Array, defaults: Settings): Setting
     if (entry !== undefined) settings[entry[1]] = value
   }
   return settings
+}
+
+/**
+ * The range of each setting (PROTOCOL.md §4.1), in `settingOrder`'s order.
+ * A value outside it would break the receiver's arithmetic (a frame limit of
+ * 5 bytes leaves a negative MESSAGE payload; 0 streams starts no call).
+ */
+const settingRanges: Array<[min: number, max: number]> = [
+  [1, 0x7fffffff],
+  [1024, 0x7fffffff],
+  [16384, 16777216],
+  // And 0xFFFFFFFF: no limit (the server's -1).
+  [0, 0x7fffffff],
+  [1024, 16777216]
+]
+
+/** Throws a {@link ProtocolError} naming the first setting outside its range (§4.1). */
+export function validateSettings (settings: Settings): void {
+  settingOrder.forEach(([, name], i) => {
+    const value = settings[name]
+    const [min, max] = settingRanges[i]!
+    if ((value < min || value > max) && !(name === 'maxMessageSize' && value === 0xffffffff)) {
+      // maxFrameSize: MAX_FRAME_SIZE
+      throw new ProtocolError(`SETTINGS ${name.replace(/[A-Z]/g, c => '_' + c).toUpperCase()} ${value} is outside ${min} … ${max}`)
+    }
+  })
 }
 
 // CALL -------------------------------------------------------------------

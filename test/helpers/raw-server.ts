@@ -1,8 +1,9 @@
 /**
  * A grpc-ws.v1 server for client tests that need the server to do what the
  * plugin only does at particular moments (GOAWAY with a chosen last stream
- * id, silence): it sends SETTINGS, then whatever the test sends, and records
- * every frame each connection receives.
+ * id, silence) or never does (a hostile or buggy server): it sends SETTINGS
+ * (unless told not to), then whatever the test sends, and records every
+ * frame each connection receives.
  */
 import type { AddressInfo } from 'node:net'
 import { WebSocketServer, type WebSocket } from 'ws'
@@ -25,7 +26,16 @@ export interface RawServer {
   close: () => Promise<void>
 }
 
-export async function startRawServer (settings: Partial<Settings> = {}): Promise<RawServer> {
+export interface RawServerOptions {
+  /** False: no SETTINGS; `onConnection` sends what the test wants instead. Default true. */
+  sendSettings?: boolean
+  /** Runs for each new connection, after SETTINGS (if sent). */
+  onConnection?: (conn: RawConnection) => void
+  /** Runs for each frame a connection receives, after it is recorded. */
+  onFrame?: (conn: RawConnection, frame: Frame) => void
+}
+
+export async function startRawServer (settings: Partial<Settings> = {}, options: RawServerOptions = {}): Promise<RawServer> {
   const server = new WebSocketServer({ host: '127.0.0.1', port: 0, handleProtocols: protocols => protocols.has(SUBPROTOCOL) ? SUBPROTOCOL : false })
   await new Promise<void>(resolve => server.once('listening', resolve))
   const connections: RawConnection[] = []
@@ -42,7 +52,11 @@ export async function startRawServer (settings: Partial<Settings> = {}): Promise
     }
     connections.push(conn)
     socket.on('message', (data: Buffer) => {
-      for (const frame of decoder.push(data)) conn.frames.push({ ...frame, payload: frame.payload.slice() })
+      for (const frame of decoder.push(data)) {
+        const copy = { ...frame, payload: frame.payload.slice() }
+        conn.frames.push(copy)
+        options.onFrame?.(conn, copy)
+      }
       wake()
     })
     socket.on('close', (code, reason) => {
@@ -50,7 +64,11 @@ export async function startRawServer (settings: Partial<Settings> = {}): Promise
       conn.closeReason = reason.toString()
       wake()
     })
-    socket.send(buildSettings({ maxConcurrentStreams: 100, initialWindowSize: 65536, maxFrameSize: 65536, maxMessageSize: 4 << 20, maxMetadataSize: 16384, ...settings }))
+    socket.on('error', () => {})
+    if (options.sendSettings !== false) {
+      socket.send(buildSettings({ maxConcurrentStreams: 100, initialWindowSize: 65536, maxFrameSize: 65536, maxMessageSize: 4 << 20, maxMetadataSize: 16384, ...settings }))
+    }
+    options.onConnection?.(conn)
     wake()
   })
   return {

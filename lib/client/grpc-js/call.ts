@@ -116,7 +116,14 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   }
 
   cancelWithStatus (code: GrpcStatus, details: string): void {
-    if (this.finalStatus !== null) return
+    if (this.statusReported) return
+    if (this.finalStatus !== null) {
+      // An OK still waiting for its messages to be read (a unary call sent
+      // two, and grpc-js reads one): the deadline or a cancel wins, as over
+      // grpc-js's HTTP/2, where the status also waits for every read.
+      if (this.finalStatus.code !== GrpcStatus.OK) return
+      this.finalStatus = null
+    }
     this.stream?.cancel()
     this.early = null
     this.finish({ code, details, metadata: new Metadata() })
@@ -148,7 +155,6 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   private finish (status: StatusObject): void {
     if (this.finalStatus !== null) return
     this.finalStatus = status
-    if (this.stopDeadline !== null) this.stopDeadline()
     // Like grpc-js: an error drops what the application has not read yet.
     if (status.code !== GrpcStatus.OK) this.messages.length = 0
     this.deliver()
@@ -167,6 +173,8 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
     const status = this.finalStatus
     if (status === null || this.statusReported || this.messages.length > 0) return
     this.statusReported = true
+    // Only now: until the status is reported, the deadline may still end the call.
+    if (this.stopDeadline !== null) this.stopDeadline()
     process.nextTick(() => {
       this.listener?.onReceiveStatus(status)
       this.onEnded?.()

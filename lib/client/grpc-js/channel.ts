@@ -7,6 +7,7 @@ import { connectivityState, propagate, status as GrpcStatus, type ChannelInterfa
 import { createRequire } from 'node:module'
 import WebSocket from 'ws'
 import { ERR_INVALID_CLIENT_OPTION } from '../../errors.js'
+import type { BackoffOptions } from '../backoff.js'
 import type { ChannelzRef, ClientCall, ParentCall } from '../../grpc-internals.js'
 import { ClientSession, type SessionState, type WebSocketConstructor } from '../session.js'
 import { WebSocketClientCall } from './call.js'
@@ -20,8 +21,10 @@ export interface WebSocketChannelOptions {
   initialWindowSize?: number
   /** Largest response message accepted, in bytes; -1 for no limit. Default 4 MiB, as grpc-js. */
   maxReceiveMessageSize?: number
-  /** How long to wait for the socket to open, in ms. Default 20000. */
+  /** How long to wait for the socket to open, in ms; also the longest a call waits for a retry after a failed attempt. Default 20000. */
   connectTimeoutMs?: number
+  /** Spacing of connection attempts after failed ones. Default grpc-js's own: `{ initialMs: 1000, multiplier: 1.6, jitter: 0.2, maxMs: 120000 }`. */
+  backoff?: BackoffOptions
   /** Options for the `ws` WebSocket, e.g. `headers` for authentication on the upgrade. */
   webSocketOptions?: WebSocket.ClientOptions
   /** A WebSocket class to use instead of `ws`. */
@@ -38,6 +41,9 @@ const stateMap: Record<SessionState, connectivityState> = {
 }
 
 let channelId = 0
+
+/** grpc-js's reconnection backoff (INITIAL_BACKOFF_MS … in its backoff-timeout.js). */
+const grpcBackoff: BackoffOptions = { initialMs: 1000, multiplier: 1.6, jitter: 0.2, maxMs: 120000 }
 
 class WebSocketChannel implements ChannelInterface {
   private readonly session: ClientSession
@@ -59,7 +65,8 @@ class WebSocketChannel implements ChannelInterface {
       WebSocket: Ctor,
       ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
       ...(options.maxReceiveMessageSize !== undefined && { maxReceiveMessageSize: options.maxReceiveMessageSize }),
-      ...(options.connectTimeoutMs !== undefined && { connectTimeoutMs: options.connectTimeoutMs })
+      ...(options.connectTimeoutMs !== undefined && { connectTimeoutMs: options.connectTimeoutMs }),
+      backoff: { ...grpcBackoff, ...options.backoff }
     })
     this.authority = url.host
     this.peer = url.host

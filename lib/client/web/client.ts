@@ -19,7 +19,7 @@ export interface ClientOptions {
   initialWindowSize?: number
   /** Largest response message, in bytes; -1 for no limit. Default 4 MiB. */
   maxReceiveMessageSize?: number
-  /** Calls waiting for a socket fail with UNAVAILABLE if it is not ready within this many ms. Default 20000. */
+  /** Calls waiting for a socket (or for a retry after a failed attempt) fail with UNAVAILABLE if it is not ready within this many ms. Default 20000. */
   connectTimeoutMs?: number
   /** ms between PINGs on an open socket; 0 for none. Default 30000. */
   keepaliveIntervalMs?: number
