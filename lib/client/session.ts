@@ -19,6 +19,13 @@ import { Status } from '../protocol/status.js'
 import { StreamMap } from '../protocol/stream-map.js'
 import { Backoff, type BackoffOptions } from './backoff.js'
 
+/**
+ * An event-handler slot. Method syntax makes its parameter bivariant, so a
+ * class whose handlers take a richer event (ws's MessageEvent and
+ * CloseEvent, the DOM's) fits without a cast.
+ */
+export type EventHandler<E> = { bivarianceHack (event: E): void }['bivarianceHack']
+
 /** The subset of the WHATWG WebSocket this client uses (browsers, `ws`, undici). */
 export interface WebSocketLike {
   binaryType: string
@@ -27,8 +34,8 @@ export interface WebSocketLike {
   send (data: Uint8Array): void
   close (code?: number, reason?: string): void
   onopen: ((event: any) => void) | null
-  onmessage: ((event: { data: unknown }) => void) | null
-  onclose: ((event: { code: number, reason: string }) => void) | null
+  onmessage: EventHandler<{ data: unknown }> | null
+  onclose: EventHandler<{ code: number, reason: string }> | null
   onerror: ((event: any) => void) | null
 }
 export type WebSocketConstructor = new (url: string, protocols: string | string[]) => WebSocketLike

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import WebSocket from 'ws'
 import {
   createClient, createServiceClient, type BidiStreaming, type ClientOptions, type ClientStreaming,
-  type GrpcWsClient, type ServerStreaming, type ServiceClient, type Unary, type WebSocketConstructor
+  type GrpcWsClient, type ServerStreaming, type ServiceClient, type Unary
 } from '../../lib/client/web/index.js'
 import type { Request, Response } from './test-service.js'
 
@@ -31,7 +31,7 @@ export function typed (client: GrpcWsClient): ServiceClient<TestService> {
 
 /** A client over `ws` (unless `options.WebSocket` says otherwise) and the typed test service on it. */
 export function webClient (url: string, options: ClientOptions = {}): { client: GrpcWsClient, test: ServiceClient<TestService> } {
-  const client = createClient(url, { WebSocket: WebSocket as unknown as WebSocketConstructor, ...options })
+  const client = createClient(url, { WebSocket, ...options })
   return { client, test: typed(client) }
 }
 

@@ -59,8 +59,8 @@ class WebSocketChannel implements ChannelInterface {
     }
     const wsOptions = options.webSocketOptions
     const Ctor: WebSocketConstructor = options.WebSocket ?? (wsOptions === undefined
-      ? WebSocket as unknown as WebSocketConstructor
-      : class extends WebSocket { constructor (u: string, p: string | string[]) { super(u, p, wsOptions) } } as unknown as WebSocketConstructor)
+      ? WebSocket
+      : class extends WebSocket { constructor (u: string, p: string | string[]) { super(u, p, wsOptions) } })
     this.session = new ClientSession(target, {
       WebSocket: Ctor,
       ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
