@@ -8,12 +8,12 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 import type { AuthContext, ConnectionInfo } from '../grpc-internals.js'
+import { MAX_WINDOW } from '../protocol/flow-control.js'
 import { CloseCode, FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, frameTypeName, type Frame } from '../protocol/frame.js'
 import { FrameWriter, type BatchSink } from '../protocol/frame-writer.js'
 import { MetadataError } from '../protocol/metadata.js'
 import type { FrameSink } from '../protocol/outbound.js'
 import { StreamMap } from '../protocol/stream-map.js'
-import { MAX_WINDOW } from '../protocol/flow-control.js'
 import {
   NO_TIMEOUT, PING_PAYLOAD_SIZE, buildGoAway, buildPing, buildSettings, buildTrailers, parseCall,
   parseWindowUpdate, type ParsedCall, type Settings
