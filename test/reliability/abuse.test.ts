@@ -5,6 +5,7 @@
  * Each ends, or is held to a bounded backlog, without costing a
  * well-behaved client on another connection any of its calls.
  */
+import websocket from '@fastify/websocket'
 import * as grpc from '@grpc/grpc-js'
 import Fastify from 'fastify'
 import http2 from 'node:http2'
@@ -315,6 +316,52 @@ t.test('a peer flooding PINGs that never reads is still cut off by the ping time
   }
   t.pass('the server cut the connection off')
   t.ok(flood.serverMost <= backlogBound, `meanwhile the server buffered ${flood.serverMost} bytes at most`)
+})
+
+t.test('a peer flooding WebSocket pings and never reading: bounded too, where ws itself does not cut it off', async t => {
+  // ws cuts a peer off with 60 pongs pending by default; an app's own
+  // @fastify/websocket may turn that off.
+  const target = await startPluginApp(backlogOptions, {
+    setup: app => { void app.register(websocket, { options: { maxPendingAutoPongs: 0 } as object }) }
+  })
+  t.teardown(async () => {
+    for (const socket of target.app.websocketServer.clients) socket.terminate()
+    await target.app.close()
+  })
+  const client = new WebSocket(target.url, [SUBPROTOCOL])
+  client.on('error', () => {})
+  await bounded('the socket to open', new Promise(resolve => client.once('open', resolve)))
+  t.teardown(() => { client.terminate() })
+  const net = (client as unknown as { _socket: Socket })._socket
+  net.pause()
+  // 1,000 masked ping frames (mask 0: the payload as is), 125 bytes each, written raw.
+  const one = Buffer.concat([Buffer.from([0x89, 0x80 | 125, 0, 0, 0, 0]), Buffer.alloc(125, 7)])
+  const burst = Buffer.concat(Array.from({ length: 1000 }, () => one))
+  const server = serverSocket(target)
+  let most = 0
+  let sent = 0
+  let stalled = false
+  const started = Date.now()
+  // Up to 80 MB, bounded in time; past 4 MB unsent here, a drain that does
+  // not come within a second means the server stopped reading.
+  while (sent < 600 && Date.now() - started < 20000 && server.readyState === WebSocket.OPEN) {
+    for (let i = 0; i < 5; i++, sent++) net.write(burst)
+    await tick()
+    most = Math.max(most, server.bufferedAmount)
+    if (net.writableLength > 4 * 1024 * 1024) {
+      const drained = await new Promise<boolean>(resolve => {
+        const timer = setTimeout(() => { net.off('drain', onDrain); resolve(false) }, 1000)
+        function onDrain (): void { clearTimeout(timer); resolve(true) }
+        net.once('drain', onDrain)
+      })
+      most = Math.max(most, server.bufferedAmount)
+      if (!drained) { stalled = true; break }
+    }
+  }
+  t.equal(server.readyState, WebSocket.OPEN, 'ws did not cut it off (maxPendingAutoPongs: 0)')
+  t.ok(stalled, `the server stopped reading (after ${sent * 1000} pings)`)
+  t.ok(most > backlogOptions.socketHighWaterMark, `the server's socket did back up (${most} bytes)`)
+  t.ok(most <= backlogBound, `the server buffered ${most} bytes at most (bound ${backlogBound})`)
 })
 
 // --- options ---------------------------------------------------------------------
