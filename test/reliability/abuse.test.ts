@@ -1,7 +1,8 @@
 /**
  * Well-formed but abusive peers on the grpc-ws.v1 route: rapid reset (CALL
  * then CANCEL in a loop), floods of refused or malformed CALLs, and a peer
- * that sends PINGs (or CALLs to refuse) without ever reading the answers.
+ * that sends PINGs, WebSocket pings or CALLs to refuse without ever reading
+ * the answers.
  * Each ends, or is held to a bounded backlog, without costing a
  * well-behaved client on another connection any of its calls.
  */
