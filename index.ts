@@ -112,7 +112,7 @@ export const fastifyGrpcWs = fp(plugin, {
 
 export default fastifyGrpcWs
 export { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD, ERR_INVALID_OPTION, ERR_INVALID_SERVICE } from './lib/errors.js'
-export type { FastifyGrpcWsOptions, ServiceEntry } from './lib/options.js'
+export type { FastifyGrpcWsOptions, RateLimitOption, ServiceEntry } from './lib/options.js'
 export { defaults } from './lib/options.js'
 export { SUBPROTOCOL, CloseCode } from './lib/protocol/frame.js'
 export { ERR_INVALID_CLIENT_OPTION } from './lib/errors.js'

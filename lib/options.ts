@@ -45,8 +45,32 @@ export interface FastifyGrpcWsOptions {
   socketHighWaterMark?: number
   /** On close, how long calls in flight may run before they are cancelled, in ms. Default 5000. */
   closeGracePeriod?: number
-  /** Open WebSocket connections at most; further upgrades get HTTP 503. Default 20000; 0 for no limit. */
+  /**
+   * Open WebSocket connections at most, both routes together, upgrades in
+   * progress included; further upgrades get HTTP 503. Default 20000; 0 for no limit.
+   */
   maxConnections?: number
+  /**
+   * Open WebSocket connections at most from one client address (Fastify's
+   * `request.ip`: behind a proxy that is the proxy's address, unless
+   * Fastify's `trustProxy` is set); further upgrades get HTTP 429. Default 0: no limit.
+   */
+  maxConnectionsPerPeer?: number
+  /**
+   * Per connection, how many streams the client may cancel while the server
+   * still serves them, plus CALLs the server refuses, before the connection
+   * is closed (GOAWAY, then close 1008 'too many stream resets'): `burst` at
+   * once, refilled at `perSecond`. Default `{ burst: 1000, perSecond: 33 }`,
+   * as nghttp2; `false` for no limit.
+   */
+  resetRateLimit?: RateLimitOption | false
+  /**
+   * Per connection, how many stream-level protocol errors of the client
+   * (window exceeded, MESSAGE after HALF_CLOSE, invalid WINDOW_UPDATE,
+   * malformed CALL) before the connection is closed (GOAWAY, then close 1008
+   * 'too many protocol errors'). Default `{ burst: 100, perSecond: 10 }`; `false` for no limit.
+   */
+  errorRateLimit?: RateLimitOption | false
   /** ms between WebSocket pings to each client; 0 for none. Default 30000. */
   pingInterval?: number
   /** ms a ping may wait for its pong before the peer is taken as stalled (its calls are cancelled). Default 10000. */
@@ -61,6 +85,17 @@ export interface FastifyGrpcWsOptions {
   allowedOrigins?: string[] | '*' | ((origin: string) => boolean)
 }
 
+/** A token bucket: `burst` events at once, refilled at `perSecond`. */
+export interface RateLimitOption {
+  /** Events allowed at once (the bucket's size), an integer ≥ 1. */
+  burst?: number
+  /** Events per second the bucket refills by, ≥ 0 (fractions allowed). */
+  perSecond?: number
+}
+
+/** A rate limit as resolved: both fields set. */
+export type RateLimit = Readonly<Required<RateLimitOption>>
+
 export const defaults = {
   path: '/grpc',
   maxReceiveMessageSize: 4 * 1024 * 1024,
@@ -72,6 +107,12 @@ export const defaults = {
   socketHighWaterMark: 1024 * 1024,
   closeGracePeriod: 5000,
   maxConnections: 20000,
+  maxConnectionsPerPeer: 0,
+  // nghttp2's defaults for its stream reset rate limit.
+  resetRateLimit: { burst: 1000, perSecond: 33 },
+  // A well-behaved client makes none of these errors: a tenth of the reset
+  // budget still lets a buggy one fail a few calls without losing the rest.
+  errorRateLimit: { burst: 100, perSecond: 10 },
   pingInterval: 30000,
   pingTimeout: 10000,
   idleTimeout: 300000
@@ -80,9 +121,11 @@ export const defaults = {
 // Room in a CALL frame beside the metadata: header, fields and a path.
 const CALL_FRAME_ROOM = 4096
 
-export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins'>> & {
+export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit'>> & {
   grpcServer: Server | undefined
   allowedOrigins: FastifyGrpcWsOptions['allowedOrigins'] | undefined
+  resetRateLimit: RateLimit | false
+  errorRateLimit: RateLimit | false
 }
 
 function integer (name: string, value: unknown, fallback: number, min: number, max: number, unlimited = false): number {
@@ -92,6 +135,20 @@ function integer (name: string, value: unknown, fallback: number, min: number, m
     throw new ERR_INVALID_OPTION(name, `expected an integer from ${min} to ${max}${unlimited ? ' (or -1 for no limit)' : ''}, got ${String(value)}`)
   }
   return value
+}
+
+function rateLimit (name: string, value: unknown, fallback: RateLimit): RateLimit | false {
+  if (value === undefined) return fallback
+  if (value === false) return false
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new ERR_INVALID_OPTION(name, `expected { burst, perSecond } or false, got ${String(value)}`)
+  }
+  const { burst, perSecond } = value as RateLimitOption
+  const perSecondValue = perSecond ?? fallback.perSecond
+  if (typeof perSecondValue !== 'number' || !Number.isFinite(perSecondValue) || perSecondValue < 0) {
+    throw new ERR_INVALID_OPTION(`${name}.perSecond`, `expected a finite number ≥ 0, got ${String(perSecondValue)}`)
+  }
+  return { burst: integer(`${name}.burst`, burst, fallback.burst, 1, 0x7fffffff), perSecond: perSecondValue }
 }
 
 export function checkService (entry: unknown): asserts entry is ServiceEntry {
@@ -159,6 +216,9 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
     socketHighWaterMark: integer('socketHighWaterMark', o.socketHighWaterMark, defaults.socketHighWaterMark, 1024, 0x7fffffff),
     closeGracePeriod: integer('closeGracePeriod', o.closeGracePeriod, defaults.closeGracePeriod, 0, 0x7fffffff),
     maxConnections: integer('maxConnections', o.maxConnections, defaults.maxConnections, 0, 0x7fffffff),
+    maxConnectionsPerPeer: integer('maxConnectionsPerPeer', o.maxConnectionsPerPeer, defaults.maxConnectionsPerPeer, 0, 0x7fffffff),
+    resetRateLimit: rateLimit('resetRateLimit', o.resetRateLimit, defaults.resetRateLimit),
+    errorRateLimit: rateLimit('errorRateLimit', o.errorRateLimit, defaults.errorRateLimit),
     pingInterval: integer('pingInterval', o.pingInterval, defaults.pingInterval, 0, 0x7fffffff),
     pingTimeout: integer('pingTimeout', o.pingTimeout, defaults.pingTimeout, 1, 0x7fffffff),
     idleTimeout: integer('idleTimeout', o.idleTimeout, defaults.idleTimeout, 0, 0x7fffffff)

@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 import type { AuthContext, ConnectionInfo } from '../grpc-internals.js'
+import { MAX_WINDOW } from '../protocol/flow-control.js'
 import { CloseCode, FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, frameTypeName, type Frame } from '../protocol/frame.js'
 import { FrameWriter, type BatchSink } from '../protocol/frame-writer.js'
 import { MetadataError } from '../protocol/metadata.js'
@@ -17,8 +18,10 @@ import {
   NO_TIMEOUT, PING_PAYLOAD_SIZE, buildGoAway, buildPing, buildSettings, buildTrailers, parseCall,
   parseWindowUpdate, type ParsedCall, type Settings
 } from '../protocol/payload.js'
+import { SendBacklog } from './backlog.js'
 import { requestMetadata, type Dispatcher } from './dispatch.js'
 import { Keepalive } from './keepalive.js'
+import { RateBudget, type RateLimit } from './rate-budget.js'
 import { authContextOf, connectionInfoOf, peerOf } from './socket-info.js'
 import { WebSocketServerCall, type CallHost } from './server-call.js'
 
@@ -32,6 +35,10 @@ export interface ConnectionLimits extends Settings {
   pingTimeout: number
   /** ms a connection may have no call open before it is closed; 0 for never. */
   idleTimeout: number
+  /** Streams the client may cancel while open, plus CALLs refused; null for no limit. */
+  resetRateLimit: RateLimit | null
+  /** Stream-level protocol errors of the client; null for no limit. */
+  errorRateLimit: RateLimit | null
 }
 
 /** The logger interface used (Fastify's, pino's). */
@@ -71,6 +78,10 @@ function onSocketMessage (this: WebSocket, data: Buffer | ArrayBuffer | Buffer[]
 function onSocketClose (this: WebSocket): void {
   (this as ConnectedSocket)[kConnection].onClose()
 }
+// ws has answered a ws-level ping with a pong, which no stream waits for.
+function onSocketPing (this: WebSocket): void {
+  (this as ConnectedSocket)[kConnection].backlog.check()
+}
 function ignore (): void {}
 
 export class ServerConnection implements CallHost, FrameSink, BatchSink {
@@ -95,6 +106,11 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
   // Keepalive and idle bookkeeping, driven by tick().
   private readonly keepalive: Keepalive
   private idleSince: number
+  /** @private Stops reading a peer that sends more than it reads. */
+  readonly backlog: SendBacklog
+  // Made on first use: most connections never cancel nor err.
+  private resets: RateBudget | null = null
+  private errors: RateBudget | null = null
 
   constructor (
     private readonly socket: WebSocket,
@@ -114,9 +130,13 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     this.writer = new FrameWriter(this, limits.maxFrameSize)
     this.idleSince = Date.now()
     this.keepalive = new Keepalive(socket, this.idleSince)
+    // Streams stop at the high-water mark plus one batch: beyond that, the
+    // backlog is what the peer made the server answer without reading it.
+    this.backlog = new SendBacklog(socket, this.netSocket, limits.socketHighWaterMark + limits.maxFrameSize)
     ;(socket as ConnectedSocket)[kConnection] = this
     socket.on('message', onSocketMessage)
     socket.on('close', onSocketClose)
+    socket.on('ping', onSocketPing)
     // Errors end in 'close'; ws throws those nobody listens to (@fastify/websocket listens).
     if (socket.listenerCount('error') === 0) socket.on('error', ignore)
     this.writer.write(settingsFrame(limits))
@@ -167,10 +187,12 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
   sendBatch (message: Uint8Array): void {
     const socket = this.socket
     if (socket.readyState !== OPEN) return
-    if (socket.bufferedAmount + message.byteLength > this.limits.socketHighWaterMark) {
+    const buffered = socket.bufferedAmount + message.byteLength
+    if (buffered > this.limits.socketHighWaterMark) {
       // The last send's callback runs once everything before it is flushed.
       this.congested = true
       socket.send(message, this.onFlushed ??= () => { this.flushed() })
+      this.backlog.check(buffered)
     } else {
       socket.send(message)
     }
@@ -237,7 +259,11 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       const buffer = data as Buffer
       const frames = this.decoder.push(new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength))
       if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
-      for (const frame of frames) this.onFrame(frame)
+      for (const frame of frames) {
+        // A frame may end the connection (a spent budget): the rest is dropped.
+        if (this.closed) return
+        this.onFrame(frame)
+      }
     } catch (err) {
       // Anything else is a bug of ours: end this connection, never the process.
       this.fail(err instanceof ProtocolError ? err : new ProtocolError(`internal error: ${(err as Error).message}`, CloseCode.INTERNAL_ERROR))
@@ -249,7 +275,14 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       case FrameType.CALL: this.onCall(frame); return
       case FrameType.MESSAGE: this.stream(frame)?.onMessageFrame(frame.payload, frame.flags); return
       case FrameType.HALF_CLOSE: this.stream(frame)?.onHalfCloseFrame(); return
-      case FrameType.CANCEL: this.stream(frame)?.abort(); return
+      case FrameType.CANCEL: {
+        const call = this.stream(frame)
+        if (call === undefined) return
+        call.abort()
+        // A stream cancelled while the server still served it: rapid reset's currency.
+        this.spendReset()
+        return
+      }
       case FrameType.WINDOW_UPDATE: {
         const call = this.stream(frame)
         if (call !== undefined) call.onWindowUpdate(this.u32(frame))
@@ -288,6 +321,12 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
 
   private onCall (frame: Frame): void {
     const id = frame.streamId
+    const payload = frame.payload
+    // Before anything else of the call: a window no sender could keep (§7).
+    if (payload.byteLength >= 8) {
+      const window = ((payload[4]! << 24) | (payload[5]! << 16) | (payload[6]! << 8) | payload[7]!) >>> 0
+      if (window > MAX_WINDOW) throw new ProtocolError(`CALL window ${window} exceeds 2^31-1`)
+    }
     if (id <= this.lastStreamId) {
       throw new ProtocolError(`CALL on stream ${id}: stream ids must increase (last was ${this.lastStreamId})`)
     }
@@ -304,8 +343,12 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     try {
       start = parseCall(frame.payload)
     } catch (err) {
-      const details = err instanceof MetadataError ? err.message : `Malformed CALL frame: ${(err as Error).message}`
-      this.refuse(id, GrpcStatus.INTERNAL, details)
+      if (err instanceof MetadataError) {
+        this.refuse(id, GrpcStatus.INTERNAL, err.message)
+      } else {
+        this.write(buildTrailers(id, { code: GrpcStatus.INTERNAL, details: `Malformed CALL frame: ${(err as Error).message}`, metadata: [] }))
+        this.peerError()
+      }
       return
     }
     if (start.metadataSize > this.limits.maxMetadataSize) {
@@ -331,8 +374,42 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     }
   }
 
+  /** A trailers-only refusal; it costs the reset budget, as a cancelled stream does. */
   private refuse (streamId: number, code: number, details: string): void {
     this.write(buildTrailers(streamId, { code, details, metadata: [] }))
+    this.spendReset()
+  }
+
+  // --- abuse budgets ---------------------------------------------------------
+
+  private spendReset (): void {
+    const limit = this.limits.resetRateLimit
+    if (limit === null) return
+    const now = Date.now()
+    this.resets ??= new RateBudget(limit, now)
+    if (!this.resets.take(now)) this.abuse('too many stream resets')
+  }
+
+  /**
+   * A stream-level protocol error of the peer (the stream was reset with a
+   * status): costs the error budget; once it is spent the connection ends.
+   * Call it after the stream's reset, as it may close the connection.
+   */
+  peerError (): void {
+    const limit = this.limits.errorRateLimit
+    if (limit === null || this.closed) return
+    const now = Date.now()
+    this.errors ??= new RateBudget(limit, now)
+    if (!this.errors.take(now)) this.abuse('too many protocol errors')
+  }
+
+  /** A spent budget: GOAWAY, what is batched, then close 1008; calls are cancelled. */
+  private abuse (reason: string): void {
+    if (this.closed) return
+    this.log.info({ closeCode: CloseCode.POLICY_VIOLATION, reason }, 'abusive peer: GOAWAY and closing the connection')
+    this.goingAway = true
+    this.write(buildGoAway({ lastStreamId: this.lastStreamId, reason }))
+    this.close(CloseCode.POLICY_VIOLATION, reason)
   }
 
   // --- ending ----------------------------------------------------------------

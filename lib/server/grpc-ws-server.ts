@@ -9,6 +9,7 @@ import type { WebSocket } from 'ws'
 import { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD } from '../errors.js'
 import { checkService, type ResolvedOptions } from '../options.js'
 import { CloseCode } from '../protocol/frame.js'
+import { admissionFor, type Admission } from './admission.js'
 import { ServerConnection, type ConnectionContext, type ConnectionLimits } from './connection.js'
 import { Dispatcher } from './dispatch.js'
 
@@ -32,11 +33,14 @@ export class GrpcWsServer {
   /** Open connections of both protocols. */
   readonly connections = new Set<ManagedConnection>()
   private readonly limits: ConnectionLimits
+  /** Places for connections, taken by the upgrade guard of either route. */
+  readonly admission: Admission
   private started = false
   private ticker: ReturnType<typeof setInterval> | null = null
 
   constructor (private readonly options: ResolvedOptions) {
     this.dispatcher = new Dispatcher(this.registry, options.interceptors)
+    this.admission = admissionFor(options)
     this.limits = {
       maxConcurrentStreams: options.maxConcurrentStreams,
       initialWindowSize: options.initialWindowSize,
@@ -47,7 +51,9 @@ export class GrpcWsServer {
       socketHighWaterMark: options.socketHighWaterMark,
       pingInterval: options.pingInterval,
       pingTimeout: options.pingTimeout,
-      idleTimeout: options.idleTimeout
+      idleTimeout: options.idleTimeout,
+      resetRateLimit: options.resetRateLimit === false ? null : options.resetRateLimit,
+      errorRateLimit: options.errorRateLimit === false ? null : options.errorRateLimit
     }
     for (const { definition, implementation } of options.services) this.addService(definition, implementation)
   }
@@ -67,9 +73,9 @@ export class GrpcWsServer {
     this.started = true
   }
 
-  /** True when another connection would break `maxConnections`. */
+  /** True when another connection would break `maxConnections` (upgrades under way count). */
   get full (): boolean {
-    return this.options.maxConnections > 0 && this.connections.size >= this.options.maxConnections
+    return this.admission.full
   }
 
   /** Serves an upgraded socket that negotiated grpc-ws.v1. */

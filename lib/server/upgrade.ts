@@ -1,18 +1,24 @@
 /**
  * The checks every WebSocket route of the plugin runs on an upgrade request,
- * before the upgrade: origin, subprotocol, connection limit. Each refusal is
+ * before the upgrade: origin, subprotocol, connection limits. Each refusal is
  * a real HTTP answer.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ResolvedOptions } from '../options.js'
+import { admissionFor } from './admission.js'
 import { originAllowed } from './origin.js'
 
 function offers (header: string | undefined, protocol: string): boolean {
   return header !== undefined && header.split(',').some(p => p.trim() === protocol)
 }
 
-/** An onRequest hook for a route speaking `subprotocol`. */
-export function upgradeGuard (subprotocol: string, options: ResolvedOptions, isFull: () => boolean) {
+/**
+ * An onRequest hook for a route speaking `subprotocol`. The connection
+ * limits are counted by the Admission of `options`, shared by both routes
+ * (the third argument is no longer used: places are taken here, race-free).
+ */
+export function upgradeGuard (subprotocol: string, options: ResolvedOptions, _isFull?: () => boolean) {
+  const admission = admissionFor(options)
   return async function checkUpgrade (request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
     if (!request.ws) return
     if (!originAllowed(request.headers.origin, request.headers.host, options.allowedOrigins)) {
@@ -21,7 +27,14 @@ export function upgradeGuard (subprotocol: string, options: ResolvedOptions, isF
     if (!offers(request.headers['sec-websocket-protocol'], subprotocol)) {
       return await reply.code(400).send({ error: 'Bad Request', message: `Expected the WebSocket subprotocol ${subprotocol}` })
     }
-    if (isFull()) {
+    // Last, so only upgrades that pass every other check take a place. The
+    // peer is Fastify's request.ip: the proxy's address behind a proxy,
+    // unless Fastify's trustProxy is set.
+    const refusal = admission.admit(request.raw.socket, request.ip)
+    if (refusal === 'maxConnectionsPerPeer') {
+      return await reply.code(429).send({ error: 'Too Many Requests', message: `Too many WebSocket connections from this address (maxConnectionsPerPeer ${options.maxConnectionsPerPeer})` })
+    }
+    if (refusal === 'maxConnections') {
       return await reply.code(503).send({ error: 'Service Unavailable', message: `Too many WebSocket connections (limit ${options.maxConnections})` })
     }
   }

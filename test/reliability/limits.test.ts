@@ -1,8 +1,9 @@
 import * as grpc from '@grpc/grpc-js'
+import Fastify from 'fastify'
 import { EventEmitter } from 'node:events'
-import t from 'tap'
+import t, { type Test } from 'tap'
 import WebSocket from 'ws'
-import type { FastifyGrpcWsOptions } from '../../index.js'
+import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { FrameType, SUBPROTOCOL } from '../../lib/protocol/frame.js'
 import { buildCall, buildEmpty, NO_TIMEOUT } from '../../lib/protocol/payload.js'
@@ -10,7 +11,8 @@ import { buildMessageFrame } from '../../lib/protocol/outbound.js'
 import { handlerEvent, parity, startEnv, unary, unaryError } from '../helpers/parity.js'
 import { RawPeer } from '../helpers/raw-peer.js'
 import { startPluginApp, type PluginApp } from '../helpers/plugin-app.js'
-import { TestClient, testDefinition } from '../helpers/test-service.js'
+import { TestClient, createTestService, testDefinition } from '../helpers/test-service.js'
+import { bounded } from '../helpers/bounded.js'
 
 const events = new EventEmitter()
 events.setMaxListeners(0)
@@ -57,6 +59,127 @@ t.test('Should refuse upgrades beyond maxConnections with HTTP 503', async t => 
   peers[0]!.close()
   await new Promise(resolve => setTimeout(resolve, 50))
   t.equal(await upgradeStatus(url), 101, 'a freed place can be taken again')
+})
+
+// --- connection places: race-free, per peer, on both routes -------------------------
+
+const GRPC_WEBSOCKETS_METHOD = '/test.Test/Unary'
+
+interface Upgrade { status: number, body: string, socket: WebSocket }
+
+/**
+ * One upgrade, on the grpc-ws.v1 route (`/grpc`) or the grpc-websockets
+ * route (`/grpc/<method>`); a socket that opened stays open (the caller
+ * terminates it), so it keeps its place while others are tried.
+ */
+async function upgrade (base: string, route: 'grpc-ws.v1' | 'grpc-websockets', headers: Record<string, string> = {}): Promise<Upgrade> {
+  const socket = route === 'grpc-ws.v1'
+    ? new WebSocket(base, [SUBPROTOCOL], { headers })
+    : new WebSocket(base + GRPC_WEBSOCKETS_METHOD, ['grpc-websockets'], { headers })
+  socket.on('error', () => {})
+  return await bounded('the upgrade answer', new Promise<Upgrade>(resolve => {
+    socket.once('open', () => { resolve({ status: 101, body: '', socket }) })
+    socket.once('unexpected-response', (req, res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (chunk: string) => { body += chunk })
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, body, socket }); req.destroy() })
+    })
+  }))
+}
+
+const statuses = (upgrades: Upgrade[]): number[] => upgrades.map(u => u.status).sort()
+
+/**
+ * The plugin, with a preValidation hook that takes 20 ms, as an
+ * authentication lookup would: upgrades overlap between the plugin's
+ * guard (onRequest) and the upgrade itself. It refuses upgrades carrying
+ * `x-deny` with 401. `trustProxy` takes the client address from X-Forwarded-For.
+ */
+async function startSlowAuth (t: Test, options: Partial<FastifyGrpcWsOptions>, trustProxy = false): Promise<{ url: string, connections: () => number }> {
+  const app = Fastify({ trustProxy })
+  await app.register(fastifyGrpcWs, { ...options, services: [{ definition: testDefinition, implementation: createTestService(events) }] })
+  app.addHook('preValidation', async (request, reply) => {
+    if (!request.ws) return
+    await new Promise(resolve => setTimeout(resolve, 20))
+    if (request.headers['x-deny'] !== undefined) return await reply.code(401).send({ message: 'denied' })
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => {
+    for (const socket of app.websocketServer.clients) socket.terminate()
+    await app.close()
+  })
+  return { url: `ws://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc`, connections: () => app.grpc.connectionCount }
+}
+
+/** Upgrades from `headers` until one is accepted (a place freed by a socket that closed): bounded. */
+async function upgradeOnceFree (base: string, route: 'grpc-ws.v1' | 'grpc-websockets', headers: Record<string, string> = {}): Promise<Upgrade> {
+  for (let attempt = 0; ; attempt++) {
+    const answer = await upgrade(base, route, headers)
+    if (answer.status === 101 || attempt === 50) return answer
+    await new Promise(resolve => setTimeout(resolve, 20))
+  }
+}
+
+t.test('Should count upgrades in flight against maxConnections: of 12 at once over both routes, 3 get in', async t => {
+  const { url, connections } = await startSlowAuth(t, { maxConnections: 3 })
+  const answers: Upgrade[] = []
+  t.teardown(() => { for (const answer of answers) answer.socket.terminate() })
+  answers.push(...await Promise.all(Array.from({ length: 12 }, async (_, i) => await upgrade(url, i % 2 === 0 ? 'grpc-ws.v1' : 'grpc-websockets'))))
+  t.same(statuses(answers), [101, 101, 101, ...Array(9).fill(503)], 'exactly maxConnections upgrades succeed')
+  t.match(JSON.parse(answers.find(a => a.status === 503)!.body), { error: 'Service Unavailable', message: 'Too many WebSocket connections (limit 3)' })
+  t.equal(connections(), 3)
+  // A place comes back when its socket closes, whichever route it was on.
+  answers.find(a => a.status === 101)!.socket.terminate()
+  const again = await upgradeOnceFree(url, 'grpc-websockets')
+  answers.push(again)
+  t.equal(again.status, 101, 'a freed place can be taken again')
+})
+
+t.test('Should refuse upgrades beyond maxConnectionsPerPeer with HTTP 429, by client address, over both routes', async t => {
+  const { url } = await startSlowAuth(t, { maxConnectionsPerPeer: 2 }, true)
+  const answers: Upgrade[] = []
+  t.teardown(() => { for (const answer of answers) answer.socket.terminate() })
+  const one = { 'x-forwarded-for': '192.0.2.1' }
+  const two = { 'x-forwarded-for': '192.0.2.2' }
+  answers.push(...await Promise.all(Array.from({ length: 6 }, async (_, i) => await upgrade(url, i % 2 === 0 ? 'grpc-ws.v1' : 'grpc-websockets', one))))
+  t.same(statuses(answers), [101, 101, 429, 429, 429, 429], 'two of six concurrent upgrades from one address get in')
+  t.match(JSON.parse(answers.find(a => a.status === 429)!.body), {
+    error: 'Too Many Requests',
+    message: 'Too many WebSocket connections from this address (maxConnectionsPerPeer 2)'
+  })
+  const other = await Promise.all([upgrade(url, 'grpc-ws.v1', two), upgrade(url, 'grpc-websockets', two)])
+  answers.push(...other)
+  t.same(statuses(other), [101, 101], 'another address still gets its two')
+  t.equal((await upgrade(url, 'grpc-websockets', two)).status, 429, 'and no third')
+  answers.find(a => a.status === 101)!.socket.terminate()
+  const again = await upgradeOnceFree(url, 'grpc-ws.v1', one)
+  answers.push(again)
+  t.equal(again.status, 101, 'a place freed by a closed socket is the address\'s again')
+})
+
+t.test('Should give a place back when a later hook refuses the upgrade', async t => {
+  const { url } = await startSlowAuth(t, { maxConnections: 1, maxConnectionsPerPeer: 1 })
+  const answers: Upgrade[] = []
+  t.teardown(() => { for (const answer of answers) answer.socket.terminate() })
+  for (let i = 0; i < 3; i++) answers.push(await upgrade(url, i % 2 === 0 ? 'grpc-ws.v1' : 'grpc-websockets', { 'x-deny': 'yes' }))
+  t.same(statuses(answers), [401, 401, 401])
+  const allowed = await upgradeOnceFree(url, 'grpc-ws.v1')
+  answers.push(allowed)
+  t.equal(allowed.status, 101, 'the refused upgrades hold no place once their sockets closed')
+})
+
+t.test('Should count every client as the proxy\'s address unless trustProxy is set', async t => {
+  const { app, url } = await start({ maxConnectionsPerPeer: 1 })
+  const answers: Upgrade[] = []
+  t.teardown(async () => {
+    for (const answer of answers) answer.socket.terminate()
+    await app.close()
+  })
+  answers.push(await upgrade(url, 'grpc-ws.v1'))
+  t.equal(answers[0]!.status, 101)
+  answers.push(await upgrade(url, 'grpc-websockets', { 'x-forwarded-for': '192.0.2.7' }))
+  t.equal(answers[1]!.status, 429, 'X-Forwarded-For is not trusted: the same address, 127.0.0.1')
 })
 
 t.test('Should refuse cross-origin browser upgrades unless allowed', async t => {

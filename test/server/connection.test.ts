@@ -422,6 +422,28 @@ const connectionErrors: ConnectionErrorCase[] = [
     reason: 'WebSocket message of 262145 bytes exceeds the limit of 262144'
   },
   {
+    name: 'a CALL announcing a window of 2^31',
+    provoke: peer => {
+      peer.send(buildCall(1, { path: UNARY, timeoutMs: NO_TIMEOUT, initialWindowSize: 0x80000000, metadata: [] }))
+    },
+    code: 1002,
+    reason: 'CALL window 2147483648 exceeds 2^31-1',
+    after: (t, peer) => {
+      t.same(typesOn(peer, 1), [], 'the call was not started nor refused (no TRAILERS)')
+    }
+  },
+  {
+    name: 'a CALL announcing a window of 2^32-1 for a method that does not exist',
+    provoke: peer => {
+      peer.send(buildCall(1, { path: '/test.Test/NoSuchMethod', timeoutMs: NO_TIMEOUT, initialWindowSize: 0xffffffff, metadata: [] }))
+    },
+    code: 1002,
+    reason: 'CALL window 4294967295 exceeds 2^31-1',
+    after: (t, peer) => {
+      t.same(typesOn(peer, 1), [], 'checked before the method is looked up (no UNIMPLEMENTED)')
+    }
+  },
+  {
     name: 'SETTINGS from the client',
     provoke: peer => { peer.send(buildSettings(defaultSettings)) },
     code: 1002,
