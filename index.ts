@@ -91,7 +91,7 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
 
   fastify.get(options.path, {
     websocket: true,
-    onRequest: upgradeGuard(SUBPROTOCOL, options, () => server.full)
+    onRequest: upgradeGuard(SUBPROTOCOL, options)
   }, (socket, request) => {
     if (socket.protocol !== SUBPROTOCOL) {
       // Another handleProtocols (the app's own @fastify/websocket) chose otherwise.

@@ -21,6 +21,8 @@ export interface InboundError {
   /** A gRPC status code for the stream. */
   code: number
   details: string
+  /** The sender broke the protocol (exceeded the window), rather than a limit an application may hit. */
+  peerFault?: true
 }
 
 export class InboundMessages {
@@ -53,7 +55,7 @@ export class InboundMessages {
     if (more && n === 0) throw new ProtocolError('empty MESSAGE frame with MORE')
     const cost = n + FRAME_CHARGE
     if (!this.window.receive(cost)) {
-      return { code: 8, details: `Flow control window exceeded: a MESSAGE frame of ${n} bytes counts ${cost} with ${this.window.available} left of a ${this.window.size}-byte window` }
+      return { code: 8, details: `Flow control window exceeded: a MESSAGE frame of ${n} bytes counts ${cost} with ${this.window.available} left of a ${this.window.size}-byte window`, peerFault: true }
     }
     const total = this.parts.length + n
     if (this.maxMessageSize >= 0 && total > this.maxMessageSize) {

@@ -9,7 +9,6 @@ import type { WebSocket } from 'ws'
 import { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD } from '../errors.js'
 import { checkService, type ResolvedOptions } from '../options.js'
 import { CloseCode } from '../protocol/frame.js'
-import { admissionFor, type Admission } from './admission.js'
 import { ServerConnection, type ConnectionContext, type ConnectionLimits } from './connection.js'
 import { Dispatcher } from './dispatch.js'
 
@@ -33,14 +32,11 @@ export class GrpcWsServer {
   /** Open connections of both protocols. */
   readonly connections = new Set<ManagedConnection>()
   private readonly limits: ConnectionLimits
-  /** Places for connections, taken by the upgrade guard of either route. */
-  readonly admission: Admission
   private started = false
   private ticker: ReturnType<typeof setInterval> | null = null
 
   constructor (private readonly options: ResolvedOptions) {
     this.dispatcher = new Dispatcher(this.registry, options.interceptors)
-    this.admission = admissionFor(options)
     this.limits = {
       maxConcurrentStreams: options.maxConcurrentStreams,
       initialWindowSize: options.initialWindowSize,
@@ -71,11 +67,6 @@ export class GrpcWsServer {
   /** No more services: the app is ready. */
   start (): void {
     this.started = true
-  }
-
-  /** True when another connection would break `maxConnections` (upgrades under way count). */
-  get full (): boolean {
-    return this.admission.full
   }
 
   /** Serves an upgraded socket that negotiated grpc-ws.v1. */

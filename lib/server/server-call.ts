@@ -22,6 +22,8 @@ export interface CallHost extends CallEnvironment {
   readonly initialWindowSize: number
   /** The stream is over: forget it. */
   streamClosed (call: WebSocketServerCall): void
+  /** The peer broke the protocol on a stream (after its reset: it may close the connection). */
+  peerError (): void
 }
 
 export class WebSocketServerCall extends ServerCallBase {
@@ -86,12 +88,14 @@ export class WebSocketServerCall extends ServerCallBase {
     if (this.cancelled) return
     if (this.halfClosed) {
       this.resetStream(GrpcStatus.INTERNAL, 'Protocol error: MESSAGE frame after HALF_CLOSE')
+      this.conn.peerError()
       return
     }
     const result = this.inbound.receive(payload, (flags & FrameFlags.MORE) !== 0)
     if (result === null) return
     if (!(result instanceof Uint8Array)) {
       this.resetStream(result.code, result.details)
+      if (result.peerFault === true) this.conn.peerError()
       return
     }
     this.receiveMessage(result)
@@ -106,6 +110,7 @@ export class WebSocketServerCall extends ServerCallBase {
     if (this.cancelled) return
     if (!this.outbound.grant(increment)) {
       this.resetStream(GrpcStatus.INTERNAL, `Protocol error: invalid WINDOW_UPDATE increment ${increment}`)
+      this.conn.peerError()
     }
   }
 

@@ -14,10 +14,11 @@ function offers (header: string | undefined, protocol: string): boolean {
 
 /**
  * An onRequest hook for a route speaking `subprotocol`. The connection
- * limits are counted by the Admission of `options`, shared by both routes
- * (the third argument is no longer used: places are taken here, race-free).
+ * limits are counted by the Admission of `options`, shared by both routes;
+ * places are taken here, before the upgrade, so concurrent upgrades cannot
+ * all slip past a limit.
  */
-export function upgradeGuard (subprotocol: string, options: ResolvedOptions, _isFull?: () => boolean) {
+export function upgradeGuard (subprotocol: string, options: ResolvedOptions) {
   const admission = admissionFor(options)
   return async function checkUpgrade (request: FastifyRequest, reply: FastifyReply): Promise<unknown> {
     if (!request.ws) return

@@ -319,7 +319,8 @@ t.test('a peer flooding PINGs that never reads is still cut off by the ping time
   t.ok(flood.serverMost <= backlogBound, `meanwhile the server buffered ${flood.serverMost} bytes at most`)
 })
 
-t.test('a peer flooding WebSocket pings and never reading: bounded too, where ws itself does not cut it off', async t => {
+for (const route of ['grpc-ws.v1', 'grpc-websockets'] as const) {
+t.test(`a peer flooding WebSocket pings and never reading: bounded too, where ws itself does not cut it off [${route}]`, async t => {
   // ws cuts a peer off with 60 pongs pending by default; an app's own
   // @fastify/websocket may turn that off.
   const target = await startPluginApp(backlogOptions, {
@@ -329,7 +330,7 @@ t.test('a peer flooding WebSocket pings and never reading: bounded too, where ws
     for (const socket of target.app.websocketServer.clients) socket.terminate()
     await target.app.close()
   })
-  const client = new WebSocket(target.url, [SUBPROTOCOL])
+  const client = route === 'grpc-ws.v1' ? new WebSocket(target.url, [SUBPROTOCOL]) : new WebSocket(`${target.url}/test.Test/Bidi`, ['grpc-websockets'])
   client.on('error', () => {})
   await bounded('the socket to open', new Promise(resolve => client.once('open', resolve)))
   t.teardown(() => { client.terminate() })
@@ -364,6 +365,7 @@ t.test('a peer flooding WebSocket pings and never reading: bounded too, where ws
   t.ok(most > backlogOptions.socketHighWaterMark, `the server's socket did back up (${most} bytes)`)
   t.ok(most <= backlogBound, `the server buffered ${most} bytes at most (bound ${backlogBound})`)
 })
+}
 
 // --- options ---------------------------------------------------------------------
 
@@ -404,4 +406,34 @@ t.test('a frame after one that spent a budget is not handled', async t => {
   t.same(peer.frames.map(f => f.type), [FrameType.SETTINGS, FrameType.TRAILERS, FrameType.TRAILERS, FrameType.GOAWAY])
   t.equal(goAwayOf(peer)?.lastStreamId, 3)
   t.ok(peer.frames.every(f => (f.flags & FrameFlags.ACK) === 0), 'no PING ACK')
+})
+
+t.test('stream-level protocol errors (window overruns, MESSAGE after HALF_CLOSE, bad WINDOW_UPDATE) spend errorRateLimit', async t => {
+  const { url } = await app(t, { initialWindowSize: 1024, errorRateLimit: { burst: 30, perSecond: 0 } })
+  const peer = await new RawPeer(url).open()
+  t.teardown(() => { peer.close() })
+  const frames: Uint8Array[] = []
+  for (let i = 0; i < 40; i++) {
+    const id = 1 + 2 * i
+    frames.push(buildCall(id, { path: '/test.Test/Bidi', timeoutMs: NO_TIMEOUT, initialWindowSize: 65536, metadata: [] }))
+    if (i % 3 === 0) frames.push(encodeFrame(FrameType.MESSAGE, 0, id, new Uint8Array(2000)))
+    else if (i % 3 === 1) frames.push(buildEmpty(FrameType.HALF_CLOSE, id), encodeFrame(FrameType.MESSAGE, 0, id, new Uint8Array(1)))
+    else frames.push(encodeFrame(FrameType.WINDOW_UPDATE, 0, id, Uint8Array.of(0x7f, 0xff, 0xff, 0xff)))
+  }
+  peer.send(...frames)
+  t.equal(await peer.closed(), 1008)
+  t.equal(peer.closeReason, 'too many protocol errors')
+  t.equal(goAwayOf(peer)?.reason, 'too many protocol errors')
+  t.equal(peer.frames.filter(f => f.type === FrameType.TRAILERS).length, 31, 'each error reset its stream, the 31st spent the budget')
+})
+
+t.test('a message over maxReceiveMessageSize does not count as a protocol error', async t => {
+  const { url } = await app(t, { maxReceiveMessageSize: 10, errorRateLimit: { burst: 1, perSecond: 0 } })
+  const peer = await new RawPeer(url).open()
+  t.teardown(() => { peer.close() })
+  const frames: Uint8Array[] = []
+  for (let i = 0; i < 5; i++) frames.push(callFrame(1 + 2 * i), encodeFrame(FrameType.MESSAGE, 0, 1 + 2 * i, new Uint8Array(100)))
+  peer.send(...frames)
+  t.ok(await peer.until(fs => fs.filter(f => f.type === FrameType.TRAILERS).length === 5), 'five RESOURCE_EXHAUSTED resets')
+  t.equal(peer.closeCode, null, 'the connection stays open')
 })

@@ -33,8 +33,6 @@ export function selectSubprotocol (protocols: Set<string>, request: IncomingMess
 
 export interface GrpcWebSocketsServer {
   readonly dispatcher: Dispatcher
-  /** Whether another connection would break maxConnections. */
-  readonly full: boolean
   track (conn: ManagedConnection): void
   untrack (conn: ManagedConnection): void
 }
@@ -52,12 +50,14 @@ export function registerGrpcWebSocketsRoute (fastify: FastifyInstance, server: G
     maxSendMessageSize: options.maxSendMessageSize,
     maxMetadataSize: options.maxMetadataSize,
     socketHighWaterMark: options.socketHighWaterMark,
+    // As on the grpc-ws.v1 route: the high-water mark plus one batch.
+    backlogLimit: options.socketHighWaterMark + options.maxFrameSize,
     readHighWaterMark: options.initialWindowSize,
     pingInterval: options.pingInterval,
     pingTimeout: options.pingTimeout,
     idleTimeout: options.idleTimeout
   }
-  const checkUpgrade = upgradeGuard(GRPC_WEBSOCKETS, options, () => server.full)
+  const checkUpgrade = upgradeGuard(GRPC_WEBSOCKETS, options)
 
   fastify.get(`${prefix === '/' ? '' : prefix}/*`, {
     websocket: true,

@@ -11,6 +11,7 @@ import type { WebSocket } from 'ws'
 import type { AuthContext, ConnectionInfo } from '../../grpc-internals.js'
 import { CloseCode } from '../../protocol/frame.js'
 import { REQUEST_KEY, type Logger } from '../connection.js'
+import { SendBacklog } from '../backlog.js'
 import { Keepalive } from '../keepalive.js'
 import { authContextOf, connectionInfoOf, peerOf } from '../socket-info.js'
 import { requestMetadata, type Dispatcher } from '../dispatch.js'
@@ -27,6 +28,8 @@ export interface SessionLimits {
   maxMetadataSize: number
   /** Bytes the socket may buffer before the handler's writes wait. */
   socketHighWaterMark: number
+  /** Unsent bytes (ws pongs included) beyond which the socket is not read until it drains. */
+  backlogLimit: number
   /** Cost of unread request messages (bytes + 5 a message) at which parsing and reading stop. */
   readHighWaterMark: number
   /** ms between WebSocket pings; 0 for none. */
@@ -68,6 +71,8 @@ export class GrpcWebSocketsSession implements CallSocket {
   private readingPaused = false
   // Resolves goAway() once nothing more goes out.
   private onFinished: (() => void) | null = null
+  // A peer that sends ws pings and never reads is not read either (ws answers each ping).
+  private readonly backlog: SendBacklog
 
   /**
    * @param path the method, `/package.Service/Method`, from the URL
@@ -96,6 +101,8 @@ export class GrpcWebSocketsSession implements CallSocket {
     this.keepalive = new Keepalive(socket, this.openedAt)
     // Errors end in 'close'; without a listener ws would throw them.
     socket.on('error', () => {})
+    this.backlog = new SendBacklog(socket, s, limits.backlogLimit, () => !this.readingPaused)
+    socket.on('ping', () => { this.backlog.check() })
   }
 
   // --- CallSocket ------------------------------------------------------------
@@ -126,7 +133,7 @@ export class GrpcWebSocketsSession implements CallSocket {
   resumeReading (): void {
     this.readingPaused = false
     this.keepalive.restart(Date.now())
-    this.socket.resume()
+    if (!this.backlog.readingPaused) this.socket.resume()
   }
 
   callEnded (call: GrpcWebSocketsCall): void {
