@@ -266,6 +266,16 @@ export class AttackPeer {
     return await Promise.race([acked, sleep(ms).then(() => false)])
   }
 
+  /** Polls (every 5 ms, up to `ms`) until `check` holds; false if the socket closed first or time ran out. */
+  async until (check: () => boolean, ms: number): Promise<boolean> {
+    const until = performance.now() + ms
+    while (!check()) {
+      if (this.closed || performance.now() >= until) return check()
+      await sleep(5)
+    }
+    return true
+  }
+
   /** Stops reading the socket: what the server sends piles up on its side. */
   stopReading (): void {
     const raw = (this.ws as unknown as { _socket?: { pause: () => void } })._socket
@@ -303,7 +313,7 @@ async function settle (peer: AttackPeer, ledger: Ledger): Promise<void> {
 // --- 1, 2: MORE frames --------------------------------------------------------------
 
 /** 1. Zero-length MESSAGE frames with MORE on one stream. */
-export function emptyMoreFrames (target: AttackTarget, { frames = 500_000, ...options }: AttackOptions & { frames?: number } = {}): AttackRun {
+export function emptyMoreFrames (target: AttackTarget, { frames = 300_000, ...options }: AttackOptions & { frames?: number } = {}): AttackRun {
   return launch('empty MORE frames', async (ledger) => {
     const deadline = performance.now() + (options.ms ?? 3000)
     const peer = await openPeer(target, ledger, options)
@@ -400,7 +410,7 @@ export function tinyMessages (target: AttackTarget, options: AttackOptions = {})
 }
 
 /** 4. Zero-length messages to slow-reading bidi handlers, sent regardless of the window, until each stream is ended. */
-export function zeroLengthMessages (target: AttackTarget, { messages = 300_000, ...options }: AttackOptions & { messages?: number } = {}): AttackRun {
+export function zeroLengthMessages (target: AttackTarget, { messages = 200_000, ...options }: AttackOptions & { messages?: number } = {}): AttackRun {
   return launch('zero-length messages to a slow reader', async (ledger) => {
     const deadline = performance.now() + (options.ms ?? 3000)
     const peer = await openPeer(target, ledger, options)
@@ -552,8 +562,7 @@ export function interceptorThrows (target: AttackTarget, { calls = 2000, ...opti
       const before = peer.messagesReceived
       batch.push(message(keep, body))
       peer.send(batch)
-      if (!(await peer.roundTrip(3000)) || peer.messagesReceived === before) {
-        // The echo of the kept stream comes before the PING ACK when that call goes on.
+      if (!(await peer.until(() => peer.messagesReceived > before, 3000))) {
         stopped = true
         break
       }
@@ -879,6 +888,11 @@ export function compatSocketBound (o: Limits = ATTACK_SERVER_OPTIONS): number {
   return o.initialWindowSize + o.maxReceiveMessageSize + o.socketHighWaterMark + o.maxFrameSize + PER_STREAM_OVERHEAD + PER_CONNECTION_OVERHEAD
 }
 
+/** A peer that never reads, flooding control traffic: socketHighWaterMark + maxFrameSize of backlog, one message being read. */
+export function controlFloodBound (o: Limits = ATTACK_SERVER_OPTIONS): number {
+  return o.socketHighWaterMark + 2 * o.maxFrameSize + PER_CONNECTION_OVERHEAD
+}
+
 /** What a class may make the server hold (with ATTACK_SERVER_OPTIONS and the attack's defaults), or null when memory is not its point. */
 export function boundFor (id: string): number | null {
   switch (id) {
@@ -887,6 +901,8 @@ export function boundFor (id: string): number | null {
     case 'compat-header-lines': return 3 * compatSocketBound()
     case 'connection-slots': return null
     case 'rapid-reset': return connectionBound()
+    // Nothing is held for streams: only the unsent backlog, up to the mark plus one frame, and the message being read.
+    case 'ping-flood': case 'refused-calls': case 'ws-ping-flood': return controlFloodBound()
     default: return connectionBound()
   }
 }
