@@ -84,7 +84,7 @@ class Ledger {
   readonly stats: AttackStats
   private readonly cpu = process.cpuUsage()
   private readonly started = performance.now()
-  readonly sockets = new Set<{ terminate: () => void }>()
+  readonly sockets = new Set<WebSocket>()
 
   constructor (name: string) {
     this.stats = { name, frames: 0, bytes: 0, ms: 0, connections: 0, closeCodes: [], refused: [], goaways: 0, trailers: {}, cpuUserMs: 0, cpuSystemMs: 0, notes: [] }
@@ -108,9 +108,12 @@ function launch (name: string, body: (ledger: Ledger, loaded: () => void) => Pro
   const ledger = new Ledger(name)
   let markLoaded!: () => void
   const loaded = new Promise<void>(resolve => { markLoaded = resolve })
-  const finished = body(ledger, markLoaded).then(() => { markLoaded(); return ledger.finish() }, err => {
+  const finished = body(ledger, markLoaded).catch(err => { ledger.note(`attack error: ${(err as Error).message}`) }).then(async () => {
     markLoaded()
-    ledger.note(`attack error: ${(err as Error).message}`)
+    // A close the server began is recorded before the figures are taken (bounded: 1 s).
+    await Promise.all([...ledger.sockets].filter(ws => ws.readyState === WebSocket.CLOSING).map(async ws => {
+      await Promise.race([new Promise(resolve => ws.once('close', resolve)), sleep(1000)])
+    }))
     return ledger.finish()
   })
   return {
