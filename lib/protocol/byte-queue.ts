@@ -46,51 +46,22 @@ export class ByteQueue {
     this.size += n
   }
 
-  /** Appends a u32, big-endian (a record's length). */
-  pushU32 (value: number): void {
-    const b = new Uint8Array(4)
-    b[0] = value >>> 24
-    b[1] = value >>> 16
-    b[2] = value >>> 8
-    b[3] = value
-    this.push(b)
-  }
-
   /**
-   * Takes the first `n` bytes: a view when they lie in one block (valid until
-   * the queue is written again past them, which never happens: blocks are
-   * only appended to), a copy when they span blocks.
+   * Takes the first `n` bytes: a view when they lie in one block (blocks are
+   * only appended to, so it never changes), a copy when they span blocks.
    */
   shift (n: number): Uint8Array {
-    if (n > this.size) throw new RangeError(`shift(${n}) with ${this.size} bytes held`)
-    const first = this.blocks[0]
-    let out: Uint8Array
-    if (n === 0 || first === undefined) {
-      out = new Uint8Array(0)
-    } else if (this.readAt + n <= this.end(0)) {
-      out = first.subarray(this.readAt, this.readAt + n)
-      this.readAt += n
-      if (this.readAt === this.end(0)) this.dropFirst()
-    } else {
-      out = new Uint8Array(n)
-      let filled = 0
-      while (filled < n) {
-        const block = this.blocks[0]!
-        const k = Math.min(n - filled, this.end(0) - this.readAt)
-        out.set(block.subarray(this.readAt, this.readAt + k), filled)
-        filled += k
-        this.readAt += k
-        if (this.readAt === this.end(0)) this.dropFirst()
-      }
-    }
+    if (n > this.size) throw new RangeError('ByteQueue: shift past the end')
     this.size -= n
+    const first = this.blocks[0]
+    if (first !== undefined && this.readAt + n <= this.end()) return this.take(first, n)
+    const out = new Uint8Array(n)
+    for (let filled = 0; filled < n;) {
+      const k = Math.min(n - filled, this.end() - this.readAt)
+      out.set(this.take(this.blocks[0]!, k), filled)
+      filled += k
+    }
     return out
-  }
-
-  /** Takes a u32 written by {@link pushU32}. */
-  shiftU32 (): number {
-    const b = this.shift(4)
-    return ((b[0]! << 24) >>> 0) + (b[1]! << 16) + (b[2]! << 8) + b[3]!
   }
 
   /** Drops everything. */
@@ -100,51 +71,54 @@ export class ByteQueue {
     this.nextBlock = FIRST_BLOCK
   }
 
-  // Where the data of block i ends: the write offset for the last block.
-  private end (i: number): number {
-    return i === this.blocks.length - 1 ? this.writeAt : this.blocks[i]!.byteLength
+  // Where the data of the first block ends: the write offset if it is the last.
+  private end (): number {
+    return this.blocks.length === 1 ? this.writeAt : this.blocks[0]!.byteLength
   }
 
-  private dropFirst (): void {
-    this.blocks.shift()
-    this.readAt = 0
-    if (this.blocks.length === 0) {
-      this.writeAt = 0
-      this.nextBlock = FIRST_BLOCK
+  // k bytes of the first block, which is dropped once read to its end.
+  private take (block: Uint8Array, k: number): Uint8Array {
+    const out = block.subarray(this.readAt, this.readAt += k)
+    if (this.readAt === this.end()) {
+      this.blocks.shift()
+      this.readAt = 0
+      if (this.blocks.length === 0) {
+        this.writeAt = 0
+        this.nextBlock = FIRST_BLOCK
+      }
     }
+    return out
   }
 }
 
 /**
- * Whole messages held in order, each as a length and its bytes in one
- * {@link ByteQueue}: 4 bytes of bookkeeping a message.
+ * Whole messages held in order: their bytes in one {@link ByteQueue}, their
+ * lengths in an array (8 bytes of bookkeeping a message).
  */
 export class MessageQueue {
   private readonly bytes = new ByteQueue()
-  private count = 0
+  private lengths: number[] = []
 
   /** Messages held. */
-  get size (): number { return this.count }
+  get size (): number { return this.lengths.length }
 
-  /** Bytes held, bookkeeping included. */
+  /** Bytes held, not counting the lengths. */
   get byteLength (): number { return this.bytes.length }
 
   /** Copies a message in. */
   push (message: Uint8Array): void {
-    this.bytes.pushU32(message.byteLength)
+    this.lengths.push(message.byteLength)
     this.bytes.push(message)
-    this.count++
   }
 
   /** The oldest message, or undefined. A view or a copy, see {@link ByteQueue.shift}. */
   shift (): Uint8Array | undefined {
-    if (this.count === 0) return undefined
-    this.count--
-    return this.bytes.shift(this.bytes.shiftU32())
+    const n = this.lengths.shift()
+    return n === undefined ? undefined : this.bytes.shift(n)
   }
 
   clear (): void {
     this.bytes.clear()
-    this.count = 0
+    this.lengths = []
   }
 }

@@ -28,9 +28,8 @@ export interface InboundError {
 export class InboundMessages {
   readonly window: ReceiveWindow
   private readonly parts = new ByteQueue()
-  // Credit still held for each whole message not yet taken, oldest first (u32 each).
-  private readonly held = new ByteQueue()
-  private heldCount = 0
+  // Credit still held for each whole message not yet taken, oldest first.
+  private held: number[] = []
   // Credit of the pieces so far of the message arriving, kept while a whole message waits unread.
   private piecesHeld = 0
 
@@ -63,13 +62,12 @@ export class InboundMessages {
     }
     if (more) {
       this.parts.push(chunk)
-      if (this.heldCount === 0) this.release(cost)
+      if (this.held.length === 0) this.release(cost)
       else this.piecesHeld += cost
       return null
     }
-    this.held.pushU32(cost + this.piecesHeld)
+    this.held.push(cost + this.piecesHeld)
     this.piecesHeld = 0
-    this.heldCount++
     if (this.parts.length === 0) return chunk
     this.parts.push(chunk)
     return this.parts.shift(total)
@@ -77,10 +75,10 @@ export class InboundMessages {
 
   /** The application took the oldest whole message: its credit goes back. */
   consumed (): void {
-    if (this.heldCount === 0) return
-    this.heldCount--
-    this.release(this.held.shiftU32())
-    if (this.heldCount === 0 && this.piecesHeld > 0) {
+    const n = this.held.shift()
+    if (n === undefined) return
+    this.release(n)
+    if (this.held.length === 0 && this.piecesHeld > 0) {
       // Nothing waits unread now: the message arriving may use the window again.
       const pieces = this.piecesHeld
       this.piecesHeld = 0

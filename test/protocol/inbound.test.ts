@@ -62,14 +62,14 @@ t.test('InboundMessages refuses bytes beyond the window with code 8 and details'
   const { inbound, credit } = setup(window, 1000)
   const got = inbound.receive(seq(11), false)
   t.ok(isError(got))
-  t.same(got, { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 11 bytes counts ${11 + FRAME_CHARGE} with ${window} left of a ${window}-byte window` })
+  t.same(got, { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 11 bytes counts ${11 + FRAME_CHARGE} with ${window} left of a ${window}-byte window`, peerFault: true })
   t.same(credit, [])
   t.ok(setup(window, 1000).inbound.receive(seq(10), false) instanceof Uint8Array, '10 bytes and the charge fit exactly')
 })
 
 t.test('InboundMessages charges FRAME_CHARGE on top of the payload: a window of n bytes refuses an n-byte message', async t => {
   const { inbound } = setup(10, 1000)
-  t.same(inbound.receive(seq(10), false), { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 10 bytes counts ${10 + FRAME_CHARGE} with 10 left of a 10-byte window` })
+  t.same(inbound.receive(seq(10), false), { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 10 bytes counts ${10 + FRAME_CHARGE} with 10 left of a 10-byte window`, peerFault: true })
   t.ok(setup(10, 1000).inbound.receive(seq(10 - FRAME_CHARGE), false) instanceof Uint8Array)
 })
 
@@ -79,7 +79,7 @@ t.test('InboundMessages reports what is left of a window partly taken', async t 
   t.ok(inbound.receive(seq(10), false) instanceof Uint8Array)
   t.ok(inbound.receive(seq(10), false) instanceof Uint8Array)
   t.equal(inbound.window.available, 10 + FRAME_CHARGE)
-  t.same(inbound.receive(seq(11), false), { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 11 bytes counts ${11 + FRAME_CHARGE} with ${10 + FRAME_CHARGE} left of a ${window}-byte window` })
+  t.same(inbound.receive(seq(11), false), { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 11 bytes counts ${11 + FRAME_CHARGE} with ${10 + FRAME_CHARGE} left of a ${window}-byte window`, peerFault: true })
 })
 
 t.test('InboundMessages refuses a message that overruns a window still held by unconsumed messages', async t => {
@@ -212,7 +212,7 @@ t.test('InboundMessages.consumed() with no message held does nothing', async t =
 t.test('InboundMessages checks the window before the message size', async t => {
   const window = 10 + FRAME_CHARGE
   const { inbound } = setup(window, 5)
-  t.same(inbound.receive(seq(11), false), { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 11 bytes counts ${11 + FRAME_CHARGE} with ${window} left of a ${window}-byte window` })
+  t.same(inbound.receive(seq(11), false), { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 11 bytes counts ${11 + FRAME_CHARGE} with ${window} left of a ${window}-byte window`, peerFault: true })
 })
 
 t.test('InboundMessages throws a ProtocolError for an empty MESSAGE frame with MORE', async t => {
@@ -235,7 +235,7 @@ t.test('InboundMessages charges an empty whole message FRAME_CHARGE', async t =>
     t.ok(got instanceof Uint8Array && got.byteLength === 0, `empty message ${i}`)
     t.equal(inbound.window.available, window - (i + 1) * FRAME_CHARGE)
   }
-  t.same(inbound.receive(new Uint8Array(0), false), { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 0 bytes counts ${FRAME_CHARGE} with 0 left of a ${window}-byte window` }, 'no frame is free')
+  t.same(inbound.receive(new Uint8Array(0), false), { code: 8, details: `Flow control window exceeded: a MESSAGE frame of 0 bytes counts ${FRAME_CHARGE} with 0 left of a ${window}-byte window`, peerFault: true }, 'no frame is free')
   t.same(credit, [])
   const fresh = setup(window, 0)
   for (let i = 0; i < 3; i++) fresh.inbound.receive(new Uint8Array(0), false)
