@@ -51,8 +51,8 @@ export function isByteInput (input: unknown): input is Mutated<unknown> {
 
 export interface GuidedResult { runs: number, corpus: number, blocksReached: number, findings: Array<{ input: string, error: string }> }
 
-/** Fuzzes `target` until `spent()` says the budget is used. */
-export function guided (target: Target, spent: () => boolean, session: Session): GuidedResult {
+/** Fuzzes `target` until `spent()` says the budget is used; `progress` after every batch. */
+export function guided (target: Target, spent: () => boolean, session: Session, progress: (runs: number) => void): GuidedResult {
   const files = [...target.module.split(', '), 'lib/protocol/bytes.ts', 'lib/protocol/metadata.ts']
   const known = new Set<string>()
   const corpus: Array<Mutated<unknown>> = []
@@ -123,6 +123,7 @@ export function guided (target: Target, spent: () => boolean, session: Session):
       bisect(batch.slice(0, BATCH / 2))
       bisect(batch.slice(BATCH / 2))
     }
+    progress(runs)
   }
   return { runs, corpus: corpus.length, blocksReached: [...known].filter(k => k.endsWith(':1')).length, findings }
 }

@@ -54,7 +54,7 @@ function work (target: Target, seconds: number, session: Session | null): void {
   }
   if (session !== null && isByteInput(fc.sample(target.arbitrary, 1)[0])) {
     post({ kind: 'batch', seed: 0, runs: 0 })
-    const r = guided(target, spent, session)
+    const r = guided(target, spent, session, runs => { post({ kind: 'batch', seed: 0, runs }) })
     for (const f of r.findings) post({ kind: 'finding', seed: 0, path: '(guided)', input: f.input, error: f.error })
     const usage = process.cpuUsage(cpu0)
     post({ kind: 'done', runs: r.runs, cpuMs: Math.round((usage.user + usage.system) / 1000), slowest: [], corpus: r.corpus, blocksReached: r.blocksReached })
@@ -103,7 +103,9 @@ async function runTarget (target: Target, seconds: number, hangSeconds: number, 
   return await new Promise((resolve, reject) => {
     let watchdog = setTimeout(onHang, hangSeconds * 1000)
     function onHang (): void {
-      findings.push(`HANG: no progress for ${hangSeconds} s in the batch of seed ${lastSeed} (replay: fc.check(property, { seed: ${lastSeed}, numRuns: ${BATCH} }))`)
+      findings.push(guide
+        ? `HANG: no progress for ${hangSeconds} s in the coverage-guided loop after ${runs} runs`
+        : `HANG: no progress for ${hangSeconds} s in the batch of seed ${lastSeed} (replay: fc.check(property, { seed: ${lastSeed}, numRuns: ${BATCH} }))`)
       child.kill('SIGKILL')
     }
     child.on('message', (r: Report) => {
