@@ -31,7 +31,7 @@ import { CallError, Control, MessageReassembler, PREFIX_SIZE, parseClientMessage
 import {
   HeaderBlockError, asciiBytes, encodeHeaderBlock, parseGrpcTimeout, parseHeaderBlock, requestEntries
 } from '../../lib/server/grpc-websockets/header-block.js'
-import { cutsArb, hex, mutated, split, type Mutated } from './mutate.js'
+import { cutsArb, hex, mutate, mutated, split, type Mutated, type Mutation } from './mutate.js'
 
 export interface Target<T = any> {
   name: string
@@ -529,7 +529,16 @@ const headerBlockTarget: Target<Mutated<HeaderLineSpec[]>> = {
   arbitrary: fc.oneof(
     { weight: 4, arbitrary: mutated(fc.array(headerLineArb, { maxLength: 8 }), lines => asciiBytes(headerBlockText(lines))) },
     // One key many times: the joins and splits of repeated values.
-    { weight: 1, arbitrary: mutated(fc.tuple(headerLineArb, fc.integer({ min: 1, max: 200 })).map(([l, k]) => Array.from({ length: k }, () => l)), lines => asciiBytes(headerBlockText(lines))) }
+    { weight: 1, arbitrary: mutated(fc.tuple(headerLineArb, fc.integer({ min: 1, max: 200 })).map(([l, k]) => Array.from({ length: k }, () => l)), lines => asciiBytes(headerBlockText(lines))) },
+    // A folded continuation line (refused), which random mutations rarely make.
+    {
+      weight: 1,
+      arbitrary: fc.tuple(fc.array(headerLineArb, { minLength: 1, maxLength: 4 }), fc.constantFrom(' x', '\tx', ' ')).map(([lines, fold]): Mutated<HeaderLineSpec[]> => {
+        const original = asciiBytes(headerBlockText(lines))
+        const m: Mutation = { op: 'append', bytes: asciiBytes(`${fold}\r\n`) }
+        return { value: lines, original, mutations: [m], bytes: mutate(original, m) }
+      })
+    }
   ),
   check ({ value, mutations, bytes }) {
     const parsed = attempt(() => parseHeaderBlock(bytes), [HeaderBlockError])
