@@ -45,9 +45,9 @@ export interface Target<T = any> {
   /** The input as the raw bytes a regression test needs. */
   describe: (input: T) => string
   /**
-   * Set while a property of this target fails on purpose-known code that is
-   * not this file's to fix: the bounded test leaves it out, the long run
-   * still runs it and reports what it finds.
+   * Set while a property of this target is known to fail, in code outside
+   * the parsers: the bounded test leaves the target out, the long run still
+   * runs it and reports what it finds.
    */
   open?: string
 }
