@@ -101,8 +101,13 @@ function readU32 (b: Uint8Array, at: number): number {
  * Splits a byte stream into frames. Refuses, with a {@link ProtocolError}
  * (close 1009), any frame whose payload is larger than `maxPayload`, as soon as
  * its header arrives and before buffering it.
+ *
+ * Work is linear in the bytes fed, however they are split: a frame that
+ * spans pushes is gathered in one buffer grown by doubling (never larger than
+ * the frame), not re-joined with every piece.
  */
 export class FrameDecoder {
+  // The start of a frame that spans pushes: `pendingLength` bytes of `pending`.
   private pending: Uint8Array | null = null
   private pendingLength = 0
 
@@ -114,38 +119,70 @@ export class FrameDecoder {
   /** Feeds bytes; returns the frames they complete, in order. */
   push (chunk: Uint8Array): Frame[] {
     const frames: Frame[] = []
-    let bytes = chunk
-    if (this.pendingLength > 0) {
-      bytes = this.join(chunk)
-    }
     let at = 0
-    const end = bytes.byteLength
+    if (this.pendingLength > 0) {
+      at = this.resume(chunk, frames)
+      if (this.pendingLength > 0) return frames
+    }
+    const end = chunk.byteLength
     while (end - at >= FRAME_HEADER_SIZE) {
-      const length = readU32(bytes, at + 6)
-      if (length > this.maxPayload) {
-        throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${this.maxPayload}`, CloseCode.MESSAGE_TOO_BIG)
-      }
+      const length = this.checkLength(readU32(chunk, at + 6))
       if (end - at - FRAME_HEADER_SIZE < length) break
       const start = at + FRAME_HEADER_SIZE
       frames.push({
-        type: bytes[at]!,
-        flags: bytes[at + 1]!,
-        streamId: readU32(bytes, at + 2),
-        payload: bytes.subarray(start, start + length)
+        type: chunk[at]!,
+        flags: chunk[at + 1]!,
+        streamId: readU32(chunk, at + 2),
+        payload: chunk.subarray(start, start + length)
       })
       at = start + length
     }
-    this.keep(bytes, at)
+    this.keep(chunk, at)
     return frames
   }
 
-  private join (chunk: Uint8Array): Uint8Array {
-    const joined = new Uint8Array(this.pendingLength + chunk.byteLength)
-    joined.set(this.pending!.subarray(0, this.pendingLength))
-    joined.set(chunk, this.pendingLength)
+  private checkLength (length: number): number {
+    if (length > this.maxPayload) {
+      throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${this.maxPayload}`, CloseCode.MESSAGE_TOO_BIG)
+    }
+    return length
+  }
+
+  /**
+   * Adds the start of `chunk` to the frame held from earlier pushes, and
+   * emits that frame once whole. Returns how many bytes of `chunk` it took.
+   */
+  private resume (chunk: Uint8Array, frames: Frame[]): number {
+    let at = 0
+    if (this.pendingLength < FRAME_HEADER_SIZE) {
+      at = this.append(chunk, 0, FRAME_HEADER_SIZE)
+      if (this.pendingLength < FRAME_HEADER_SIZE) return at
+      this.checkLength(readU32(this.pending!, 6))
+    }
+    const total = FRAME_HEADER_SIZE + readU32(this.pending!, 6)
+    at += this.append(chunk, at, total)
+    if (this.pendingLength < total) return at
+    const frame = this.pending!
+    frames.push({ type: frame[0]!, flags: frame[1]!, streamId: readU32(frame, 2), payload: frame.subarray(FRAME_HEADER_SIZE, total) })
+    // The payload is a view of this buffer: the next frame gets a new one.
     this.pending = null
     this.pendingLength = 0
-    return joined
+    return at
+  }
+
+  /** Copies bytes of `chunk` from `from` until `pending` holds `upTo` bytes; returns how many it copied. */
+  private append (chunk: Uint8Array, from: number, upTo: number): number {
+    const n = Math.min(upTo - this.pendingLength, chunk.byteLength - from)
+    const held = this.pending!
+    const size = this.pendingLength + n
+    if (size > held.byteLength) {
+      const grown = new Uint8Array(Math.min(upTo, Math.max(size, 2 * held.byteLength)))
+      grown.set(held.subarray(0, this.pendingLength))
+      this.pending = grown
+    }
+    this.pending!.set(chunk.subarray(from, from + n), this.pendingLength)
+    this.pendingLength = size
+    return n
   }
 
   private keep (bytes: Uint8Array, from: number): void {

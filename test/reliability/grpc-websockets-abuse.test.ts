@@ -107,7 +107,7 @@ async function settle (ms: number): Promise<void> {
   await new Promise(resolve => setTimeout(resolve, ms))
 }
 
-// --- finding 11: what a slow handler makes the server hold ---------------------------------------------------------
+// --- what a slow handler makes the server hold ---------------------------------------------------------
 
 /** A Bidi handler that reads nothing until `go` fires, then counts every request and answers the count. */
 function lateReader (go: EventEmitter): object {
@@ -187,7 +187,7 @@ t.test('one request in 200,000 one-byte pieces arrives whole (the reassembler ho
   t.ok(call.frames.some(f => f.flag === 0), 'a response message')
 })
 
-// --- finding 12: a header block repeating one key -------------------------------------------------------------------
+// --- a header block repeating one key -------------------------------------------------------------------
 
 t.test('a 16 KiB header block of one repeated key costs work linear in its size, as one of distinct keys does', async t => {
   const { url } = await startApp({}, createTestService(new EventEmitter()))
@@ -229,7 +229,7 @@ t.test('a 16 KiB header block of one repeated key costs work linear in its size,
   t.ok(repeated.work <= 4 * repeated.size, `one key repeated: ${repeated.work} characters validated (at most 4× the block)`)
 })
 
-// --- finding 13: a paused socket whose peer vanishes --------------------------------------------------------------------
+// --- a paused socket whose peer vanishes --------------------------------------------------------------------
 
 /** A Bidi handler that never reads; counts starts and cancellations. */
 function neverReads (): { implementation: object, started: () => number, cancelled: () => number, changes: Changes } {
