@@ -4,17 +4,35 @@
  */
 import createError from '@fastify/error'
 
-export const ERR_INVALID_OPTION = createError<[string, string]>(
+/** An error of this package: `code` says which (FST_GRPCWS_...). */
+export interface FastifyGrpcWsError<C extends string = string> extends Error {
+  code: C
+  name: string
+  statusCode?: number
+}
+
+/**
+ * The class of one coded error, callable with or without `new`. Declared
+ * here rather than taken from @fastify/error's namespace, which a declaration
+ * file cannot name under every moduleResolution (TS2503 under "bundler").
+ */
+export interface FastifyGrpcWsErrorConstructor<C extends string, A extends unknown[]> {
+  new (...args: A): FastifyGrpcWsError<C>
+  (...args: A): FastifyGrpcWsError<C>
+  readonly prototype: FastifyGrpcWsError<C>
+}
+
+export const ERR_INVALID_OPTION: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_OPTION', [string, string]> = createError<'FST_GRPCWS_INVALID_OPTION', [string, string]>(
   'FST_GRPCWS_INVALID_OPTION', 'fastify-grpc-ws: invalid option "%s": %s', 500, TypeError)
 
-export const ERR_INVALID_SERVICE = createError<[string]>(
+export const ERR_INVALID_SERVICE: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_SERVICE', [string]> = createError<'FST_GRPCWS_INVALID_SERVICE', [string]>(
   'FST_GRPCWS_INVALID_SERVICE', 'fastify-grpc-ws: invalid service: %s', 500, TypeError)
 
-export const ERR_DUPLICATE_METHOD = createError<[string]>(
+export const ERR_DUPLICATE_METHOD: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_DUPLICATE_METHOD', [string]> = createError<'FST_GRPCWS_DUPLICATE_METHOD', [string]>(
   'FST_GRPCWS_DUPLICATE_METHOD', 'fastify-grpc-ws: method %s is already registered')
 
-export const ERR_ADD_SERVICE_TOO_LATE = createError(
+export const ERR_ADD_SERVICE_TOO_LATE: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_ADD_SERVICE_TOO_LATE', []> = createError<'FST_GRPCWS_ADD_SERVICE_TOO_LATE', []>(
   'FST_GRPCWS_ADD_SERVICE_TOO_LATE', 'fastify-grpc-ws: addService() must be called before the server is ready')
 
-export const ERR_INVALID_CLIENT_OPTION = createError<[string, string]>(
+export const ERR_INVALID_CLIENT_OPTION: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_CLIENT_OPTION', [string, string]> = createError<'FST_GRPCWS_INVALID_CLIENT_OPTION', [string, string]>(
   'FST_GRPCWS_INVALID_CLIENT_OPTION', 'fastify-grpc-ws: invalid client option "%s": %s', 500, TypeError)

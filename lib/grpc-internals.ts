@@ -1,7 +1,10 @@
 /**
  * Every use of @grpc/grpc-js internals lives here, and only here. They are
- * not semver-protected: package.json pins grpc-js to ~1.14 and
- * test/grpc-internals.test.ts fails loudly if an upgrade breaks any of them.
+ * not semver-protected: the peer range admits only grpc-js ~1.14.0 (1.14.0
+ * brought ORCA's per-call recorder, which ServerInterceptingCallInterface
+ * requires), test/grpc-internals.test.ts fails loudly if an upgrade breaks any
+ * of them, and `npm run test:package` runs calls on the lowest and highest
+ * version the range admits.
  *
  * Why internals at all: to give WebSocket calls the very call objects, error
  * mapping and 'cancelled' semantics that grpc-js gives HTTP/2 calls, the
@@ -10,6 +13,7 @@
  * dispatcher, the same one HTTP/2 streams go through.
  */
 import * as grpc from '@grpc/grpc-js'
+import * as environment from '@grpc/grpc-js/build/src/environment.js'
 import { PerRequestMetricRecorder } from '@grpc/grpc-js/build/src/orca.js'
 
 export type HandlerType = 'unary' | 'clientStream' | 'serverStream' | 'bidi'
@@ -67,10 +71,19 @@ export type MessageContext = Parameters<ClientCall['sendMessageWithContext']>[0]
 export type ChannelzRef = ReturnType<grpc.ChannelInterface['getChannelzRef']>
 
 /**
- * grpc-js puts exception messages into status details (for a throwing
- * handler, a failed (de)serialization) only when the environment variable
- * GRPC_NODE_DEBUG_SEND_ERROR_DETAILS is 'true'; both transports follow it.
+ * Whether grpc-js puts exception messages into status details (for a
+ * throwing handler, a failed (de)serialization); both transports follow it.
+ * From 1.14.5 grpc-js does so only when the environment variable
+ * GRPC_NODE_DEBUG_SEND_ERROR_DETAILS is 'true', and exports that switch;
+ * 1.14.0 to 1.14.4 have no such export (a named import would fail to link)
+ * and always send the messages.
  */
-export { GRPC_NODE_DEBUG_SEND_ERROR_DETAILS as sendErrorDetails } from '@grpc/grpc-js/build/src/environment.js'
+export const sendErrorDetails: boolean = readSendErrorDetails(environment as { GRPC_NODE_DEBUG_SEND_ERROR_DETAILS?: unknown })
+
+/** Exported for the contract test, which checks both branches. */
+export function readSendErrorDetails (env: { GRPC_NODE_DEBUG_SEND_ERROR_DETAILS?: unknown }): boolean {
+  const value = env.GRPC_NODE_DEBUG_SEND_ERROR_DETAILS
+  return typeof value === 'boolean' ? value : true
+}
 /** The server call a client call may inherit cancellation and deadline from. */
 export type ParentCall = NonNullable<Parameters<grpc.ChannelInterface['createCall']>[3]>

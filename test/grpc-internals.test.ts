@@ -4,8 +4,8 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import t from 'tap'
-import { createMetricsRecorder, lookupHandler, runHandler, sendErrorDetails } from '../lib/grpc-internals.js'
-import { testDefinition } from './helpers/test-service.js'
+import { createMetricsRecorder, lookupHandler, readSendErrorDetails, runHandler, sendErrorDetails } from '../lib/grpc-internals.js'
+import { TestClient, testDefinition } from './helpers/test-service.js'
 
 t.test('Should find handlers registered by addService in the Server\'s private map', async t => {
   const server = new grpc.Server({ 'grpc.enable_channelz': 0 })
@@ -65,6 +65,27 @@ t.test('Should build the per-call metrics recorder grpc-js gives handlers', asyn
 
 t.test('Should read the error-details switch grpc-js reads', async t => {
   t.equal(sendErrorDetails, process.env.GRPC_NODE_DEBUG_SEND_ERROR_DETAILS === 'true')
+  // grpc-js 1.14.0 to 1.14.4 export no switch and always send the messages.
+  t.equal(readSendErrorDetails({}), true, 'no export: details always sent')
+  t.equal(readSendErrorDetails({ GRPC_NODE_DEBUG_SEND_ERROR_DETAILS: false }), false)
+  t.equal(readSendErrorDetails({ GRPC_NODE_DEBUG_SEND_ERROR_DETAILS: true }), true)
+})
+
+t.test('Should say, as sendErrorDetails does, whether grpc-js puts a thrown message into the status over HTTP/2', async t => {
+  const server = new grpc.Server({ 'grpc.enable_channelz': 0 })
+  server.addService(testDefinition, {
+    Unary () { throw new Error('the secret reason') }
+  })
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { if (err) reject(err); else resolve(p) })
+  })
+  const client = new TestClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
+  t.teardown(() => { client.close(); server.forceShutdown() })
+  const err = await new Promise<grpc.ServiceError>((resolve, reject) => {
+    client.Unary({}, { deadline: Date.now() + 10_000 }, (e: grpc.ServiceError | null) => { if (e) resolve(e); else reject(new Error('the call succeeded')) })
+  })
+  t.equal(err.code, grpc.status.UNKNOWN)
+  t.equal(err.details.includes('the secret reason'), sendErrorDetails, err.details)
 })
 
 t.test('Should find the client Call interface members a custom Channel must provide', async t => {
