@@ -8,6 +8,7 @@
 import { Metadata, status as GrpcStatus, type CallCredentials, type StatusObject } from '@grpc/grpc-js'
 import type { AuthContext, ClientCall, ClientCallListener, MessageContext } from '../../grpc-internals.js'
 import { fromGrpcMetadata, toGrpcMetadata } from '../../grpc-metadata.js'
+import { MessageQueue } from '../../protocol/byte-queue.js'
 import { whenDeadlinePasses } from '../../protocol/deadline.js'
 import type { MetadataEntry } from '../../protocol/metadata.js'
 import type { CallStatus } from '../../protocol/payload.js'
@@ -31,7 +32,10 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   private stream: ClientStream | null = null
   // Calls made on the call before its stream exists (call credentials pending).
   private early: Array<(stream: ClientStream) => void> | null = []
-  private readonly messages: Buffer[] = []
+  // Messages grpc-js has not read yet, as bytes (a copy: what arrives is a
+  // view of the socket's buffer), so what a server can make a call hold is
+  // bounded by the window, not by a count of objects.
+  private readonly messages = new MessageQueue()
   private readPending = false
   private finalStatus: StatusObject | null = null
   private statusReported = false
@@ -142,7 +146,14 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
 
   onMessage (message: Uint8Array): void {
     if (this.finalStatus !== null) return
-    this.messages.push(Buffer.from(message.buffer, message.byteOffset, message.byteLength))
+    if (this.readPending && this.messages.size === 0) {
+      // Read at once: grpc-js deserializes it now, so a view will do.
+      this.readPending = false
+      this.stream!.consumed()
+      this.listener!.onReceiveMessage(Buffer.from(message.buffer, message.byteOffset, message.byteLength))
+      return
+    }
+    this.messages.push(message)
     this.deliver()
   }
 
@@ -156,22 +167,22 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
     if (this.finalStatus !== null) return
     this.finalStatus = status
     // Like grpc-js: an error drops what the application has not read yet.
-    if (status.code !== GrpcStatus.OK) this.messages.length = 0
+    if (status.code !== GrpcStatus.OK) this.messages.clear()
     this.deliver()
   }
 
   private deliver (): void {
     if (this.statusReported) return
-    if (this.messages.length > 0 && this.readPending) {
+    if (this.messages.size > 0 && this.readPending) {
       this.readPending = false
       const message = this.messages.shift()!
       this.stream!.consumed()
-      this.listener!.onReceiveMessage(message)
+      this.listener!.onReceiveMessage(Buffer.from(message.buffer, message.byteOffset, message.byteLength))
     }
     // The status goes out once every message has been handed over (an OK
     // status never overtakes a message), without waiting for another read.
     const status = this.finalStatus
-    if (status === null || this.statusReported || this.messages.length > 0) return
+    if (status === null || this.statusReported || this.messages.size > 0) return
     this.statusReported = true
     // Only now: until the status is reported, the deadline may still end the call.
     if (this.stopDeadline !== null) this.stopDeadline()
