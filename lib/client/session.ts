@@ -5,8 +5,9 @@
  * reconnection attempts. Browser-safe (no Node built-ins); the grpc-js
  * channel and the browser client are thin layers over it.
  */
+import { writeU32 } from '../protocol/bytes.js'
 import { SendWindow } from '../protocol/flow-control.js'
-import { FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, SUBPROTOCOL, frameTypeName, type Frame } from '../protocol/frame.js'
+import { FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, SUBPROTOCOL, frameTypeName, readFrames, type Frame } from '../protocol/frame.js'
 import { FrameWriter, type BatchSink } from '../protocol/frame-writer.js'
 import { InboundMessages } from '../protocol/inbound.js'
 import type { MetadataEntry } from '../protocol/metadata.js'
@@ -111,29 +112,13 @@ function rethrowLater (err: unknown): void {
   queueMicrotask(() => { throw err })
 }
 
-function isolated (callback: () => void): () => void {
-  return () => {
-    try { callback() } catch (err) { rethrowLater(err) }
-  }
+function isolated (callback: (() => void) | undefined): (() => void) | undefined {
+  return callback === undefined
+    ? undefined
+    : () => {
+        try { callback() } catch (err) { rethrowLater(err) }
+      }
 }
-
-class IsolatedHandler implements StreamHandler {
-  constructor (private readonly inner: StreamHandler) {}
-
-  onHeaders (metadata: MetadataEntry[]): void {
-    try { this.inner.onHeaders(metadata) } catch (err) { rethrowLater(err) }
-  }
-
-  onMessage (message: Uint8Array): void {
-    try { this.inner.onMessage(message) } catch (err) { rethrowLater(err) }
-  }
-
-  onEnd (status: CallStatus): void {
-    try { this.inner.onEnd(status) } catch (err) { rethrowLater(err) }
-  }
-}
-
-type PendingOp = { kind: 'message', bytes: Uint8Array, done: (() => void) | undefined } | { kind: 'half-close' }
 
 /** One call's stream. Usable at once; it waits for the socket by itself. */
 export class ClientStream {
@@ -141,31 +126,29 @@ export class ClientStream {
   private conn: ClientConnection | null = null
   private outbound: OutboundMessages | null = null
   private inbound: InboundMessages | null = null
-  // What was sent before the stream had a connection.
-  private pending: PendingOp[] | null = null
+  // What was sent before the stream had a connection, replayed in order once it has one.
+  private pending: Array<(outbound: OutboundMessages) => void> | null = null
   private ended = false
   private headersSeen = false
-  readonly handler: StreamHandler
   /** @private While the stream waits out a backoff: it fails if that takes connectTimeoutMs. */
   startTimer: ReturnType<typeof setTimeout> | undefined
 
-  constructor (readonly start: StreamStart, handler: StreamHandler) {
-    this.handler = new IsolatedHandler(handler)
-  }
+  constructor (readonly start: StreamStart, private readonly handler: StreamHandler) {}
 
   send (bytes: Uint8Array, done?: () => void): void {
     if (this.ended) {
       if (done !== undefined) queueMicrotask(done)
       return
     }
-    if (this.outbound === null) (this.pending ??= []).push({ kind: 'message', bytes, done })
+    if (this.outbound === null) (this.pending ??= []).push(outbound => { outbound.send(bytes, done) })
     else this.outbound.send(bytes, done)
   }
 
   halfClose (): void {
     if (this.ended) return
-    if (this.outbound === null) (this.pending ??= []).push({ kind: 'half-close' })
-    else this.outbound.finish(buildEmpty(FrameType.HALF_CLOSE, this.id))
+    const halfClose = (outbound: OutboundMessages): void => { outbound.finish(buildEmpty(FrameType.HALF_CLOSE, this.id)) }
+    if (this.outbound === null) (this.pending ??= []).push(halfClose)
+    else halfClose(this.outbound)
   }
 
   /** Tells the server to stop; the handler hears nothing more. */
@@ -199,10 +182,7 @@ export class ClientStream {
     const pending = this.pending
     if (pending === null) return
     this.pending = null
-    for (const op of pending) {
-      if (op.kind === 'message') this.outbound.send(op.bytes, op.done)
-      else this.outbound.finish(buildEmpty(FrameType.HALF_CLOSE, id))
-    }
+    for (const op of pending) op(this.outbound)
   }
 
   /** @private */
@@ -214,16 +194,16 @@ export class ClientStream {
         // ones are dropped unread, so a flood of them costs the call nothing.
         if (this.headersSeen) return
         this.headersSeen = true
-        this.handler.onHeaders(parseHeaders(frame.payload))
+        this.notify(this.handler.onHeaders, parseHeaders(frame.payload))
         return
       case FrameType.MESSAGE: {
         const result = this.inbound!.receive(frame.payload, (frame.flags & FrameFlags.MORE) !== 0)
         if (result === null) return
         if (result instanceof Uint8Array) {
-          this.handler.onMessage(result)
+          this.notify(this.handler.onMessage, result)
         } else {
           this.conn!.cancelStream(this)
-          this.end({ code: result.code, details: result.details, metadata: [] })
+          this.end(localStatus(result.code, result.details))
         }
         return
       }
@@ -247,32 +227,35 @@ export class ClientStream {
     this.pending = null
     this.outbound?.clear()
     this.conn?.streamEnded(this)
-    this.handler.onEnd(status)
+    this.notify(this.handler.onEnd, status)
   }
 
-  /** @private */
-  resume (): void {
-    this.outbound?.pump()
+  /** Calls one of the handler's methods: what application code throws there is not the connection's. */
+  private notify<E> (method: (this: StreamHandler, event: E) => void, event: E): void {
+    try { method.call(this.handler, event) } catch (err) { rethrowLater(err) }
   }
 }
 
+/** A status made on this side: no trailers. */
+function localStatus (code: number, details: string): CallStatus {
+  return { code, details, metadata: [] }
+}
+
 function unavailable (details: string): CallStatus {
-  return { code: Status.UNAVAILABLE, details, metadata: [] }
+  return localStatus(Status.UNAVAILABLE, details)
 }
 
 /** One WebSocket and the streams on it. */
 class ClientConnection implements FrameSink, BatchSink {
   settings: Settings = assumedSettings
-  maxFramePayload = assumedSettings.maxFrameSize - FRAME_HEADER_SIZE
   private ready = false
   private draining = false
   private closed = false
-  private nextId: number
+  private nextId = ClientSession.firstStreamId
   private readonly active = new StreamMap<ClientStream>()
   private readonly waiting: ClientStream[] = []
   private readonly socket: WebSocketLike
-  private readonly writer: FrameWriter
-  private readonly decoder = new FrameDecoder(0x7fffffff)
+  private readonly writer = new FrameWriter(this, assumedSettings.maxFrameSize, MAX_BATCH_FRAMES)
   private connectTimer: ReturnType<typeof setTimeout> | null
   // Keepalive: one timer, either waiting to ping or waiting for the answer.
   private pingTimer: ReturnType<typeof setTimeout> | null = null
@@ -281,31 +264,28 @@ class ClientConnection implements FrameSink, BatchSink {
   private received = 0
 
   constructor (private readonly session: ClientSession, url: string, private readonly options: ResolvedSessionOptions) {
-    this.nextId = ClientSession.firstStreamId
-    this.socket = new options.WebSocket(url, [SUBPROTOCOL, ...(options.protocols ?? [])])
+    const socket = this.socket = new options.WebSocket(url, [SUBPROTOCOL, ...(options.protocols ?? [])])
     // Browsers default to Blob; `ws` defaults to Buffer, a Uint8Array already.
-    if (this.socket.binaryType === 'blob') this.socket.binaryType = 'arraybuffer'
-    this.writer = new FrameWriter(this, assumedSettings.maxFrameSize, MAX_BATCH_FRAMES)
-    this.socket.onmessage = event => this.onMessage(event.data)
-    this.socket.onclose = event => this.fail(`Connection closed (code ${event.code}${event.reason === '' ? '' : `: ${event.reason}`})`)
-    this.socket.onerror = () => this.fail('Connection failed')
+    if (socket.binaryType === 'blob') socket.binaryType = 'arraybuffer'
+    socket.onmessage = event => this.onMessage(event.data)
+    socket.onclose = event => this.fail(`Connection closed (code ${event.code}${event.reason === '' ? '' : `: ${event.reason}`})`)
+    socket.onerror = () => this.fail('Connection failed')
     this.connectTimer = setTimeout(() => {
       this.fail(`Connection not ready after ${options.connectTimeoutMs} ms`)
     }, options.connectTimeoutMs)
   }
 
-  get isReady (): boolean { return this.ready }
-  get acceptsStreams (): boolean { return !this.closed && !this.draining }
+  get maxFramePayload (): number { return this.settings.maxFrameSize - FRAME_HEADER_SIZE }
   get streamCount (): number { return this.active.size + this.waiting.length }
 
   write (frame: Uint8Array, done?: () => void): void {
-    if (!this.closed) this.writer.write(frame, done === undefined ? undefined : isolated(done))
+    if (!this.closed) this.writer.write(frame, isolated(done))
   }
 
   writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
     // A write callback is the application's (a grpc-js write's): one that
     // throws must not stop the writer's other callbacks or its batch.
-    if (!this.closed) this.writer.writeMessage(streamId, flags, chunk, done === undefined ? undefined : isolated(done))
+    if (!this.closed) this.writer.writeMessage(streamId, flags, chunk, isolated(done))
   }
 
   canWrite (): boolean { return true }
@@ -332,7 +312,7 @@ class ClientConnection implements FrameSink, BatchSink {
       const call = buildCall(id, { path, timeoutMs, initialWindowSize: this.options.initialWindowSize, metadata })
       if (call.byteLength > this.settings.maxFrameSize) {
         // Sent, it would close the whole connection (1009): fail this call alone.
-        stream.end({ code: Status.RESOURCE_EXHAUSTED, details: `Request metadata of ${call.byteLength} bytes does not fit the server's frame limit of ${this.settings.maxFrameSize}`, metadata: [] })
+        stream.end(localStatus(Status.RESOURCE_EXHAUSTED, `Request metadata of ${call.byteLength} bytes does not fit the server's frame limit of ${this.settings.maxFrameSize}`))
         continue
       }
       this.active.set(id, stream)
@@ -370,8 +350,12 @@ class ClientConnection implements FrameSink, BatchSink {
     const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : data instanceof Uint8Array ? data : null
     try {
       if (bytes === null) throw new ProtocolError('text messages are not part of the protocol', 1003)
-      for (const frame of this.decoder.push(bytes)) this.onFrame(frame)
-      if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
+      // Each message holds whole frames (PROTOCOL.md): they are read from it
+      // alone, and what is left over once they are handled is an error.
+      const frames: Frame[] = []
+      const end = readFrames(bytes, 0, 0x7fffffff, frames)
+      for (const frame of frames) this.onFrame(frame)
+      if (end < bytes.byteLength) throw new ProtocolError('a frame must not span WebSocket messages')
     } catch (err) {
       // A malformed payload (truncated, bad metadata) is a protocol error too.
       const closeCode = err instanceof ProtocolError ? err.closeCode : 1002
@@ -386,8 +370,7 @@ class ClientConnection implements FrameSink, BatchSink {
         const settings = parseSettings(frame.payload, assumedSettings)
         validateSettings(settings)
         this.settings = settings
-        this.maxFramePayload = this.settings.maxFrameSize - FRAME_HEADER_SIZE
-        this.writer.maxMessageSize = this.settings.maxFrameSize
+        this.writer.maxMessageSize = settings.maxFrameSize
         if (!this.ready) {
           this.ready = true
           if (this.connectTimer !== null) clearTimeout(this.connectTimer)
@@ -405,14 +388,15 @@ class ClientConnection implements FrameSink, BatchSink {
         return
       case FrameType.GOAWAY: {
         const { lastStreamId, reason } = parseGoAway(frame.payload)
+        const details = `The server is going away: ${reason}`
         if (!this.ready) {
           // No SETTINGS yet: a failed attempt (backoff applies), and the
           // calls waiting for it fail rather than move to the next one.
-          this.close(1000, 'going away', Status.UNAVAILABLE, `The server is going away: ${reason}`)
+          this.close(1000, 'going away', Status.UNAVAILABLE, details)
           return
         }
         for (const stream of this.active.values()) {
-          if (stream.id > lastStreamId) stream.end(unavailable(`The server is going away: ${reason}`))
+          if (stream.id > lastStreamId) stream.end(unavailable(details))
         }
         this.drain()
         return
@@ -444,7 +428,7 @@ class ClientConnection implements FrameSink, BatchSink {
   private readonly sendPing = (): void => {
     const receivedBefore = this.received
     const data = new Uint8Array(PING_PAYLOAD_SIZE)
-    new DataView(data.buffer).setUint32(4, ++this.pingCount)
+    writeU32(data, 4, ++this.pingCount)
     this.pingData = data
     this.write(buildPing(0, data))
     this.pingTimer = setTimeout(() => {
@@ -466,44 +450,39 @@ class ClientConnection implements FrameSink, BatchSink {
   close (code: number, reason: string, failCode: number = Status.UNAVAILABLE, details = `Connection closed by the client: ${reason}`): void {
     if (this.closed) return
     this.writer.flush()
-    this.closed = true
-    try { this.socket.close(code, reason.slice(0, 120)) } catch {}
-    this.cleanup()
-    this.failStreams(details, failCode)
+    this.shutDown(() => { this.socket.close(code, reason.slice(0, 120)) }, details, failCode)
   }
 
   /** The socket failed, closed or died: every call on it ends with UNAVAILABLE. */
   private fail (details: string, dead = false): void {
-    if (this.closed) {
-      return
-    }
+    if (this.closed) return
+    this.shutDown(() => {
+      // A dead socket will never finish a closing handshake: `ws` can drop it at once.
+      const terminate = (this.socket as { terminate?: () => void }).terminate
+      dead && typeof terminate === 'function' ? terminate.call(this.socket) : this.socket.close()
+    }, details, Status.UNAVAILABLE)
+  }
+
+  /** Marks the connection closed, closes the socket with `closeSocket`, and ends every call on it with `code`. */
+  private shutDown (closeSocket: () => void, details: string, code: number): void {
     this.closed = true
-    // A dead socket will never finish a closing handshake: `ws` can drop it at once.
-    const terminate = (this.socket as { terminate?: () => void }).terminate
-    try { dead && typeof terminate === 'function' ? terminate.call(this.socket) : this.socket.close() } catch {}
-    this.cleanup()
-    this.failStreams(details, Status.UNAVAILABLE)
-  }
-
-  private failStreams (details: string, code: number): void {
-    const streams = [...this.active.values(), ...this.waiting]
-    this.active.clear()
-    this.waiting.length = 0
-    for (const stream of streams) stream.end({ code, details, metadata: [] })
-  }
-
-  private cleanup (): void {
+    try { closeSocket() } catch {}
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
     if (this.pingTimer !== null) clearTimeout(this.pingTimer)
     this.connectTimer = this.pingTimer = null
     this.writer.discard()
-    this.socket.onmessage = null
-    this.socket.onopen = null
+    const socket = this.socket
+    socket.onmessage = null
+    socket.onopen = null
     // Not null: `ws` reports closing a socket that is still connecting as an
     // 'error', which with no listener would be thrown.
-    this.socket.onerror = () => {}
-    this.socket.onclose = null
+    socket.onerror = () => {}
+    socket.onclose = null
     this.session.connectionClosed(this, this.ready)
+    const streams = [...this.active.values(), ...this.waiting]
+    this.active.clear()
+    this.waiting.length = 0
+    for (const stream of streams) stream.end(localStatus(code, details))
   }
 }
 

@@ -3,11 +3,17 @@
  * server and the browser client.
  */
 const encoder = new TextEncoder()
-const decoder = new TextDecoder('utf-8', { fatal: false })
+// UTF-8, not fatal: malformed bytes become U+FFFD.
+const decoder = new TextDecoder()
 
 // Below this length, a plain loop beats a call into TextEncoder/TextDecoder
 // (method paths, "OK" details, header names).
 const SHORT_TEXT = 64
+
+/** UTF-8 of text already known not to be all ASCII (see {@link asciiLength}): {@link utf8Encode}'s ASCII loop would be wasted on it. */
+export function utf8EncodeNonAscii (text: string): Uint8Array {
+  return encoder.encode(text)
+}
 
 export function utf8Encode (text: string): Uint8Array {
   const n = text.length
@@ -52,6 +58,19 @@ export class TruncatedError extends Error {
   }
 }
 
+/** The unsigned big-endian u32 at `at` of `b`. */
+export function readU32 (b: Uint8Array, at: number): number {
+  return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0
+}
+
+/** Writes `v` as a big-endian u32 at `at` of `b` (no bounds check: the caller's). */
+export function writeU32 (b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 24
+  b[at + 1] = v >>> 16
+  b[at + 2] = v >>> 8
+  b[at + 3] = v
+}
+
 /** Sequential big-endian reader over one frame payload. */
 export class ByteReader {
   offset = 0
@@ -59,40 +78,31 @@ export class ByteReader {
 
   get remaining (): number { return this.bytes.byteLength - this.offset }
 
-  private need (n: number, what: string): void {
+  /** Moves past the next `n` bytes, or throws if the payload has fewer; returns where they start. */
+  private advance (n: number, what: string): number {
     if (this.remaining < n) throw new TruncatedError(what)
+    const at = this.offset
+    this.offset = at + n
+    return at
   }
 
   u16 (what: string): number {
-    this.need(2, what)
-    const b = this.bytes
-    const at = this.offset
-    this.offset = at + 2
-    return (b[at]! << 8) | b[at + 1]!
+    const at = this.advance(2, what)
+    return (this.bytes[at]! << 8) | this.bytes[at + 1]!
   }
 
   u32 (what: string): number {
-    this.need(4, what)
-    const b = this.bytes
-    const at = this.offset
-    this.offset = at + 4
-    return ((b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!) >>> 0
+    return readU32(this.bytes, this.advance(4, what))
   }
 
   i32 (what: string): number {
-    this.need(4, what)
-    const b = this.bytes
-    const at = this.offset
-    this.offset = at + 4
-    return (b[at]! << 24) | (b[at + 1]! << 16) | (b[at + 2]! << 8) | b[at + 3]!
+    return this.u32(what) | 0
   }
 
   /** A view (not a copy) of the next `n` bytes. */
   take (n: number, what: string): Uint8Array {
-    this.need(n, what)
-    const v = this.bytes.subarray(this.offset, this.offset + n)
-    this.offset += n
-    return v
+    const at = this.advance(n, what)
+    return this.bytes.subarray(at, at + n)
   }
 
   rest (): Uint8Array {
@@ -125,14 +135,7 @@ export class ByteWriter {
     b[at + 1] = v
   }
 
-  u32 (v: number): void {
-    const at = this.room(4)
-    const b = this.bytes
-    b[at] = v >>> 24
-    b[at + 1] = v >>> 16
-    b[at + 2] = v >>> 8
-    b[at + 3] = v
-  }
+  u32 (v: number): void { writeU32(this.bytes, this.room(4), v) }
 
   i32 (v: number): void { this.u32(v >>> 0) }
   put (b: Uint8Array): void { this.bytes.set(b, this.room(b.byteLength)) }

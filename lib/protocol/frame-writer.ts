@@ -40,8 +40,7 @@ export class FrameWriter {
    * next message, can join that batch), or right after the batch was sent.
    */
   write (frame: Uint8Array, done?: () => void): void {
-    if (this.size + frame.byteLength > this.maxMessageSize || this.frames >= this.maxBatchFrames) this.sendBatch()
-    this.frames++
+    this.makeRoom(frame.byteLength)
     this.add(frame, done)
   }
 
@@ -52,20 +51,21 @@ export class FrameWriter {
   writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
     const header = new Uint8Array(FRAME_HEADER_SIZE)
     writeFrameHeader(header, 0, FrameType.MESSAGE, flags, streamId, chunk.byteLength)
-    if (this.size + FRAME_HEADER_SIZE + chunk.byteLength > this.maxMessageSize || this.frames >= this.maxBatchFrames) this.sendBatch()
-    this.frames++
+    this.makeRoom(FRAME_HEADER_SIZE + chunk.byteLength)
     this.add(header)
     this.add(chunk, done)
   }
 
+  /** Counts one more frame of `frameSize` bytes, sending the batch first if the frame would not fit in it. */
+  private makeRoom (frameSize: number): void {
+    if (this.size + frameSize > this.maxMessageSize || this.frames >= this.maxBatchFrames) this.sendBatch()
+    this.frames++
+  }
+
   private add (part: Uint8Array, done?: () => void): void {
-    if (this.parts === null) this.parts = [part]
-    else this.parts.push(part)
+    (this.parts ??= []).push(part)
     this.size += part.byteLength
-    if (done !== undefined) {
-      if (this.callbacks === null) this.callbacks = [done]
-      else this.callbacks.push(done)
-    }
+    if (done !== undefined) (this.callbacks ??= []).push(done)
     if (!this.scheduled) {
       this.scheduled = true
       due.add(this)
@@ -110,17 +110,19 @@ export class FrameWriter {
         at += part.byteLength
       }
     }
+    this.empty()
+    this.sink.sendBatch(message)
+  }
+
+  private empty (): void {
     this.parts = null
     this.size = 0
     this.frames = 0
-    this.sink.sendBatch(message)
   }
 
   /** Drops what is batched (the socket is gone). */
   discard (): void {
-    this.parts = null
-    this.size = 0
-    this.frames = 0
+    this.empty()
     this.callbacks = null
   }
 }

@@ -8,6 +8,7 @@
  * connection checks that nothing is left over at the end of each message.
  * Pure: no I/O, no Node built-ins.
  */
+import { readU32, writeU32 } from './bytes.js'
 
 export const FRAME_HEADER_SIZE = 10
 
@@ -48,21 +49,26 @@ export interface Frame {
   payload: Uint8Array
 }
 
+// The two close codes this module uses, as plain constants: a bundler
+// inlines them, and leaves CloseCode out of a client that never names it.
+const PROTOCOL_ERROR = 1002
+const MESSAGE_TOO_BIG = 1009
+
 /** WebSocket close codes this protocol uses, with the reason for each. */
 export const CloseCode = {
   NORMAL: 1000,
   GOING_AWAY: 1001,
-  PROTOCOL_ERROR: 1002,
+  PROTOCOL_ERROR,
   UNSUPPORTED_DATA: 1003,
   INVALID_PAYLOAD: 1007,
   POLICY_VIOLATION: 1008,
-  MESSAGE_TOO_BIG: 1009,
+  MESSAGE_TOO_BIG,
   INTERNAL_ERROR: 1011
 } as const
 
 /** A violation of the protocol that ends the whole connection. */
 export class ProtocolError extends Error {
-  constructor (message: string, readonly closeCode: number = CloseCode.PROTOCOL_ERROR) {
+  constructor (message: string, readonly closeCode: number = PROTOCOL_ERROR) {
     super(message)
     this.name = 'ProtocolError'
   }
@@ -74,14 +80,8 @@ export function writeFrameHeader (target: Uint8Array, offset: number, type: numb
   if (offset + FRAME_HEADER_SIZE > target.byteLength) throw new RangeError('Offset is outside the bounds of the buffer')
   target[offset] = type
   target[offset + 1] = flags
-  target[offset + 2] = streamId >>> 24
-  target[offset + 3] = streamId >>> 16
-  target[offset + 4] = streamId >>> 8
-  target[offset + 5] = streamId
-  target[offset + 6] = length >>> 24
-  target[offset + 7] = length >>> 16
-  target[offset + 8] = length >>> 8
-  target[offset + 9] = length
+  writeU32(target, offset + 2, streamId)
+  writeU32(target, offset + 6, length)
 }
 
 /** One whole frame in a fresh buffer. */
@@ -93,8 +93,40 @@ export function encodeFrame (type: number, flags: number, streamId: number, payl
   return out
 }
 
-function readU32 (b: Uint8Array, at: number): number {
-  return ((b[at]! << 24) >>> 0) + (b[at + 1]! << 16) + (b[at + 2]! << 8) + b[at + 3]!
+/** `length`, if a frame may have a payload that long; else a {@link ProtocolError} (close 1009). */
+function checkPayloadLength (length: number, maxPayload: number): number {
+  if (length > maxPayload) {
+    throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${maxPayload}`, MESSAGE_TOO_BIG)
+  }
+  return length
+}
+
+/**
+ * Reads the whole frames in `bytes` from `from` on into `frames` (their
+ * payloads are views into `bytes`), and returns where they end: at the start
+ * of an incomplete frame, or at `bytes.byteLength`. Refuses, with a
+ * {@link ProtocolError} (close 1009), a frame whose header announces a
+ * payload larger than `maxPayload`, whole or not, before any frame is
+ * returned. A peer that sends whole frames in each WebSocket message (the
+ * browser client's server) needs nothing more than this; a byte stream
+ * split anywhere needs a {@link FrameDecoder}.
+ */
+export function readFrames (bytes: Uint8Array, from: number, maxPayload: number, frames: Frame[]): number {
+  let at = from
+  const end = bytes.byteLength
+  while (end - at >= FRAME_HEADER_SIZE) {
+    const length = checkPayloadLength(readU32(bytes, at + 6), maxPayload)
+    if (end - at - FRAME_HEADER_SIZE < length) break
+    const start = at + FRAME_HEADER_SIZE
+    frames.push({
+      type: bytes[at]!,
+      flags: bytes[at + 1]!,
+      streamId: readU32(bytes, at + 2),
+      payload: bytes.subarray(start, start + length)
+    })
+    at = start + length
+  }
+  return at
 }
 
 /**
@@ -124,28 +156,8 @@ export class FrameDecoder {
       at = this.resume(chunk, frames)
       if (this.pendingLength > 0) return frames
     }
-    const end = chunk.byteLength
-    while (end - at >= FRAME_HEADER_SIZE) {
-      const length = this.checkLength(readU32(chunk, at + 6))
-      if (end - at - FRAME_HEADER_SIZE < length) break
-      const start = at + FRAME_HEADER_SIZE
-      frames.push({
-        type: chunk[at]!,
-        flags: chunk[at + 1]!,
-        streamId: readU32(chunk, at + 2),
-        payload: chunk.subarray(start, start + length)
-      })
-      at = start + length
-    }
-    this.keep(chunk, at)
+    this.keep(chunk, readFrames(chunk, at, this.maxPayload, frames))
     return frames
-  }
-
-  private checkLength (length: number): number {
-    if (length > this.maxPayload) {
-      throw new ProtocolError(`frame payload of ${length} bytes exceeds the limit of ${this.maxPayload}`, CloseCode.MESSAGE_TOO_BIG)
-    }
-    return length
   }
 
   /**
@@ -157,7 +169,7 @@ export class FrameDecoder {
     if (this.pendingLength < FRAME_HEADER_SIZE) {
       at = this.append(chunk, 0, FRAME_HEADER_SIZE)
       if (this.pendingLength < FRAME_HEADER_SIZE) return at
-      this.checkLength(readU32(this.pending!, 6))
+      checkPayloadLength(readU32(this.pending!, 6), this.maxPayload)
     }
     const total = FRAME_HEADER_SIZE + readU32(this.pending!, 6)
     at += this.append(chunk, at, total)

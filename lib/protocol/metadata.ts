@@ -28,10 +28,14 @@ function isKeyByte (c: number): boolean {
   return (c >= 0x61 && c <= 0x7a) || (c >= 0x30 && c <= 0x39) || c === 0x5f || c === 0x2e || c === 0x2d
 }
 
+function keyTooLong (key: string): string {
+  return `Metadata key of ${key.length} bytes is longer than 65535`
+}
+
 /** Why `key` is not a legal metadata key, or null when it is. */
 export function checkKey (key: string): string | null {
   if (key.length === 0) return 'Metadata key is empty'
-  if (key.length > 0xffff) return `Metadata key of ${key.length} bytes is longer than 65535`
+  if (key.length > 0xffff) return keyTooLong(key)
   for (let i = 0; i < key.length; i++) {
     if (!isKeyByte(key.charCodeAt(i))) return `Metadata key "${key}" contains illegal characters`
   }
@@ -44,6 +48,11 @@ export function checkValue (key: string, value: MetadataValue): string | null {
     return value instanceof Uint8Array ? null : `Metadata key "${key}" ends with "-bin" and needs a binary value`
   }
   if (typeof value !== 'string') return `Metadata key "${key}" needs a string value`
+  return checkText(key, value)
+}
+
+/** Why `value` is not a legal text value for `key` (printable ASCII only), or null when it is. */
+function checkText (key: string, value: string): string | null {
   for (let i = 0; i < value.length; i++) {
     const c = value.charCodeAt(i)
     if (c < 0x20 || c > 0x7e) return `Metadata value for key "${key}" contains characters other than printable ASCII`
@@ -80,7 +89,7 @@ export function writeMetadata (w: ByteWriter, entries: readonly MetadataEntry[])
   w.u16(entries.length)
   for (const [key, value] of entries) {
     // The one check a length field needs; everything else the sender has checked.
-    if (key.length > 0xffff) throw new MetadataError(`Metadata key of ${key.length} bytes is longer than 65535`)
+    if (key.length > 0xffff) throw new MetadataError(keyTooLong(key))
     w.u16(key.length)
     w.ascii(key)
     if (typeof value === 'string') {
@@ -117,11 +126,10 @@ export function readMetadata (r: ByteReader): MetadataEntry[] {
     if (isBinaryKey(key)) {
       value = raw.slice()
     } else {
-      for (let j = 0; j < raw.length; j++) {
-        const c = raw[j]!
-        if (c < 0x20 || c > 0x7e) throw new MetadataError(`Metadata value for key "${key}" contains characters other than printable ASCII`)
-      }
+      // Bytes above 0x7e become characters above '~': checkText refuses them as it does in a sender's string.
       value = asciiString(raw)
+      const valueProblem = checkText(key, value)
+      if (valueProblem !== null) throw new MetadataError(valueProblem)
     }
     entries.push([key, value])
   }

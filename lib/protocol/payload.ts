@@ -2,7 +2,7 @@
  * Builders and parsers for each frame type's payload. Builders return one
  * whole frame (header included) in a single allocation.
  */
-import { ByteReader, ByteWriter, asciiLength, utf8Decode, utf8Encode } from './bytes.js'
+import { ByteReader, ByteWriter, asciiLength, utf8Decode, utf8Encode, utf8EncodeNonAscii } from './bytes.js'
 import { FRAME_HEADER_SIZE, FrameType, ProtocolError, writeFrameHeader } from './frame.js'
 import { metadataSize, readMetadata, writeMetadata, type MetadataEntry } from './metadata.js'
 
@@ -16,7 +16,7 @@ export const NO_TIMEOUT = 0xffffffff
 function textField (text: string): { size: number, ascii: boolean, encoded: Uint8Array | null } {
   const n = asciiLength(text)
   if (n !== -1) return { size: n, ascii: true, encoded: null }
-  const encoded = utf8Encode(text)
+  const encoded = utf8EncodeNonAscii(text)
   return { size: encoded.byteLength, ascii: false, encoded }
 }
 
@@ -33,13 +33,15 @@ function build (type: number, flags: number, streamId: number, size: number, fil
 
 // SETTINGS ---------------------------------------------------------------
 
-export const SettingId = {
-  MAX_CONCURRENT_STREAMS: 1,
-  INITIAL_WINDOW_SIZE: 2,
-  MAX_FRAME_SIZE: 3,
-  MAX_MESSAGE_SIZE: 4,
-  MAX_METADATA_SIZE: 5
-} as const
+// The ids as plain constants, which a bundler inlines into the table below
+// (and leaves SettingId out of a client that never names it).
+const MAX_CONCURRENT_STREAMS = 1
+const INITIAL_WINDOW_SIZE = 2
+const MAX_FRAME_SIZE = 3
+const MAX_MESSAGE_SIZE = 4
+const MAX_METADATA_SIZE = 5
+
+export const SettingId = { MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_MESSAGE_SIZE, MAX_METADATA_SIZE } as const
 
 /** What a server announces in its first frame. */
 export interface Settings {
@@ -55,17 +57,24 @@ export interface Settings {
   maxMetadataSize: number
 }
 
-const settingOrder: Array<[number, keyof Settings]> = [
-  [SettingId.MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams'],
-  [SettingId.INITIAL_WINDOW_SIZE, 'initialWindowSize'],
-  [SettingId.MAX_FRAME_SIZE, 'maxFrameSize'],
-  [SettingId.MAX_MESSAGE_SIZE, 'maxMessageSize'],
-  [SettingId.MAX_METADATA_SIZE, 'maxMetadataSize']
+/**
+ * Each setting: its id, its field, and its range (PROTOCOL.md §4.1), in the
+ * order a SETTINGS frame lists them. A value outside its range would break
+ * the receiver's arithmetic (a frame limit of 5 bytes leaves a negative
+ * MESSAGE payload; 0 streams starts no call).
+ */
+const settingTable: Array<[id: number, name: keyof Settings, min: number, max: number]> = [
+  [MAX_CONCURRENT_STREAMS, 'maxConcurrentStreams', 1, 0x7fffffff],
+  [INITIAL_WINDOW_SIZE, 'initialWindowSize', 1024, 0x7fffffff],
+  [MAX_FRAME_SIZE, 'maxFrameSize', 16384, 16777216],
+  // And 0xFFFFFFFF: no limit (the server's -1).
+  [MAX_MESSAGE_SIZE, 'maxMessageSize', 0, 0x7fffffff],
+  [MAX_METADATA_SIZE, 'maxMetadataSize', 1024, 16777216]
 ]
 
 export function buildSettings (settings: Settings): Uint8Array {
-  return build(FrameType.SETTINGS, 0, 0, settingOrder.length * 6, w => {
-    for (const [id, name] of settingOrder) {
+  return build(FrameType.SETTINGS, 0, 0, settingTable.length * 6, w => {
+    for (const [id, name] of settingTable) {
       w.u16(id)
       w.u32(settings[name])
     }
@@ -79,36 +88,21 @@ export function parseSettings (payload: Uint8Array, defaults: Settings): Setting
   while (r.remaining > 0) {
     const id = r.u16('setting id')
     const value = r.u32('setting value')
-    const entry = settingOrder.find(([known]) => known === id)
+    const entry = settingTable.find(([known]) => known === id)
     if (entry !== undefined) settings[entry[1]] = value
   }
   return settings
 }
 
-/**
- * The range of each setting (PROTOCOL.md §4.1), in `settingOrder`'s order.
- * A value outside it would break the receiver's arithmetic (a frame limit of
- * 5 bytes leaves a negative MESSAGE payload; 0 streams starts no call).
- */
-const settingRanges: Array<[min: number, max: number]> = [
-  [1, 0x7fffffff],
-  [1024, 0x7fffffff],
-  [16384, 16777216],
-  // And 0xFFFFFFFF: no limit (the server's -1).
-  [0, 0x7fffffff],
-  [1024, 16777216]
-]
-
 /** Throws a {@link ProtocolError} naming the first setting outside its range (§4.1). */
 export function validateSettings (settings: Settings): void {
-  settingOrder.forEach(([, name], i) => {
+  for (const [, name, min, max] of settingTable) {
     const value = settings[name]
-    const [min, max] = settingRanges[i]!
     if ((value < min || value > max) && !(name === 'maxMessageSize' && value === 0xffffffff)) {
       // maxFrameSize: MAX_FRAME_SIZE
       throw new ProtocolError(`SETTINGS ${name.replace(/[A-Z]/g, c => '_' + c).toUpperCase()} ${value} is outside ${min} … ${max}`)
     }
-  })
+  }
 }
 
 // CALL -------------------------------------------------------------------

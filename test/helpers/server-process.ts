@@ -42,7 +42,10 @@ export class ServerProcess {
   /** Spawns the child with `options` for the plugin and waits (≤ `ms`) for its ports. */
   static async start (options: Record<string, unknown> = {}, ms = 30000): Promise<ServerProcess> {
     const child = fork(CHILD, [], {
-      execArgv: ['--expose-gc', '--import', 'tsx'],
+      // The parent's own TypeScript loader (tap's under tap, tsx under the
+      // bench): with tsx under tap, the two loaders' compiled offsets differ
+      // and the child's coverage would corrupt the report of shared files.
+      execArgv: [...process.execArgv, '--expose-gc'],
       env: { ...process.env, ATTACK_SERVER_OPTIONS: JSON.stringify(options) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc']
     })

@@ -12,14 +12,13 @@ import { Status } from '../../protocol/status.js'
 import type { ClientSession, ClientStream, StreamHandler } from '../session.js'
 import { GrpcError } from './errors.js'
 import { Metadata } from './metadata.js'
-import type { BidiCall, CallOptions, MethodDescriptor } from './types.js'
+import type { BidiCall, CallOptions, MethodDescriptor, UnaryCall } from './types.js'
 
 export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   readonly headers: Promise<Metadata>
   readonly trailers: Promise<Metadata>
   private resolveHeaders!: (metadata: Metadata) => void
   private resolveTrailers!: (metadata: Metadata) => void
-  private headersSeen = false
   private stream: ClientStream | null = null
   private over = false
   private halfClosed = false
@@ -46,7 +45,8 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     try {
       metadata = Metadata.entriesOf(new Metadata(options.metadata))
     } catch (err) {
-      this.finish(Status.INTERNAL, (err as Error).message, [], err)
+      // No stream yet: cancelling is only ending the call here.
+      this.cancelWith(Status.INTERNAL, (err as Error).message, err)
       return
     }
     if (this.signal?.aborted === true) {
@@ -55,7 +55,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     }
     const deadline = deadlineOf(options)
     if (deadline <= Date.now()) {
-      this.finish(Status.DEADLINE_EXCEEDED, 'Deadline exceeded', [])
+      this.cancelWith(Status.DEADLINE_EXCEEDED, 'Deadline exceeded')
       return
     }
     this.signal?.addEventListener('abort', this.onAbort)
@@ -74,8 +74,6 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     if (this.over) callback()
     else this.ended.push(callback)
   }
-
-  get isOver (): boolean { return this.over }
 
   // --- requests ----------------------------------------------------------------
 
@@ -117,11 +115,12 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
 
   // --- responses -----------------------------------------------------------------
 
-  /** The one response of a unary or client-streaming call. */
-  result (): Promise<O> {
-    return new Promise((resolve, reject) => {
+  /** The one response of a unary or client-streaming call, with the call's headers and trailers. */
+  result (): UnaryCall<O> {
+    const response = new Promise<O>((resolve, reject) => {
       this.onEnded(() => { this.error === null ? resolve(this.response!.value) : reject(this.error) })
     })
+    return Object.assign(response, { headers: this.headers, trailers: this.trailers })
   }
 
   [Symbol.asyncIterator] (): AsyncIterator<O> {
@@ -141,21 +140,28 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
       if (bytes !== undefined) {
         // Credit goes back only now: a slow reader holds the server's writer back.
         this.stream?.consumed()
-        let value: O
-        try {
-          value = this.method.deserialize(bytes)
-        } catch (err) {
-          this.queue.clear()
-          this.cancelWith(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`, err)
-          throw this.error!
-        }
-        return { done: false, value }
+        return { done: false, value: this.decode(bytes) }
       }
       if (this.over) {
         if (this.error !== null) throw this.error
         return { done: true, value: undefined }
       }
       await new Promise<void>(resolve => { this.wake = resolve })
+    }
+  }
+
+  /**
+   * A response as the application's object. One that cannot be parsed fails
+   * the call, as in grpc-js: the responses still queued are dropped, and the
+   * call's error is thrown.
+   */
+  private decode (bytes: Uint8Array): O {
+    try {
+      return this.method.deserialize(bytes)
+    } catch (err) {
+      this.queue.clear()
+      this.cancelWith(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`, err)
+      throw this.error!
     }
   }
 
@@ -168,8 +174,8 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   // --- StreamHandler -----------------------------------------------------------------
 
   onHeaders (entries: MetadataEntry[]): void {
-    if (this.over || this.headersSeen) return
-    this.headersSeen = true
+    // Only the first resolution of a promise counts: headers after the first
+    // (the stream passes on one block only) or after the end change nothing.
     this.resolveHeaders(Metadata.fromEntries(entries))
   }
 
@@ -182,9 +188,9 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     }
     let value: O
     try {
-      value = this.method.deserialize(bytes)
-    } catch (err) {
-      this.cancelWith(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`, err)
+      value = this.decode(bytes)
+    } catch {
+      // decode() has failed the call.
       return
     }
     // The same checks as grpc-js's unary client.

@@ -84,7 +84,7 @@ export class GrpcWsClient {
     const call = new WebCall(this.session, method, false, options)
     void call.send(request)
     call.close()
-    return Object.assign(call.result(), { headers: call.headers, trailers: call.trailers })
+    return call.result()
   }
 
   serverStream<I, O> (method: MethodDescriptor<I, O>, request: I, options?: CallOptions): StreamCall<O> {
@@ -98,7 +98,7 @@ export class GrpcWsClient {
   clientStream<I, O> (method: MethodDescriptor<I, O>, requests: AsyncIterable<I> | Iterable<I>, options?: CallOptions): UnaryCall<O> {
     const call = new WebCall(this.session, method, false, options)
     void pump(call, requests)
-    return Object.assign(call.result(), { headers: call.headers, trailers: call.trailers })
+    return call.result()
   }
 
   bidi<I, O> (method: MethodDescriptor<I, O>, options?: CallOptions): BidiCall<I, O> {
