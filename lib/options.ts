@@ -168,8 +168,60 @@ export function checkService (entry: unknown): asserts entry is ServiceEntry {
   }
 }
 
+// Every option name, so a misspelt one is refused rather than ignored.
+const optionNames: ReadonlyArray<keyof FastifyGrpcWsOptions> = [
+  ...Object.keys(defaults) as Array<keyof typeof defaults>,
+  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins'
+]
+// What Fastify's register() itself passes a plugin along with its options.
+const registerOptions = new Set(['prefix', 'logLevel', 'logSerializers'])
+
+/**
+ * Up to two names `name` may have meant, nearest first: those within a small
+ * edit distance, and those that begin with its first word and end with the
+ * rest (`maxMessageSize`: `maxSendMessageSize`, `maxReceiveMessageSize`).
+ */
+function nearest (name: string): string[] {
+  const words = name.split(/(?=[A-Z])/)
+  const first = words[0]!
+  const rest = words.slice(1).join('')
+  const limit = Math.max(2, Math.floor(name.length / 3))
+  return optionNames
+    .map(candidate => ({
+      candidate,
+      d: distance(name.toLowerCase(), candidate.toLowerCase()),
+      sameWords: words.length > 1 && candidate.startsWith(first) && candidate.endsWith(rest)
+    }))
+    .filter(({ d, sameWords }) => d <= limit || sameWords)
+    .sort((a, b) => Number(b.sameWords) - Number(a.sameWords) || a.d - b.d)
+    .slice(0, 2)
+    .map(x => x.candidate)
+}
+
+// Levenshtein distance, for option names (a few dozen characters).
+function distance (a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i]
+    for (let j = 1; j <= b.length; j++) {
+      next[j] = Math.min(row[j]! + 1, next[j - 1]! + 1, row[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1))
+    }
+    row = next
+  }
+  return row[b.length]!
+}
+
+function checkNames (o: object): void {
+  for (const name of Object.keys(o)) {
+    if ((optionNames as readonly string[]).includes(name) || registerOptions.has(name)) continue
+    const near = nearest(name)
+    throw new ERR_INVALID_OPTION(name, `unknown option${near.length === 0 ? '' : `; did you mean ${near.map(n => `"${n}"`).join(' or ')}?`}`)
+  }
+}
+
 export function validateOptions (options: FastifyGrpcWsOptions | undefined): ResolvedOptions {
   const o = options ?? {}
+  checkNames(o)
   const path = o.path ?? defaults.path
   if (typeof path !== 'string' || !path.startsWith('/')) throw new ERR_INVALID_OPTION('path', `expected a string starting with "/", got ${String(path)}`)
   // Defaults to `path` (without a trailing "/"). A prefix has no trailing "/"

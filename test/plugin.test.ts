@@ -185,3 +185,22 @@ t.test('Should finish closing when an upgrade arrives while the app is closing',
   t.equal(done, 'closed', 'app.close() completes')
   late.terminate()
 })
+
+t.test('Should refuse an unknown option at register, naming the nearest options', async t => {
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ maxMessageSize: 10 }, 'fastify-grpc-ws: invalid option "maxMessageSize": unknown option; did you mean "maxSendMessageSize" or "maxReceiveMessageSize"?'],
+    [{ maxConnectionPerPeer: 1 }, 'fastify-grpc-ws: invalid option "maxConnectionPerPeer": unknown option; did you mean "maxConnectionsPerPeer"?'],
+    [{ pingIntervalMs: 1000 }, 'fastify-grpc-ws: invalid option "pingIntervalMs": unknown option; did you mean "pingInterval"?'],
+    [{ colour: 'blue' }, 'fastify-grpc-ws: invalid option "colour": unknown option']
+  ]
+  for (const [options, message] of cases) {
+    const app = Fastify()
+    await t.rejects(async () => { await app.register(fastifyGrpcWs, options as object).ready() }, { code: 'FST_GRPCWS_INVALID_OPTION', message })
+    await app.close()
+  }
+  const app = Fastify()
+  await app.register(fastifyGrpcWs, { prefix: '/under', logLevel: 'warn', maxSendMessageSize: 1024 } as object)
+  await app.ready()
+  t.pass("Fastify's own register options (prefix, logLevel, logSerializers) are not the plugin's to refuse")
+  await app.close()
+})
