@@ -42,7 +42,7 @@ export function fastifyRequestOf (call: { metadata: Metadata }): FastifyRequest 
 
 const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyGrpcWs (fastify: FastifyInstance, opts) {
   const options = validateOptions(opts)
-  const server = new GrpcWsServer(options)
+  const server = new GrpcWsServer(options, (obj, msg) => { fastify.log.warn(obj, msg) })
 
   fastify.decorate('grpc', {
     addService: (definition: ServiceDefinition, implementation: UntypedServiceImplementation) => { server.addService(definition, implementation) },

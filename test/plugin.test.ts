@@ -204,3 +204,22 @@ t.test('Should refuse an unknown option at register, naming the nearest options'
   t.pass("Fastify's own register options (prefix, logLevel, logSerializers) are not the plugin's to refuse")
   await app.close()
 })
+
+t.test('Should warn through the app\'s logger about definition methods that have no implementation', async t => {
+  const lines: Array<{ level: number, msg: string, methods?: string[] }> = []
+  const app = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } } })
+  // The test service implements every method of its definition but Missing.
+  await app.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation: createTestService(new EventEmitter()) }] })
+  await app.ready()
+  t.teardown(async () => { await app.close() })
+  const warnings = lines.filter(l => l.level === 40)
+  t.equal(warnings.length, 1)
+  t.same(warnings[0]?.methods, ['/test.Test/Missing'])
+  t.equal(warnings[0]?.msg, 'fastify-grpc-ws: no implementation for /test.Test/Missing: calls to it get UNIMPLEMENTED')
+  const full = Fastify({ logger: { level: 'warn', stream: { write: (line: string) => { lines.push(JSON.parse(line)) } } } })
+  const implementation = { ...createTestService(new EventEmitter()), Missing: () => {} }
+  await full.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation }] })
+  await full.ready()
+  await full.close()
+  t.equal(lines.filter(l => l.level === 40).length, 1, 'no warning once every method has a handler')
+})

@@ -35,7 +35,11 @@ export class GrpcWsServer {
   private started = false
   private ticker: ReturnType<typeof setInterval> | null = null
 
-  constructor (private readonly options: ResolvedOptions) {
+  /**
+   * @param warn where a service registered without some of its methods is
+   *   reported (the app's logger)
+   */
+  constructor (private readonly options: ResolvedOptions, private readonly warn: (obj: object, msg: string) => void = () => {}) {
     this.dispatcher = new Dispatcher(this.registry, options.interceptors)
     this.limits = {
       maxConcurrentStreams: options.maxConcurrentStreams,
@@ -59,6 +63,14 @@ export class GrpcWsServer {
     checkService({ definition, implementation })
     for (const method of Object.values(definition)) {
       if (this.dispatcher.lookup(method.path) !== undefined) throw new ERR_DUPLICATE_METHOD(method.path)
+    }
+    // grpc-js answers such methods UNIMPLEMENTED and says nothing; a typo in a
+    // handler's name would only show when a call fails.
+    const missing = Object.entries(definition)
+      .filter(([name, method]) => typeof implementation[name] !== 'function' && typeof implementation[method.originalName ?? ''] !== 'function')
+      .map(([, method]) => method.path)
+    if (missing.length > 0) {
+      this.warn({ methods: missing }, `fastify-grpc-ws: no implementation for ${missing.join(', ')}: calls to ${missing.length === 1 ? 'it' : 'them'} get UNIMPLEMENTED`)
     }
     this.registry.addService(definition, implementation)
     this.options.grpcServer?.addService(definition, implementation)
