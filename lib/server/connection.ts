@@ -8,6 +8,7 @@ import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import type { WebSocket } from 'ws'
 import type { AuthContext, ConnectionInfo } from '../grpc-internals.js'
+import { readU32 } from '../protocol/bytes.js'
 import { MAX_WINDOW } from '../protocol/flow-control.js'
 import { CloseCode, FrameDecoder, FrameFlags, FrameType, FRAME_HEADER_SIZE, ProtocolError, frameTypeName, type Frame } from '../protocol/frame.js'
 import { FrameWriter, type BatchSink } from '../protocol/frame-writer.js'
@@ -324,7 +325,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     const payload = frame.payload
     // Before anything else of the call: a window no sender could keep (§7).
     if (payload.byteLength >= 8) {
-      const window = ((payload[4]! << 24) | (payload[5]! << 16) | (payload[6]! << 8) | payload[7]!) >>> 0
+      const window = readU32(payload, 4)
       if (window > MAX_WINDOW) throw new ProtocolError(`CALL window ${window} exceeds 2^31-1`)
     }
     if (id <= this.lastStreamId) {
@@ -383,11 +384,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
   // --- abuse budgets ---------------------------------------------------------
 
   private spendReset (): void {
-    const limit = this.limits.resetRateLimit
-    if (limit === null) return
-    const now = Date.now()
-    this.resets ??= new RateBudget(limit, now)
-    if (!this.resets.take(now)) this.abuse('too many stream resets')
+    this.resets = this.spend(this.resets, this.limits.resetRateLimit, 'too many stream resets')
   }
 
   /**
@@ -396,11 +393,16 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
    * Call it after the stream's reset, as it may close the connection.
    */
   peerError (): void {
-    const limit = this.limits.errorRateLimit
-    if (limit === null || this.closed) return
+    this.errors = this.spend(this.errors, this.limits.errorRateLimit, 'too many protocol errors')
+  }
+
+  /** Takes a token of `budget` (made on first use); a spent one ends the connection with `reason`. */
+  private spend (budget: RateBudget | null, limit: RateLimit | null, reason: string): RateBudget | null {
+    if (limit === null || this.closed) return budget
     const now = Date.now()
-    this.errors ??= new RateBudget(limit, now)
-    if (!this.errors.take(now)) this.abuse('too many protocol errors')
+    budget ??= new RateBudget(limit, now)
+    if (!budget.take(now)) this.abuse(reason)
+    return budget
   }
 
   /** A spent budget: GOAWAY, what is batched, then close 1008; calls are cancelled. */
