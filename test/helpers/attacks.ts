@@ -307,6 +307,20 @@ async function openPeer (target: AttackTarget, ledger: Ledger, options: AttackOp
   return peer
 }
 
+/**
+ * An attack on one grpc-ws.v1 connection: opens it (noting when it is not
+ * ready), then runs `body` with the peer and the attack's deadline
+ * (`options.ms`, else `defaultMs`, from now).
+ */
+function launchOnPeer (name: string, target: AttackTarget, options: AttackOptions, defaultMs: number,
+  body: (peer: AttackPeer, deadline: number, ledger: Ledger) => Promise<void>): AttackRun {
+  return launch(name, async (ledger) => {
+    const deadline = performance.now() + (options.ms ?? defaultMs)
+    const peer = await openPeer(target, ledger, options)
+    if (peer !== null) await body(peer, deadline, ledger)
+  })
+}
+
 /** Waits (bounded) until the server has read everything sent so far. */
 async function settle (peer: AttackPeer, ledger: Ledger): Promise<void> {
   if (peer.closed) return
@@ -317,10 +331,7 @@ async function settle (peer: AttackPeer, ledger: Ledger): Promise<void> {
 
 /** 1. Zero-length MESSAGE frames with MORE on one stream. */
 export function emptyMoreFrames (target: AttackTarget, { frames = 300_000, ...options }: AttackOptions & { frames?: number } = {}): AttackRun {
-  return launch('empty MORE frames', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 3000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('empty MORE frames', target, options, 3000, async (peer, deadline, ledger) => {
     peer.send([peer.call(1, BIDI, stall)])
     const perBatch = Math.floor((peer.settings.maxFrameSize) / 10)
     const batch = repeated(message(1, new Uint8Array(0), true), perBatch)
@@ -388,10 +399,7 @@ function pieces (name: string, target: AttackTarget, options: AttackOptions, pie
 
 /** 3. Fully legal: every stream allowed, each sent its window of 2-byte messages; the handlers never read. */
 export function tinyMessages (target: AttackTarget, options: AttackOptions = {}): AttackRun {
-  return launch('a window of 2-byte messages per stream', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 3000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('a window of 2-byte messages per stream', target, options, 3000, async (peer, deadline, ledger) => {
     const streams = Math.min(peer.settings.maxConcurrentStreams, 100)
     const ids = Array.from({ length: streams }, (_, i) => 2 * i + 1)
     peer.send(ids.map(id => peer.call(id, BIDI, stall)))
@@ -414,10 +422,7 @@ export function tinyMessages (target: AttackTarget, options: AttackOptions = {})
 
 /** 4. Zero-length messages to slow-reading bidi handlers, sent regardless of the window, until each stream is ended. */
 export function zeroLengthMessages (target: AttackTarget, { messages = 200_000, ...options }: AttackOptions & { messages?: number } = {}): AttackRun {
-  return launch('zero-length messages to a slow reader', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 3000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('zero-length messages to a slow reader', target, options, 3000, async (peer, deadline, ledger) => {
     const streams = Math.min(peer.settings.maxConcurrentStreams, 10)
     const ids = Array.from({ length: streams }, (_, i) => 2 * i + 1)
     peer.send(ids.map(id => peer.call(id, BIDI, slow)))
@@ -437,10 +442,7 @@ export function zeroLengthMessages (target: AttackTarget, { messages = 200_000, 
 
 /** 5a. A peer that never reads sends PINGs: the ACKs pile up on the server's side. */
 export function pingFlood (target: AttackTarget, { pings = 5_000_000, ...options }: AttackOptions & { pings?: number } = {}): AttackRun {
-  return launch('PING flood, not reading', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 3000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('PING flood, not reading', target, options, 3000, async (peer, deadline, ledger) => {
     peer.stopReading()
     const perBatch = Math.floor(peer.settings.maxFrameSize / 18)
     const batch = repeated(buildPing(0, new Uint8Array(8)), perBatch)
@@ -455,10 +457,7 @@ export function pingFlood (target: AttackTarget, { pings = 5_000_000, ...options
  * much as its CALL cost to send.
  */
 export function refusedCalls (target: AttackTarget, { calls = 1_000_000, ...options }: AttackOptions & { calls?: number } = {}): AttackRun {
-  return launch('refused CALL flood, not reading', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 3000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('refused CALL flood, not reading', target, options, 3000, async (peer, deadline, ledger) => {
     peer.stopReading()
     const path = '/test.Test/' + 'N'.repeat(4096)
     let id = 1
@@ -511,10 +510,7 @@ export function repeatedKeyMetadata (limit: number): MetadataEntry[] {
 
 /** 7. Unary calls whose CALL metadata repeats one key to fill maxMetadataSize, up to the stream limit in flight. */
 export function repeatedKeyCalls (target: AttackTarget, { calls = 100_000, ...options }: AttackOptions & { calls?: number } = {}): AttackRun {
-  return launch('repeated-key metadata', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 3000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('repeated-key metadata', target, options, 3000, async (peer, deadline, ledger) => {
     const metadata = repeatedKeyMetadata(peer.settings.maxMetadataSize - 64)
     const inFlight = Math.min(peer.settings.maxConcurrentStreams, 8)
     const body = testDefinition.Unary!.requestSerialize({ mode: 'echo', message: 'x' })
@@ -546,10 +542,7 @@ export function repeatedKeyCalls (target: AttackTarget, { calls = 100_000, ...op
  * 'the connection's other call stopped' says which.
  */
 export function interceptorThrows (target: AttackTarget, { calls = 2000, ...options }: AttackOptions & { calls?: number } = {}): AttackRun {
-  return launch('interceptor throwing on messages', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 2000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('interceptor throwing on messages', target, options, 2000, async (peer, deadline, ledger) => {
     const body = testDefinition.Unary!.requestSerialize({ mode: 'echo', message: 'x' })
     const keep = 1
     peer.send([peer.call(keep, BIDI)])
@@ -595,10 +588,7 @@ export function connectionSlots (target: AttackTarget, { count = 64, ...options 
 
 /** Extra: WINDOW_UPDATE frames of increment 1 on an open stream, as fast as they go. */
 export function windowUpdateFlood (target: AttackTarget, { frames = 3_000_000, ...options }: AttackOptions & { frames?: number } = {}): AttackRun {
-  return launch('WINDOW_UPDATE flood', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 3000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('WINDOW_UPDATE flood', target, options, 3000, async (peer, deadline, ledger) => {
     peer.send([peer.call(1, '/test.Test/ServerStream'), message(1, testDefinition.ServerStream!.requestSerialize({ mode: 'endless' })), buildEmpty(FrameType.HALF_CLOSE, 1)])
     const perBatch = Math.floor(peer.settings.maxFrameSize / 14)
     const batch = repeated(buildWindowUpdate(1, 1), perBatch)
@@ -609,10 +599,7 @@ export function windowUpdateFlood (target: AttackTarget, { frames = 3_000_000, .
 
 /** Extra: WebSocket ping control frames (125 bytes) from a peer that never reads: the pongs pile up. */
 export function wsPingFlood (target: AttackTarget, { pings = 2_000_000, ...options }: AttackOptions & { pings?: number } = {}): AttackRun {
-  return launch('WebSocket ping flood, not reading', async (ledger) => {
-    const deadline = performance.now() + (options.ms ?? 3000)
-    const peer = await openPeer(target, ledger, options)
-    if (peer === null) return
+  return launchOnPeer('WebSocket ping flood, not reading', target, options, 3000, async (peer, deadline, ledger) => {
     peer.stopReading()
     const data = Buffer.alloc(125, 1)
     let sent = 0
