@@ -42,7 +42,7 @@ export function fastifyRequestOf (call: { metadata: Metadata }): FastifyRequest 
 
 const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyGrpcWs (fastify: FastifyInstance, opts) {
   const options = validateOptions(opts)
-  const server = new GrpcWsServer(options, (obj, msg) => { fastify.log.warn(obj, msg) })
+  const server = new GrpcWsServer(options, (obj, msg) => { fastify.log.warn(obj, msg) }, fastify.log)
 
   fastify.decorate('grpc', {
     addService: (definition: ServiceDefinition, implementation: UntypedServiceImplementation) => { server.addService(definition, implementation) },
@@ -63,7 +63,10 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
     fastify.server.on('upgrade', endLateUpgrade)
     await server.shutdown()
   }
-  fastify.addHook('onClose', async () => { fastify.server.off('upgrade', endLateUpgrade) })
+  fastify.addHook('onClose', async () => {
+    fastify.server.off('upgrade', endLateUpgrade)
+    server.closeUpstreams()
+  })
 
   if (!fastify.hasDecorator('websocketServer')) {
     await fastify.register(websocket, {
@@ -87,7 +90,7 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
     fastify.addHook('preClose', shutdown)
   }
 
-  fastify.addHook('onReady', async () => { server.start() })
+  fastify.addHook('onReady', async () => { await server.start() })
 
   fastify.get(options.path, {
     websocket: true,
@@ -116,3 +119,5 @@ export type { FastifyGrpcWsOptions, RateLimitOption, ServiceEntry } from './lib/
 export { defaults } from './lib/options.js'
 export { SUBPROTOCOL, CloseCode } from './lib/protocol/frame.js'
 export { ERR_INVALID_CLIENT_OPTION } from './lib/errors.js'
+export { ERR_UPSTREAM_CONFLICT, ERR_UPSTREAM_DISCOVERY } from './lib/errors.js'
+export type { UpstreamOption, UpstreamMetadataPolicy, UpstreamServiceMethods } from './lib/upstream-options.js'

@@ -36,3 +36,9 @@ export const ERR_ADD_SERVICE_TOO_LATE: FastifyGrpcWsErrorConstructor<'FST_GRPCWS
 
 export const ERR_INVALID_CLIENT_OPTION: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_CLIENT_OPTION', [string, string]> = createError<'FST_GRPCWS_INVALID_CLIENT_OPTION', [string, string]>(
   'FST_GRPCWS_INVALID_CLIENT_OPTION', 'fastify-grpc-ws: invalid client option "%s": %s', 500, TypeError)
+
+export const ERR_UPSTREAM_CONFLICT: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_UPSTREAM_CONFLICT', [string, string]> = createError<'FST_GRPCWS_UPSTREAM_CONFLICT', [string, string]>(
+  'FST_GRPCWS_UPSTREAM_CONFLICT', 'fastify-grpc-ws: service %s is %s')
+
+export const ERR_UPSTREAM_DISCOVERY: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_UPSTREAM_DISCOVERY', [string, string]> = createError<'FST_GRPCWS_UPSTREAM_DISCOVERY', [string, string]>(
+  'FST_GRPCWS_UPSTREAM_DISCOVERY', 'fastify-grpc-ws: upstream %s: %s')

@@ -5,6 +5,7 @@
 import type { Server, ServerInterceptor, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js'
 import { ERR_INVALID_OPTION, ERR_INVALID_SERVICE } from './errors.js'
 import { MAX_WINDOW } from './protocol/flow-control.js'
+import { validateUpstreams, type ResolvedUpstream, type UpstreamOption } from './upstream-options.js'
 
 export interface ServiceEntry {
   /** A grpc-js ServiceDefinition, e.g. `loadPackageDefinition(...).pkg.Echo.service`. */
@@ -83,6 +84,11 @@ export interface FastifyGrpcWsOptions {
    * Host); requests without Origin (backends) are always allowed.
    */
   allowedOrigins?: string[] | '*' | ((origin: string) => boolean)
+  /**
+   * gRPC servers (any language) whose services are forwarded, as raw bytes,
+   * from every route and from `grpcServer`. See "Forwarding to gRPC servers" in the README.
+   */
+  upstreams?: UpstreamOption[]
 }
 
 /** A token bucket: `burst` events at once, refilled at `perSecond`. */
@@ -121,7 +127,8 @@ export const defaults = {
 // Room in a CALL frame beside the metadata: header, fields and a path.
 const CALL_FRAME_ROOM = 4096
 
-export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit'>> & {
+export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit' | 'upstreams'>> & {
+  upstreams: ResolvedUpstream[]
   grpcServer: Server | undefined
   allowedOrigins: FastifyGrpcWsOptions['allowedOrigins'] | undefined
   resetRateLimit: RateLimit | false
@@ -171,7 +178,8 @@ export function checkService (entry: unknown): asserts entry is ServiceEntry {
 // Every option name, so a misspelt one is refused rather than ignored.
 const optionNames: ReadonlyArray<keyof FastifyGrpcWsOptions> = [
   ...Object.keys(defaults) as Array<keyof typeof defaults>,
-  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins'
+  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins',
+  'upstreams'
 ]
 // What Fastify's register() itself passes a plugin along with its options.
 const registerOptions = new Set(['prefix', 'logLevel', 'logSerializers'])
@@ -257,6 +265,7 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
     grpcWebSocketsPrefix,
     allowedOrigins,
     services: [...services],
+    upstreams: validateUpstreams(o.upstreams),
     grpcServer,
     interceptors: [...interceptors],
     maxReceiveMessageSize: integer('maxReceiveMessageSize', o.maxReceiveMessageSize, defaults.maxReceiveMessageSize, 0, 0x7fffffff, true),

@@ -6,11 +6,14 @@
 import { Server, type ServiceDefinition, type UntypedServiceImplementation } from '@grpc/grpc-js'
 import type { IncomingMessage } from 'node:http'
 import type { WebSocket } from 'ws'
-import { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD } from '../errors.js'
+import { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD, ERR_UPSTREAM_CONFLICT, ERR_UPSTREAM_DISCOVERY } from '../errors.js'
 import { checkService, type ResolvedOptions } from '../options.js'
 import { CloseCode } from '../protocol/frame.js'
-import { ServerConnection, type ConnectionContext, type ConnectionLimits } from './connection.js'
+import { serviceOfPath } from '../upstream-options.js'
+import { ServerConnection, type ConnectionContext, type ConnectionLimits, type Logger } from './connection.js'
 import { Dispatcher } from './dispatch.js'
+import { Upstream } from './upstream/forward.js'
+import { DiscoveryError } from './upstream/reflection.js'
 
 /** What the server keeps of any kind of connection: grpc-ws.v1 or grpc-websockets. */
 export interface ManagedConnection {
@@ -21,6 +24,9 @@ export interface ManagedConnection {
   /** Closes the socket; calls still running see 'cancelled'. */
   close (code: number, reason: string): void
 }
+
+const identity = (b: Buffer): Buffer => b
+const silentLogger: Logger = { debug () {}, info () {}, warn () {}, child: () => silentLogger }
 
 export class GrpcWsServer {
   /**
@@ -33,13 +39,18 @@ export class GrpcWsServer {
   readonly connections = new Set<ManagedConnection>()
   private readonly limits: ConnectionLimits
   private started = false
+  /** Services served in-process, and the upstream of each forwarded one (see upstream/forward.ts). */
+  private readonly inProcess = new Set<string>()
+  private readonly forwarded = new Map<string, Upstream>()
+  readonly upstreams: Upstream[]
   private ticker: ReturnType<typeof setInterval> | null = null
 
   /**
    * @param warn where a service registered without some of its methods is
    *   reported (the app's logger)
+   * @param log where forwarded calls are logged, naming their upstream
    */
-  constructor (private readonly options: ResolvedOptions, private readonly warn: (obj: object, msg: string) => void = () => {}) {
+  constructor (private readonly options: ResolvedOptions, private readonly warn: (obj: object, msg: string) => void = () => {}, log: Logger = silentLogger) {
     this.dispatcher = new Dispatcher(this.registry, options.interceptors)
     this.limits = {
       maxConcurrentStreams: options.maxConcurrentStreams,
@@ -55,12 +66,29 @@ export class GrpcWsServer {
       resetRateLimit: options.resetRateLimit === false ? null : options.resetRateLimit,
       errorRateLimit: options.errorRateLimit === false ? null : options.errorRateLimit
     }
+    this.upstreams = options.upstreams.map(config => new Upstream(config, log))
+    // Services named now are claimed before any in-process one is added.
+    for (const upstream of this.upstreams) {
+      for (const name of [...upstream.config.known.keys(), ...upstream.config.reflect]) this.claim(name, upstream)
+    }
     for (const { definition, implementation } of options.services) this.addService(definition, implementation)
+  }
+
+  private claim (service: string, upstream: Upstream): void {
+    const other = this.forwarded.get(service)
+    if (other !== undefined && other !== upstream) throw new ERR_UPSTREAM_CONFLICT(service, `forwarded to both ${other.config.target} and ${upstream.config.target}`)
+    if (this.inProcess.has(service)) throw new ERR_UPSTREAM_CONFLICT(service, `both served in-process and forwarded to ${upstream.config.target}`)
+    this.forwarded.set(service, upstream)
   }
 
   addService (definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
     if (this.started) throw new ERR_ADD_SERVICE_TOO_LATE()
     checkService({ definition, implementation })
+    for (const method of Object.values(definition)) {
+      const service = serviceOfPath(method.path)
+      const upstream = service === null ? undefined : this.forwarded.get(service)
+      if (upstream !== undefined) throw new ERR_UPSTREAM_CONFLICT(service!, `both served in-process and forwarded to ${upstream.config.target}`)
+    }
     for (const method of Object.values(definition)) {
       if (this.dispatcher.lookup(method.path) !== undefined) throw new ERR_DUPLICATE_METHOD(method.path)
     }
@@ -74,11 +102,42 @@ export class GrpcWsServer {
     }
     this.registry.addService(definition, implementation)
     this.options.grpcServer?.addService(definition, implementation)
+    for (const method of Object.values(definition)) {
+      const service = serviceOfPath(method.path)
+      if (service !== null) this.inProcess.add(service)
+    }
   }
 
-  /** No more services: the app is ready. */
-  start (): void {
+  /**
+   * No more services: the app is ready. Learns each upstream's methods
+   * (reflection, where asked for) and registers their paths.
+   */
+  async start (): Promise<void> {
     this.started = true
+    const found = await Promise.all(this.upstreams.map(async upstream => {
+      try {
+        return { upstream, services: await upstream.discover() }
+      } catch (err) {
+        if (!(err instanceof DiscoveryError)) throw err
+        const hint = upstream.config.reflectAll ? '' : '; list each service\'s methods ({ name, methods }) or give its definition to start without reflection'
+        throw new ERR_UPSTREAM_DISCOVERY(upstream.config.target, `${err.message}${hint}`)
+      }
+    }))
+    for (const { upstream, services } of found) {
+      for (const { name, paths } of services) {
+        this.claim(name, upstream)
+        for (const path of paths) {
+          // Generic bidi with identity (de)serializers: see upstream/forward.ts.
+          this.registry.register(path, upstream.handler, identity, identity, 'bidi')
+          this.options.grpcServer?.register(path, upstream.handler, identity, identity, 'bidi')
+        }
+      }
+    }
+  }
+
+  /** Closes the upstream channels (calls still on them are cancelled). */
+  closeUpstreams (): void {
+    for (const upstream of this.upstreams) upstream.close()
   }
 
   /** Serves an upgraded socket that negotiated grpc-ws.v1. */

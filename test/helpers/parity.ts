@@ -3,6 +3,13 @@
  * to a grpc-js Server over HTTP/2, and the same stock client over
  * createWebSocketChannel to the plugin. Both servers hold the very same
  * implementation object.
+ *
+ * With `parityMode.upstream` (test/forward/ sets it before importing a
+ * parity file) the handlers run in an upstream grpc-js server in another
+ * process instead, which the plugin forwards to (its services found by
+ * reflection), and the scenario runs three times: direct to the upstream
+ * over HTTP/2, through the plugin's WebSocket route, and through the
+ * plugin's grpcServer (HTTP/2).
  */
 import * as grpc from '@grpc/grpc-js'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -11,8 +18,12 @@ import type { Test } from 'tap'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { TestClient, createTestService, testDefinition, type Request, type Response } from './test-service.js'
+import { UpstreamProcess } from './upstream-process.js'
 
-export type TransportName = 'http2' | 'websocket'
+export type TransportName = 'http2' | 'websocket' | 'forwarded-http2'
+
+/** Set `upstream` before a parity file is imported to run it through the forwarder. */
+export const parityMode = { upstream: false }
 
 export interface Transport {
   name: TransportName
@@ -31,6 +42,10 @@ export interface Env {
   grpcServer: grpc.Server
   wsUrl: string
   http2Address: string
+  /** The upstream process, in forwarding mode. */
+  upstream?: UpstreamProcess
+  /** What getHost() says in a handler reached over `name`. */
+  handlerHost: (name: TransportName) => string
 }
 
 export interface EnvOptions {
@@ -39,14 +54,16 @@ export interface EnvOptions {
 }
 
 export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env> {
-  const events = new EventEmitter()
+  const upstream = parityMode.upstream ? await UpstreamProcess.start() : undefined
+  const events = upstream?.events ?? new EventEmitter()
   events.setMaxListeners(0)
-  const implementation = createTestService(events)
   const grpcServer = new grpc.Server(options.server)
   const app = Fastify()
   await app.register(fastifyGrpcWs, {
     ...options.plugin,
-    services: [{ definition: testDefinition, implementation }],
+    ...upstream === undefined
+      ? { services: [{ definition: testDefinition, implementation: createTestService(events) }] }
+      : { upstreams: [{ target: upstream.address, services: 'reflection' as const }] },
     grpcServer
   })
   await app.listen({ port: 0, host: '127.0.0.1' })
@@ -58,13 +75,14 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
   const http2Address = `127.0.0.1:${port}`
   const clients: any[] = []
   const make = (name: TransportName): any => {
-    const client = name === 'http2'
-      ? new TestClient(http2Address, grpc.credentials.createInsecure())
-      : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
+    const client = name === 'websocket'
+      ? new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
+      : new TestClient(name === 'http2' && upstream !== undefined ? upstream.address : http2Address, grpc.credentials.createInsecure())
     clients.push(client)
     return client
   }
-  const transports: Transport[] = (['http2', 'websocket'] as const).map(name => ({
+  const names: TransportName[] = upstream === undefined ? ['http2', 'websocket'] : ['http2', 'websocket', 'forwarded-http2']
+  const transports: Transport[] = names.map(name => ({
     name,
     client: make(name),
     newClient: () => make(name),
@@ -74,8 +92,11 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
     for (const client of clients) client.close()
     await app.close()
     grpcServer.forceShutdown()
+    await upstream?.close()
   })
-  return { transports, events, app, grpcServer, wsUrl, http2Address }
+  // Forwarded, the upstream's handler sees the authority of the plugin's channel to it.
+  const handlerHost = (name: TransportName): string => upstream !== undefined ? upstream.address : name === 'http2' ? http2Address : new URL(wsUrl).host
+  return { transports, events, app, grpcServer, wsUrl, http2Address, upstream, handlerHost }
 }
 
 /** Registers `body` as one subtest per transport. */
