@@ -35,8 +35,10 @@ const TRANSPORT_KEYS: ReadonlySet<string> = new Set([
   'host', 'content-length', 'content-type', 'user-agent', 'accept-encoding',
   'grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'grpc-status', 'grpc-message', 'grpc-status-details-bin'
 ])
-// The channel decompressed what it read: the encoding headers no longer hold.
-const RESPONSE_DROPPED: ReadonlySet<string> = new Set(['grpc-encoding', 'grpc-accept-encoding', 'connection', 'transfer-encoding', 'content-length'])
+// The upstream hop's own response headers: each route sends its own
+// (content-type, date), and the channel decompressed what it read, so the
+// encoding headers no longer hold.
+const RESPONSE_DROPPED: ReadonlySet<string> = new Set(['content-type', 'date', 'grpc-encoding', 'grpc-accept-encoding', 'connection', 'transfer-encoding', 'content-length'])
 
 /** `address:port` (IPv6 with or without brackets) → address. */
 export function addressOf (peer: string): string {
