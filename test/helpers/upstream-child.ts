@@ -6,8 +6,8 @@
  * parent over IPC.
  *
  * A call whose metadata carries `x-upstream: slow` gets a ClientStream or
- * Bidi handler that takes one request every 50 ms (an upstream slow to
- * accept requests), reporting `<id>:taken` with the count at the end.
+ * Bidi handler that takes one request every 50 ms (or `x-upstream-delay-ms`:
+ * an upstream slow to accept requests), reporting `<id>:taken` with the count at the end.
  * A call with `x-upstream: metadata` is answered with the request metadata
  * it saw, as JSON.
  *
@@ -34,6 +34,7 @@ const service = createTestService(events)
 const mode = (call: { metadata: grpc.Metadata }): unknown => call.metadata.get('x-upstream')[0]
 
 function takeSlowly (call: grpc.ServerReadableStream<any, any> | grpc.ServerDuplexStream<any, any>, done: (taken: number) => void): void {
+  const delay = Number(call.metadata.get('x-upstream-delay-ms')[0] ?? 50)
   let taken = 0
   let id = ''
   const timers = new Set<NodeJS.Timeout>()
@@ -41,7 +42,7 @@ function takeSlowly (call: grpc.ServerReadableStream<any, any> | grpc.ServerDupl
     taken++
     if (id === '' && typeof request.id === 'string') id = request.id
     call.pause()
-    const timer = setTimeout(() => { timers.delete(timer); call.resume() }, 50)
+    const timer = setTimeout(() => { timers.delete(timer); call.resume() }, delay)
     timers.add(timer)
   })
   call.on('end', () => {
