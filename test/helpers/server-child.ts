@@ -39,7 +39,8 @@ const gc = (globalThis as { gc?: () => void }).gc
 if (gc === undefined) throw new Error('server-child needs --expose-gc')
 const send = (message: unknown): void => { process.send?.(message) }
 
-const options = JSON.parse(process.env.ATTACK_SERVER_OPTIONS ?? '{}') as Record<string, unknown>
+// `localService: false`: no in-process test service (the plugin forwards it to an upstream instead).
+const { localService, ...options } = JSON.parse(process.env.ATTACK_SERVER_OPTIONS ?? '{}') as Record<string, unknown>
 const uncaught: string[] = []
 // Counted and reported instead of crashing: a test asserts there were none.
 process.on('uncaughtException', err => { if (uncaught.length < 100) uncaught.push(String(err?.stack ?? err)) })
@@ -119,7 +120,7 @@ const app = Fastify()
 await app.register(fastifyGrpcWs, {
   ...options,
   interceptors: [throwOnMessage],
-  services: [{ definition: testDefinition, implementation }],
+  services: localService === false ? [] : [{ definition: testDefinition, implementation }],
   grpcServer
 } as Parameters<typeof fastifyGrpcWs>[1])
 await app.listen({ port: 0, host: '127.0.0.1' })
