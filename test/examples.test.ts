@@ -18,3 +18,23 @@ t.test('Should run the echo example over both transports with the same answers',
     'bidi: PING, PONG'
   ])
 })
+
+t.test('Should run the forward example: the gateway answers as the upstream does directly', async t => {
+  const { startGateway, startUpstream } = await import('../examples/forward/gateway.js')
+  const upstream = await startUpstream()
+  t.teardown(upstream.stop)
+  const gateway = await startGateway(upstream.target, 0)
+  t.teardown(gateway.close)
+  const clients = [http2Client(upstream.target), webSocketClient(gateway.wsUrl)]
+  t.teardown(() => { for (const client of clients) client.close() })
+  const direct = await talk(clients[0], 'direct')
+  const forwarded = await talk(clients[1], 'forwarded')
+  t.same(direct[0], 'unary: hello (from the upstream, via no proxy)')
+  t.match(forwarded[0], /^unary: hello \(from the upstream, via 127\.0\.0\.1:\d+\)$/, 'x-forwarded-host names the gateway')
+  t.same(forwarded.slice(1), direct.slice(1))
+  t.same(direct.slice(1), [
+    'server streaming: tick #1, tick #2, tick #3',
+    'client streaming: one socket, many calls',
+    'bidi: PING, PONG'
+  ])
+})
