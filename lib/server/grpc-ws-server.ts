@@ -66,7 +66,7 @@ export class GrpcWsServer {
       resetRateLimit: options.resetRateLimit === false ? null : options.resetRateLimit,
       errorRateLimit: options.errorRateLimit === false ? null : options.errorRateLimit
     }
-    this.upstreams = options.upstreams.map(config => new Upstream(config, log))
+    this.upstreams = options.upstreams.map(config => new Upstream(config, log, options.maxSendMessageSize))
     // Services named now are claimed before any in-process one is added.
     for (const upstream of this.upstreams) {
       for (const name of [...upstream.config.known.keys(), ...upstream.config.reflect]) this.claim(name, upstream)

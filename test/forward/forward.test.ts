@@ -245,3 +245,26 @@ t.test('Should run the plugin interceptors on forwarded calls', async t => {
   await unary(client, { mode: 'echo' })
   t.same(seen, ['/test.Test/Unary true true'], 'seen as the generic bidi handler it is')
 })
+
+t.test('Should apply maxSendMessageSize to what the channel reads from the upstream', async t => {
+  const { client } = await forwarding(t, { maxSendMessageSize: 1024, upstreams: [{ target: upstream.address, services: 'reflection' }] })
+  t.equal((await unary(client, { mode: 'size', size: 500 })).value.payload.length, 500)
+  const err = await unaryError(client, { mode: 'size', size: 4096 })
+  t.equal(err.code, grpc.status.RESOURCE_EXHAUSTED)
+})
+
+t.test('Should name the upstream in its logs', async t => {
+  const lines: Array<Record<string, unknown>> = []
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const port = await freePort()
+  const app = Fastify({ logger: { level: 'debug', stream } })
+  await app.register(fastifyGrpcWs, { upstreams: [{ target: `127.0.0.1:${port}`, services: [ALL_METHODS] }] })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const client = new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(`ws://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc`) })
+  t.teardown(async () => { client.close(); await app.close() })
+  t.equal((await unaryError(client, { mode: 'echo' })).code, grpc.status.UNAVAILABLE)
+  const warning = lines.find(l => l.msg === 'upstream unavailable')
+  t.equal(warning?.upstream, `127.0.0.1:${port}`)
+  t.equal(warning?.method, '/test.Test/Unary')
+  t.ok(lines.some(l => l.msg === 'forwarded call ended' && l.upstream === `127.0.0.1:${port}` && l.code === grpc.status.UNAVAILABLE))
+})

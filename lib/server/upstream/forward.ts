@@ -80,9 +80,17 @@ export class Upstream {
   private readonly log: Logger
   private down = false
 
-  constructor (readonly config: ResolvedUpstream, log: Logger) {
+  /**
+   * @param maxSendMessageSize the plugin's response limit, which the channel
+   *   applies to what it reads (unless `channelOptions` says otherwise): a
+   *   larger upstream message fails there with RESOURCE_EXHAUSTED, unread
+   */
+  constructor (readonly config: ResolvedUpstream, log: Logger, maxSendMessageSize = -1) {
     this.log = log.child({ upstream: config.target })
-    this.client = new Client(config.target, config.credentials ?? grpcCredentials.createInsecure(), config.channelOptions)
+    this.client = new Client(config.target, config.credentials ?? grpcCredentials.createInsecure(), {
+      'grpc.max_receive_message_length': maxSendMessageSize,
+      ...config.channelOptions
+    })
   }
 
   /** Services and their method paths: those listed with methods, then those reflection tells. */
