@@ -4,6 +4,9 @@
  * functions with the most self time, and the same by module.
  *
  *   npx tsx bench/profile.ts [--client plugin-lean|plugin-grpcjs] [--seconds 6] [--size 100] [--inflight 64] [--out docs/bench-profile.md]
+ *
+ * `--forward`: profiles the forwarder instead (bench/servers/forward.ts,
+ * forwarding to a grpc-js upstream in another process).
  */
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -71,7 +74,10 @@ function packageOf (place: string): string {
 async function main (): Promise<void> {
   await buildBundles()
   const dir = mkdtempSync(join(os.tmpdir(), 'grpcws-prof-'))
-  const server = await ServerProcess.start('plugin', { cpu: 0, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] })
+  const upstream = argv.includes('--forward') ? await ServerProcess.start('grpc', { cpu: null }) : null
+  const server = upstream === null
+    ? await ServerProcess.start('plugin', { cpu: 0, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] })
+    : await ServerProcess.start('forward', { cpu: 0, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir], env: { UPSTREAM_TARGET: `127.0.0.1:${upstream.port}` } })
   const client = await ClientProcess.start({ cpu: 1 })
   const target = `ws://127.0.0.1:${server.port}/grpc`
   try {
@@ -88,6 +94,7 @@ async function main (): Promise<void> {
   } finally {
     await client.stop()
     await server.stop()
+    await upstream?.stop()
   }
   const file = readdirSync(dir).find(f => f.endsWith('.cpuprofile'))
   if (file === undefined) throw new Error(`no profile written in ${dir}`)
