@@ -14,17 +14,16 @@
  * grpc-js's unary checks to what the upstream decides.
  */
 import { Client, Metadata, credentials as grpcCredentials, status as GrpcStatus, type ServerDuplexStream, type StatusObject } from '@grpc/grpc-js'
+import type { ClientCall } from '../../grpc-internals.js'
 import type { ResolvedMetadataPolicy, ResolvedUpstream } from '../../upstream-options.js'
 import type { Logger } from '../connection.js'
 import { REQUEST_KEY } from '../connection.js'
 import { discover, type DiscoveredService } from './reflection.js'
 
-const identity = (b: Buffer): Buffer => b
-
 /**
  * Response bytes a forwarded call may hold for a slow client (beside
- * grpc-js's own buffers of 16 messages each way) before the upstream is
- * paused: HTTP/2's window then holds the upstream back.
+ * grpc-js's server stream buffer of 16 messages) before the upstream is no
+ * longer read: HTTP/2's window then holds the upstream back.
  */
 export const FORWARD_HIGH_WATER_MARK = 256 * 1024
 
@@ -109,57 +108,74 @@ export class Upstream {
 
   private forward (call: ServerDuplexStream<Buffer, Buffer>): void {
     const path = call.getPath()
-    // The client's deadline is the upstream call's; a client cancel or
-    // disconnect ('cancelled', after a status too, when it is a no-op) cancels it.
-    const out = this.client.makeBidiStreamRequest(path, identity, identity, upstreamMetadata(call, this.config.metadata), { deadline: call.getDeadline() })
-    call.on('cancelled', () => { out.cancel() })
+    // The channel's own call, beneath grpc-js's client stream classes and
+    // interceptors: one message per startRead(), and a write callback once
+    // the upstream's HTTP/2 stream took it, so flow control is exact, and a
+    // forwarded call costs about a third less of the client side. The
+    // client's deadline is the upstream call's.
+    const deadline = call.getDeadline()
+    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline
+    const up: ClientCall = this.client.getChannel().createCall(path, deadline, undefined, null, undefined)
+    let done = false
+    // A client cancel or disconnect cancels it ('cancelled' also follows a
+    // status, when the upstream call is over and this does nothing).
+    call.on('cancelled', () => { if (!done) up.cancelWithStatus(GrpcStatus.CANCELLED, 'Cancelled on client') })
     // A write after the client left fails; the call is over anyway.
     call.on('error', () => {})
 
-    // Requests: only as fast as the upstream takes them.
+    // Requests: only as fast as the upstream takes them. A channel call
+    // takes one message at a time (the next after the callback), so the
+    // client's stream is paused meanwhile: it buffers at most 16 messages
+    // more, and the client's window holds the client back.
+    let sending = false
+    let halfClose = false
+    const sent = (): void => {
+      sending = false
+      if (halfClose) up.halfClose()
+      else call.resume()
+    }
     call.on('data', (bytes: Buffer) => {
-      if (!out.write(bytes)) {
-        call.pause()
-        out.once('drain', () => { call.resume() })
-      }
+      call.pause()
+      sending = true
+      up.sendMessageWithContext({ callback: sent }, bytes)
     })
-    call.on('end', () => { out.end() })
+    call.on('end', () => {
+      halfClose = true
+      if (!sending) up.halfClose()
+    })
 
     // Responses: only as fast as the client takes them.
     let held = 0
-    let paused = false
-    const resume = (): void => {
-      if (paused && held < FORWARD_HIGH_WATER_MARK && !call.writableNeedDrain) {
-        paused = false
-        out.resume()
+    let reading = false
+    const read = (): void => {
+      if (!reading && !done && held < FORWARD_HIGH_WATER_MARK && !call.writableNeedDrain) {
+        reading = true
+        up.startRead()
       }
     }
-    call.on('drain', resume)
-    out.on('metadata', (md: Metadata) => { if (!call.cancelled) call.sendMetadata(responseMetadata(md)) })
-    out.on('data', (bytes: Buffer) => {
-      if (call.cancelled) return
-      held += bytes.byteLength
-      const ok = call.write(bytes, () => { held -= bytes.byteLength; resume() })
-      if ((!ok || held >= FORWARD_HIGH_WATER_MARK) && !paused) {
-        paused = true
-        out.pause()
+    call.on('drain', read)
+    up.start(upstreamMetadata(call, this.config.metadata), {
+      onReceiveMetadata: (md: Metadata) => { if (!call.cancelled) call.sendMetadata(responseMetadata(md)) },
+      onReceiveMessage: (bytes: Buffer) => {
+        reading = false
+        if (call.cancelled) return
+        held += bytes.byteLength
+        call.write(bytes, () => { held -= bytes.byteLength; read() })
+        read()
+      },
+      onReceiveStatus: (status: StatusObject) => {
+        done = true
+        if (call.cancelled) return
+        // The channel's own timer for the very deadline the call has: the
+        // call's timer ends it too, the way it ends an in-process call.
+        if (status.code === GrpcStatus.DEADLINE_EXCEEDED && Date.now() >= deadlineMs - 10) return
+        this.outcome(path, status)
+        const trailers = responseMetadata(status.metadata)
+        if (status.code === GrpcStatus.OK) call.end(trailers)
+        else call.emit('error', { code: status.code, details: status.details, metadata: trailers })
       }
     })
-    // The status event comes as soon as the upstream's trailers do, maybe
-    // before every message was read: the call ends after the last one.
-    let status: StatusObject | null = null
-    let ended = false
-    const finish = (): void => {
-      if (status === null || !ended || call.cancelled) return
-      this.outcome(path, status)
-      const trailers = responseMetadata(status.metadata)
-      if (status.code === GrpcStatus.OK) call.end(trailers)
-      else call.emit('error', { code: status.code, details: status.details, metadata: trailers })
-    }
-    out.on('end', () => { ended = true; finish() })
-    out.on('status', (s: StatusObject) => { status = s; finish() })
-    // The status event carries it.
-    out.on('error', () => {})
+    read()
   }
 
   // Logs name the upstream; a change between reachable and not is worth a warning, each call only debug.
