@@ -98,3 +98,41 @@ t.test('Should find the client Call interface members a custom Channel must prov
   call.cancelWithStatus(grpc.status.CANCELLED, 'done')
   channel.close()
 })
+
+t.test('Should deliver a channel Call\'s messages one per startRead, and an OK status only after the last was read (the forwarder relies on both)', async t => {
+  const identity = (b: Buffer): Buffer => b
+  const server = new grpc.Server()
+  server.register('/raw.Raw/Bidi', (call: grpc.ServerDuplexStream<Buffer, Buffer>) => {
+    call.on('data', (b: Buffer) => { call.write(b); call.write(b) })
+    call.on('end', () => { call.end() })
+  }, identity, identity, 'bidi')
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { err === null ? resolve(p) : reject(err) })
+  })
+  const channel = new grpc.Channel(`127.0.0.1:${port}`, grpc.credentials.createInsecure(), {})
+  t.teardown(() => { channel.close(); server.forceShutdown() })
+  const call = channel.createCall('/raw.Raw/Bidi', Infinity, undefined, null, undefined)
+  const events: string[] = []
+  const status = new Promise<grpc.StatusObject>(resolve => {
+    call.start(new grpc.Metadata(), {
+      onReceiveMetadata: () => { events.push('metadata') },
+      onReceiveMessage: (b: Buffer) => { events.push(`message ${b.toString()}`) },
+      onReceiveStatus: s => { events.push('status'); resolve(s) }
+    })
+  })
+  // The next message only after the previous one's callback.
+  await new Promise<void>(resolve => { call.sendMessageWithContext({ callback: () => { resolve() } }, Buffer.from('a')) })
+  await new Promise<void>(resolve => { call.sendMessageWithContext({ callback: () => { resolve() } }, Buffer.from('b')) })
+  call.halfClose()
+  // The server has answered and ended long before this reads anything.
+  await new Promise(resolve => setTimeout(resolve, 200))
+  t.same(events, ['metadata'], 'nothing is delivered before a read')
+  for (let i = 1; i <= 4; i++) {
+    call.startRead()
+    await new Promise(resolve => setTimeout(resolve, 20))
+    t.equal(events.filter(e => e.startsWith('message')).length, i, `one message for read ${i}`)
+    if (i < 4) t.notOk(events.includes('status'), `no OK status while a message is unread (after read ${i})`)
+  }
+  t.equal((await status).code, grpc.status.OK)
+  t.same(events, ['metadata', 'message a', 'message a', 'message b', 'message b', 'status'])
+})
