@@ -110,9 +110,9 @@ export class Upstream {
     const path = call.getPath()
     // The channel's own call, beneath grpc-js's client stream classes and
     // interceptors: one message per startRead(), and a write callback once
-    // the upstream's HTTP/2 stream took it, so flow control is exact, and a
-    // forwarded call costs about a third less of the client side. The
-    // client's deadline is the upstream call's.
+    // the upstream's HTTP/2 stream took it, so flow control is exact, and no
+    // client stream objects or interceptor chain per call. The client's
+    // deadline is the upstream call's.
     const deadline = call.getDeadline()
     const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline
     const up: ClientCall = this.client.getChannel().createCall(path, deadline, undefined, null, undefined)
