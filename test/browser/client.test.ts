@@ -129,6 +129,20 @@ t.test('Should fail calls in flight with UNAVAILABLE when the server restarts, t
   t.equal(server.upgrades(), 1)
 })
 
+t.test('Should say what a browser can know of a refused upgrade', async t => {
+  const result = await run(page, 'refused', '/wrong')
+  const url = `ws://127.0.0.1:${port}/wrong`
+  t.same(result, {
+    code: 14,
+    details: `Connection to ${url} closed before it was ready (code 1006); browsers do not expose the HTTP status of a refused upgrade`,
+    url
+  })
+  // Chromium logs the refusal itself (with the status, in the console only): that line is expected.
+  const logged = errors.findIndex(line => line.includes(`WebSocket connection to '${url}' failed`))
+  t.not(logged, -1, `Chromium's own console line: ${errors.join(' | ')}`)
+  errors.splice(logged, 1)
+})
+
 t.test('Should have thrown and logged no error in the page', async t => {
   t.same(errors, [])
 })

@@ -144,6 +144,19 @@ const scenarios = {
 
   state () {
     return { state: client.state, states: [...states] }
+  },
+
+  /** A call through a client of its own at `path`, which the server refuses to upgrade. */
+  async refused (path: string) {
+    const other = createClient(path)
+    try {
+      await createServiceClient<TestService>(other, service).unary({ mode: 'echo' })
+      return null
+    } catch (err) {
+      return err instanceof GrpcError ? { code: err.code, details: err.details, url: other.url } : { other: String(err) }
+    } finally {
+      other.close()
+    }
   }
 }
 
