@@ -51,7 +51,7 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
   const topics = new Topics(
     options.topics,
     path => server.dispatcher.lookup(path) ?? (grpcServer === undefined ? undefined : lookupHandler(grpcServer, path)),
-    (err, topic) => { fastify.log.error({ err, topic }, 'fastify-grpc-ws: topic bus failed') }
+    (err, topic) => { fastify.log.error({ err, topic }, 'fastify-grpc-ws: topic bus error') }
   )
   fastify.addHook('onClose', async () => { await topics.close() })
 
@@ -132,3 +132,4 @@ export { ERR_INVALID_TOPIC, ERR_TOPIC_SERIALIZER } from './lib/errors.js'
 export { Topics, topicsDefaults } from './lib/fanout/topics.js'
 export type { OverflowPolicy, QueueOptions, Subscription, SubscribableCall, Topic, TopicOptions, TopicStats, TopicsOptions } from './lib/fanout/topics.js'
 export { memoryBus, type TopicBus } from './lib/fanout/bus.js'
+export { redisBus, type RedisBus, type RedisBusOptions, type RedisClientLike } from './lib/fanout/redis-bus.js'

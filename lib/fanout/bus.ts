@@ -21,6 +21,8 @@ export interface TopicBus {
   close: () => Promise<void>
   /** True when publishes reach other processes (so a topic needs a serializer even with no local subscriber). */
   readonly remote: boolean
+  /** Optional: where the bus reports errors the app did not give it a handler for (the plugin passes its logger). */
+  setErrorHandler?: (onError: (err: Error) => void) => void
 }
 
 /** The default bus: in-process only, nothing to install; every message stays in this instance. */

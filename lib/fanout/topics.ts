@@ -156,7 +156,7 @@ export class Topics {
   constructor (
     options: TopicsOptions | undefined,
     private readonly lookup: (path: string) => RegisteredHandler | undefined,
-    private readonly onBusError: (err: unknown, topic: string) => void = () => {}
+    private readonly onBusError: (err: unknown, topic: string | undefined) => void = () => {}
   ) {
     this.limits = resolveQueueOptions('topics', options)
     const bus = options?.bus ?? memoryBus()
@@ -164,6 +164,7 @@ export class Topics {
       if (typeof bus[fn] !== 'function') throw new ERR_INVALID_OPTION('topics.bus', `expected a TopicBus (no ${fn}() method)`)
     }
     this.bus = bus
+    bus.setErrorHandler?.(err => { this.onBusError(err, undefined) })
   }
 
   /** Topic names with subscribers here, or made with topic(). */

@@ -12,47 +12,9 @@ import { ERR_INVALID_OPTION, ERR_INVALID_TOPIC, ERR_TOPIC_SERIALIZER } from '../
 import { startFanoutApp, type FanoutApp } from '../helpers/fanout-app.js'
 import { TestClient, testDefinition } from '../helpers/test-service.js'
 import { webClient } from '../helpers/web-client.js'
+import { h2Subscriber, until, wsSubscriber } from '../helpers/fanout-clients.js'
 
 const encode = (text: string): Buffer => Buffer.from(testDefinition.ServerStream!.responseSerialize({ message: text }))
-
-/** Waits for `check` to hold, for at most `ms`. */
-async function until (check: () => boolean, ms = 10000): Promise<void> {
-  const end = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > end) throw new Error('timed out waiting')
-    await sleep(5)
-  }
-}
-
-interface Received { messages: string[], done: Promise<{ code: number, details: string } | null> }
-
-/** A grpc-ws.v1 subscriber: reads everything until the call ends. */
-function wsSubscriber (test: ReturnType<typeof webClient>['test'], request: object): { call: any, received: Received, headers: Promise<unknown> } {
-  const call = test.serverStream(request)
-  const messages: string[] = []
-  const done = (async () => {
-    try {
-      for await (const r of call) messages.push(r.message)
-      return null
-    } catch (err: any) {
-      return { code: err.code, details: err.details ?? err.message }
-    }
-  })()
-  return { call, received: { messages, done }, headers: call.headers }
-}
-
-/** An HTTP/2 subscriber (stock grpc-js client): reads everything until the call ends. */
-function h2Subscriber (client: any, request: object): { call: any, received: Received, headers: Promise<unknown> } {
-  const call = client.serverStream(request)
-  const messages: string[] = []
-  const headers = once(call, 'metadata')
-  const done = new Promise<{ code: number, details: string } | null>(resolve => {
-    call.on('data', (r: any) => { messages.push(r.message) })
-    call.on('error', (err: any) => { resolve({ code: err.code, details: err.details }) })
-    call.on('end', () => { resolve(null) })
-  })
-  return { call, received: { messages, done }, headers }
-}
 
 let fx: FanoutApp
 t.before(async () => { fx = await startFanoutApp() })
