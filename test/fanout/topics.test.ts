@@ -13,6 +13,9 @@ import { startFanoutApp, type FanoutApp } from '../helpers/fanout-app.js'
 import { TestClient, testDefinition } from '../helpers/test-service.js'
 import { webClient } from '../helpers/web-client.js'
 import { h2Subscriber, until, wsSubscriber } from '../helpers/fanout-clients.js'
+import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
+import { WebsocketTransport, createChannel, createClient, type MethodDefinition } from 'nice-grpc-web'
+import type { Request, Response } from '../helpers/test-service.js'
 
 const encode = (text: string): Buffer => Buffer.from(testDefinition.ServerStream!.responseSerialize({ message: text }))
 
@@ -46,6 +49,48 @@ t.test('Should deliver 1,000 messages once and in order to 200 subscribers over 
   for (const s of subs) s.call.cancel()
   await until(() => fx.app.grpc.topics.stats('room-a') === undefined)
   t.pass('cancelling every call unsubscribed them all (the topic is gone)')
+})
+
+t.test('Should reach subscribers on every way in: grpc-ws.v1 (web client, grpc-js channel), grpc-websockets, HTTP/2', async t => {
+  const web = webClient(fx.url)
+  const overWs = new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(fx.url) }) as any
+  const h2 = new TestClient(fx.grpcAddress, grpc.credentials.createInsecure()) as any
+  const m = testDefinition.ServerStream! as grpc.MethodDefinition<Request, Response>
+  const niceServerStream: MethodDefinition<Request, Request, Response, Response, false, true> = {
+    path: m.path,
+    requestStream: false,
+    responseStream: true,
+    requestSerialize: value => m.requestSerialize(value),
+    requestDeserialize: bytes => m.requestDeserialize(Buffer.from(bytes)),
+    responseSerialize: value => m.responseSerialize(value),
+    responseDeserialize: bytes => m.responseDeserialize(Buffer.from(bytes)),
+    options: {}
+  }
+  const nice = createClient({ serverStream: niceServerStream }, createChannel(fx.url.replace('ws://', 'http://'), WebsocketTransport()))
+  const abort = new AbortController()
+  t.teardown(() => { web.client.close(); overWs.close(); h2.close(); abort.abort() })
+
+  const niceGot: string[] = []
+  let niceHeaders!: () => void
+  const niceReady = new Promise<void>(resolve => { niceHeaders = resolve })
+  const niceDone = (async () => {
+    try {
+      for await (const r of nice.serverStream({ message: 'every-way' }, { signal: abort.signal, onHeader: () => { niceHeaders() } })) niceGot.push(r.message)
+    } catch {}
+  })()
+  const subs = [wsSubscriber(web.test, { message: 'every-way' }), h2Subscriber(overWs, { message: 'every-way' }), h2Subscriber(h2, { message: 'every-way' })]
+  await Promise.all([niceReady, ...subs.map(async s => await s.headers)])
+  const expected = Array.from({ length: 50 }, (_, i) => `e${i}`)
+  for (const message of expected) await fx.app.grpc.topics.publish('every-way', { message })
+  await until(() => niceGot.length === 50 && subs.every(s => s.received.messages.length === 50))
+  t.same(niceGot, expected, 'grpc-websockets (nice-grpc-web)')
+  t.same(subs[0]!.received.messages, expected, 'grpc-ws.v1 (the web client)')
+  t.same(subs[1]!.received.messages, expected, 'grpc-ws.v1 (stock grpc-js client over createWebSocketChannel)')
+  t.same(subs[2]!.received.messages, expected, 'HTTP/2 (stock grpc-js client)')
+  abort.abort()
+  for (const s of subs) s.call.cancel()
+  await niceDone
+  await until(() => fx.app.grpc.topics.stats('every-way') === undefined)
 })
 
 t.test('Should write the publish\'s encoded bytes as they are (bidi subscribers, publishEncoded, topic handles)', async t => {
