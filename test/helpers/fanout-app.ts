@@ -39,7 +39,7 @@ export async function startFanoutApp (options: Partial<FastifyGrpcWsOptions> = {
   const subscribe = (request: Request, call: any): void => {
     const sub = app.grpc.topics.subscribe(request.message!, call, subscribeOptions(request) as any)
     if (request.id !== undefined && request.id !== '') subscriptions.set(request.id, sub)
-    sub.ready.then(() => { call.sendMetadata(new grpc.Metadata()) }, (err: Error) => { call.destroy(err) })
+    sub.ready.then(() => { call.sendMetadata(new grpc.Metadata()) }, (err: Error) => { call.emit('error', { code: grpc.status.UNAVAILABLE, details: err.message }) })
   }
   const implementation = {
     ServerStream (call: any) { subscribe(call.request, call) },

@@ -38,6 +38,7 @@ export function h2Subscriber (client: any, request: object): { call: any, receiv
   const call = client.serverStream(request)
   const messages: string[] = []
   const headers = once(call, 'metadata')
+  headers.catch(() => {}) // a call that fails before its headers: `done` says how
   const done = new Promise<{ code: number, details: string } | null>(resolve => {
     call.on('data', (r: any) => { messages.push(r.message) })
     call.on('error', (err: any) => { resolve({ code: err.code, details: err.details }) })
