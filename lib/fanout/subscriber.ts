@@ -20,10 +20,11 @@ export interface QueueLimits {
 }
 
 /** The part of a grpc-js server call object a subscriber uses. */
+// Method syntax: grpc-js's typed streams (write(chunk: Response)) fit it.
 export interface WritableCall {
-  write: (chunk: unknown) => boolean
-  once: (event: 'drain', listener: () => void) => unknown
-  removeListener: (event: 'drain', listener: () => void) => unknown
+  write (chunk: any): boolean
+  once (event: 'drain', listener: () => void): unknown
+  removeListener (event: 'drain', listener: () => void): unknown
   readonly writableEnded: boolean
   readonly destroyed: boolean
 }

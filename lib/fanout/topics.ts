@@ -90,10 +90,10 @@ export interface Topic<T> {
  * grpcServer (HTTP/2) or from the WebSocket routes.
  */
 export interface SubscribableCall extends WritableCall {
-  getPath: () => string
-  once: (event: string, listener: (...args: any[]) => void) => unknown
-  removeListener: (event: string, listener: (...args: any[]) => void) => unknown
-  destroy: () => unknown
+  getPath (): string
+  once (event: string, listener: (...args: any[]) => void): unknown
+  removeListener (event: string, listener: (...args: any[]) => void): unknown
+  destroy (): unknown
   readonly cancelled?: boolean
 }
 
@@ -112,6 +112,8 @@ interface BusTopic {
 }
 
 const MAX_TOPIC_NAME = 1024
+const queueOptionNames: readonly string[] = ['maxQueueMessages', 'maxQueueBytes', 'overflow']
+const topicsOptionNames: readonly string[] = [...queueOptionNames, 'bus']
 
 function checkName (name: unknown): asserts name is string {
   if (typeof name !== 'string' || name.length === 0 || name.length > MAX_TOPIC_NAME) {
@@ -123,6 +125,11 @@ function checkName (name: unknown): asserts name is string {
 export function resolveQueueOptions (where: string, o: QueueOptions | undefined, base: QueueLimits = topicsDefaults): QueueLimits {
   if (o === undefined) return base
   if (o === null || typeof o !== 'object') throw new ERR_INVALID_OPTION(where, `expected an object, got ${String(o)}`)
+  // A misspelt bound would silently leave the default in force.
+  const known = where === 'topics' ? topicsOptionNames : queueOptionNames
+  for (const name of Object.keys(o)) {
+    if (!known.includes(name)) throw new ERR_INVALID_OPTION(`${where}.${name}`, `unknown option; expected one of ${known.join(', ')}`)
+  }
   const int = (name: string, value: unknown, fallback: number): number => {
     if (value === undefined) return fallback
     if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 0x7fffffff) {

@@ -244,4 +244,5 @@ t.test('Should refuse bad use with coded errors', async t => {
   await t.rejects(startFanoutApp({ topics: { overflow: 'never' as any } }), ERR_INVALID_OPTION, 'a bad topics option fails register')
   await t.rejects(startFanoutApp({ topics: { maxQueueBytes: 0 } }), ERR_INVALID_OPTION)
   await t.rejects(startFanoutApp({ topics: { bus: {} as any } }), ERR_INVALID_OPTION)
+  await t.rejects(startFanoutApp({ topics: { maxQueueMessage: 5 } as any }), { code: 'FST_GRPCWS_INVALID_OPTION', message: /topics\.maxQueueMessage/ }, 'a misspelt topics option is refused')
 })

@@ -10,7 +10,7 @@
 import * as grpc from '@grpc/grpc-js'
 import Fastify, { type FastifyInstance } from 'fastify'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions, type Subscription } from '../../index.js'
-import { testDefinition, type Request } from './test-service.js'
+import { testDefinition, type Request, type Response } from './test-service.js'
 
 export interface FanoutApp {
   app: FastifyInstance
@@ -36,14 +36,14 @@ export async function startFanoutApp (options: Partial<FastifyGrpcWsOptions> = {
   const app = Fastify()
   const grpcServer = new grpc.Server({ 'grpc.enable_channelz': 0 })
   const subscriptions = new Map<string, Subscription>()
-  const subscribe = (request: Request, call: any): void => {
+  const subscribe = (request: Request, call: grpc.ServerWritableStream<Request, Response> | grpc.ServerDuplexStream<Request, Response>): void => {
     const sub = app.grpc.topics.subscribe(request.message!, call, subscribeOptions(request) as any)
     if (request.id !== undefined && request.id !== '') subscriptions.set(request.id, sub)
     sub.ready.then(() => { call.sendMetadata(new grpc.Metadata()) }, (err: Error) => { call.emit('error', { code: grpc.status.UNAVAILABLE, details: err.message }) })
   }
   const implementation = {
-    ServerStream (call: any) { subscribe(call.request, call) },
-    Bidi (call: any) {
+    ServerStream (call: grpc.ServerWritableStream<Request, Response>) { subscribe(call.request, call) },
+    Bidi (call: grpc.ServerDuplexStream<Request, Response>) {
       let first = true
       call.on('data', (request: Request) => {
         if (first) {
