@@ -8,11 +8,13 @@
  *   with app.grpc.topics (serialized once per publish);
  * - `per-call`: the plugin, the handler writing the message object to each
  *   call (serialized once per subscriber: what an app does without topics);
- * - `ws`: a raw `ws` broadcast loop (the floor).
+ * - `ws`: a raw `ws` broadcast loop (the floor);
+ * - `socketio`: Socket.IO 4 (WebSocket transport only), every socket in one
+ *   room, `io.to(room).emit('m', bytes)`.
  * Payload: a u32 sequence number and the publish time (f64 ms), padded to
  * 100 bytes; every subscriber checks its sequence (lost, out of order).
  *
- * Options: --subscribers 2000 --clients 2 --rate 20 --seconds 4 --systems topics,per-call,ws
+ * Options: --subscribers 2000 --clients 2 --rate 20 --seconds 4 --systems topics,per-call,ws,socketio
  */
 import * as grpc from '@grpc/grpc-js'
 import * as loader from '@grpc/proto-loader'
@@ -44,7 +46,17 @@ const arg = (name: string, fallback: string): string => {
 async function server (system: string): Promise<void> {
   let publish: (seq: number) => void
   let port: number
-  if (system === 'ws') {
+  if (system === 'socketio') {
+    const { createServer } = await import('node:http')
+    const { Server } = await import('socket.io')
+    const http = createServer()
+    const io = new Server(http, { transports: ['websocket'], serveClient: false })
+    io.on('connection', socket => { void socket.join('bench') })
+    http.listen(0, '127.0.0.1')
+    await once(http, 'listening')
+    port = (http.address() as { port: number }).port
+    publish = seq => { io.to('bench').emit('m', payload(seq)) }
+  } else if (system === 'ws') {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
     await once(wss, 'listening')
     port = (wss.address() as { port: number }).port
@@ -117,7 +129,12 @@ async function client (system: string, port: number, sockets: number): Promise<v
   }
   const ready: Array<Promise<unknown>> = []
   for (let i = 0; i < sockets; i++) {
-    if (system === 'ws') {
+    if (system === 'socketio') {
+      const { io } = await import('socket.io-client')
+      const socket = io(`http://127.0.0.1:${port}`, { transports: ['websocket'], reconnection: false })
+      socket.on('m', (data: Buffer) => { onPayload(i, data) })
+      ready.push(once(socket as any, 'connect'))
+    } else if (system === 'ws') {
       const ws = new WebSocket(`ws://127.0.0.1:${port}`)
       ws.on('message', (data: Buffer) => { onPayload(i, data) })
       ready.push(once(ws, 'open'))
@@ -218,7 +235,7 @@ if (role === 'server') {
   const clients = Number(arg('clients', '2'))
   const seconds = Number(arg('seconds', '4'))
   const rates = arg('rate', '20').split(',').map(Number)
-  const systems = arg('systems', 'topics,per-call,ws').split(',')
+  const systems = arg('systems', 'topics,per-call,ws,socketio').split(',')
   const rows = []
   for (const rate of rates) {
     for (const system of systems) {
