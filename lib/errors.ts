@@ -42,3 +42,10 @@ export const ERR_UPSTREAM_CONFLICT: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_UP
 
 export const ERR_UPSTREAM_DISCOVERY: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_UPSTREAM_DISCOVERY', [string, string]> = createError<'FST_GRPCWS_UPSTREAM_DISCOVERY', [string, string]>(
   'FST_GRPCWS_UPSTREAM_DISCOVERY', 'fastify-grpc-ws: upstream %s: %s')
+
+// --- topics (lib/fanout/) ---
+export const ERR_INVALID_TOPIC: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_TOPIC', [string]> = createError<'FST_GRPCWS_INVALID_TOPIC', [string]>(
+  'FST_GRPCWS_INVALID_TOPIC', 'fastify-grpc-ws: topics: %s', 500, TypeError)
+
+export const ERR_TOPIC_SERIALIZER: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_TOPIC_SERIALIZER', [string]> = createError<'FST_GRPCWS_TOPIC_SERIALIZER', [string]>(
+  'FST_GRPCWS_TOPIC_SERIALIZER', 'fastify-grpc-ws: topic "%s" has no serializer: give one with topics.topic(name, { serialize }), or publish encoded bytes')

@@ -6,6 +6,7 @@ import type { Server, ServerInterceptor, ServiceDefinition, UntypedServiceImplem
 import { ERR_INVALID_OPTION, ERR_INVALID_SERVICE } from './errors.js'
 import { MAX_WINDOW } from './protocol/flow-control.js'
 import { validateUpstreams, type ResolvedUpstream, type UpstreamOption } from './upstream-options.js'
+import type { TopicsOptions } from './fanout/topics.js'
 
 export interface ServiceEntry {
   /** A grpc-js ServiceDefinition, e.g. `loadPackageDefinition(...).pkg.Echo.service`. */
@@ -85,6 +86,11 @@ export interface FastifyGrpcWsOptions {
    */
   allowedOrigins?: string[] | '*' | ((origin: string) => boolean)
   /**
+   * Topics (`app.grpc.topics`): the bus between instances and each
+   * subscriber's queue bounds. See README, Topics (fan-out).
+   */
+  topics?: TopicsOptions
+  /**
    * gRPC servers (any language) whose services are forwarded, as raw bytes,
    * from every route and from `grpcServer`. See "Forwarding to gRPC servers" in the README.
    */
@@ -127,8 +133,10 @@ export const defaults = {
 // Room in a CALL frame beside the metadata: header, fields and a path.
 const CALL_FRAME_ROOM = 4096
 
-export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit' | 'upstreams'>> & {
+export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit' | 'topics' | 'upstreams'>> & {
   upstreams: ResolvedUpstream[]
+  /** Checked by the Topics constructor (lib/fanout/topics.ts). */
+  topics: TopicsOptions | undefined
   grpcServer: Server | undefined
   allowedOrigins: FastifyGrpcWsOptions['allowedOrigins'] | undefined
   resetRateLimit: RateLimit | false
@@ -178,7 +186,7 @@ export function checkService (entry: unknown): asserts entry is ServiceEntry {
 // Every option name, so a misspelt one is refused rather than ignored.
 const optionNames: ReadonlyArray<keyof FastifyGrpcWsOptions> = [
   ...Object.keys(defaults) as Array<keyof typeof defaults>,
-  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins',
+  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins', 'topics',
   'upstreams'
 ]
 // What Fastify's register() itself passes a plugin along with its options.
@@ -264,6 +272,7 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
     path,
     grpcWebSocketsPrefix,
     allowedOrigins,
+    topics: o.topics,
     services: [...services],
     upstreams: validateUpstreams(o.upstreams),
     grpcServer,
