@@ -2,7 +2,10 @@
  * Runs one scenario twice with the same assertions: a stock grpc-js client
  * to a grpc-js Server over HTTP/2, and the same stock client over
  * createWebSocketChannel to the plugin. Both servers hold the very same
- * implementation object.
+ * implementation object. With `connect: true`, a third time: a Connect
+ * client over createWebSocketTransport, in grpc-js's shape
+ * (connect-as-grpc.ts), for the scenarios whose behaviour Connect defines
+ * the same way.
  */
 import * as grpc from '@grpc/grpc-js'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -10,9 +13,13 @@ import { EventEmitter } from 'node:events'
 import type { Test } from 'tap'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
+import { connectAsGrpcClient } from './connect-as-grpc.js'
 import { TestClient, createTestService, testDefinition, type Request, type Response } from './test-service.js'
 
-export type TransportName = 'http2' | 'websocket'
+export type TransportName = 'http2' | 'websocket' | 'connect'
+
+/** The two ways in through a stock grpc-js client: for scenarios about grpc-js's own client surface. */
+export const GRPC_JS: TransportName[] = ['http2', 'websocket']
 
 export interface Transport {
   name: TransportName
@@ -36,6 +43,8 @@ export interface Env {
 export interface EnvOptions {
   plugin?: Partial<FastifyGrpcWsOptions>
   server?: grpc.ServerOptions
+  /** Also run the scenarios through a Connect client over the WebSocket transport. */
+  connect?: boolean
 }
 
 export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env> {
@@ -60,11 +69,13 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
   const make = (name: TransportName): any => {
     const client = name === 'http2'
       ? new TestClient(http2Address, grpc.credentials.createInsecure())
-      : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
+      : name === 'connect'
+        ? connectAsGrpcClient(wsUrl)
+        : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
     clients.push(client)
     return client
   }
-  const transports: Transport[] = (['http2', 'websocket'] as const).map(name => ({
+  const transports: Transport[] = (options.connect === true ? ['http2', 'websocket', 'connect'] as const : ['http2', 'websocket'] as const).map(name => ({
     name,
     client: make(name),
     newClient: () => make(name),
@@ -78,9 +89,10 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
   return { transports, events, app, grpcServer, wsUrl, http2Address }
 }
 
-/** Registers `body` as one subtest per transport. */
-export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>): void {
+/** Registers `body` as one subtest per transport (of `ways`, if given). */
+export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>, ways?: TransportName[]): void {
   for (const transport of env.transports) {
+    if (ways !== undefined && !ways.includes(transport.name)) continue
     t.test(`${name} [${transport.name}]`, async t => { await body(t, transport) })
   }
 }

@@ -1,9 +1,9 @@
 import * as grpc from '@grpc/grpc-js'
 import t from 'tap'
-import { collect, parity, startEnv, unary } from '../helpers/parity.js'
+import { GRPC_JS, collect, parity, startEnv, unary } from '../helpers/parity.js'
 import type { CallInfo } from '../helpers/test-service.js'
 
-const env = await startEnv(t)
+const env = await startEnv(t, { connect: true })
 
 function requestMetadata (): grpc.Metadata {
   const md = new grpc.Metadata()
@@ -28,7 +28,7 @@ parity(t, env, 'Should hand request metadata to the handler as grpc-js does', as
   for (const key of ['grpc-timeout', 'content-type', 'te', 'grpc-accept-encoding', 'grpc-encoding', 'accept-encoding']) {
     t.notOk(key in info.metadata, `transport key ${key} is not shown to the handler`)
   }
-})
+}, GRPC_JS) // The user-agent is grpc-js's.
 
 parity(t, env, 'Should replace a user-agent set by the caller, as grpc-js does', async (t, { client }) => {
   const md = new grpc.Metadata()
@@ -37,7 +37,7 @@ parity(t, env, 'Should replace a user-agent set by the caller, as grpc-js does',
   const info = JSON.parse(value.message) as CallInfo
   t.equal(info.metadata['user-agent']?.length, 1)
   t.match(info.metadata['user-agent']?.[0], /^grpc-node-js\//)
-})
+}, GRPC_JS)
 
 parity(t, env, 'Should give the handler the call surface grpc-js gives it', async (t, { client, name }) => {
   const { value } = await unary(client, { mode: 'info' }, new grpc.Metadata(), { deadline: Date.now() + 60_000 })
@@ -82,4 +82,4 @@ parity(t, env, 'Should emit no metadata event for a trailers-only error', async 
   const result = await collect(client.ServerStream({ mode: 'nonsense' }))
   t.same(result.order, ['error', 'status'])
   t.equal(result.status.code, grpc.status.INVALID_ARGUMENT)
-})
+}, GRPC_JS) // Connect calls onHeader for every stream, with empty Headers when there were none.
