@@ -226,7 +226,9 @@ t.test('Should run Connect interceptors, outermost first, with contextValues', a
     seen.push(`${name}:done`)
     return res
   }
-  const { transport: own, test: client } = connectClient(env.wsUrl, { interceptors: [tag('outer'), tag('inner')] })
+  const signals: AbortSignal[] = []
+  const keep: Interceptor = next => async req => { signals.push(req.signal); return await next(req) }
+  const { transport: own, test: client } = connectClient(env.wsUrl, { interceptors: [tag('outer'), tag('inner'), keep] })
   t.teardown(() => { own.client.close() })
   const contextValues = createContextValues().set(who, 'me')
   const info = JSON.parse((await client.unary({ mode: 'info' }, { contextValues })).message) as CallInfo
@@ -234,6 +236,7 @@ t.test('Should run Connect interceptors, outermost first, with contextValues', a
   t.same(info.metadata['x-inner'], ['inner'])
   const url = `${env.wsUrl}/test.Test/Unary`
   t.same(seen, [`outer:${url}:me`, `inner:${url}:me`, 'inner:done', 'outer:done'])
+  t.equal(signals[0]?.aborted, true, 'req.signal is aborted once the call is over, as in Connect\'s transports')
   seen.length = 0
   for await (const _ of client.serverStream({ mode: 'count', count: 1 }));
   t.same(seen, [`outer:${env.wsUrl}/test.Test/ServerStream:nobody`, `inner:${env.wsUrl}/test.Test/ServerStream:nobody`, 'inner:done', 'outer:done'], 'streams too; a missing context value is its default')

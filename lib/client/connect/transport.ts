@@ -2,9 +2,10 @@
  * A Connect v2 `Transport` over the browser client's multiplexed socket:
  * every call of a Connect client (`createClient` from @connectrpc/connect)
  * becomes a call of a GrpcWsClient, so it shares that client's socket,
- * windows, keepalive and reconnection. Connect supplies interceptors,
- * deadlines and signals (runUnaryCall / runStreamingCall); this module maps
- * its requests, headers, messages and errors to the client's and back.
+ * windows, keepalive and reconnection. run-call.ts runs interceptors,
+ * deadlines and signals as Connect's runUnaryCall / runStreamingCall do;
+ * this module maps requests, headers, messages and errors to the client's
+ * and back.
  */
 import { fromBinary, toBinary, type BinaryReadOptions, type BinaryWriteOptions, type DescMessage, type DescMethodStreaming, type DescMethodUnary, type MessageShape } from '@bufbuild/protobuf'
 import { BinaryReader } from '@bufbuild/protobuf/wire'
@@ -12,12 +13,12 @@ import {
   Code, ConnectError, createContextValues, decodeBinaryHeader, encodeBinaryHeader,
   type ContextValues, type Interceptor, type StreamResponse, type Transport, type UnaryResponse
 } from '@connectrpc/connect'
-import { runStreamingCall, runUnaryCall } from '@connectrpc/connect/protocol'
 import { GrpcWsClient, type ClientOptions } from '../web/client.js'
 import { GrpcError } from '../web/errors.js'
 import { Metadata } from '../web/metadata.js'
 import type { MethodDescriptor } from '../web/types.js'
 import { invalidClientOption } from './errors.js'
+import { runStreaming, runUnary } from './run-call.js'
 
 export interface WebSocketTransportOptions extends ClientOptions {
   /**
@@ -126,7 +127,7 @@ export function createWebSocketTransport (options: WebSocketTransportOptions): W
 
     async unary<I extends DescMessage, O extends DescMessage> (method: DescMethodUnary<I, O>, signal: AbortSignal | undefined, timeoutMs: number | undefined, header: HeadersInit | undefined, input: any, contextValues?: ContextValues): Promise<UnaryResponse<I, O>> {
       const timeout = timeoutOf(timeoutMs)
-      return await runUnaryCall<I, O>({
+      return await runUnary<I, O>({
         interceptors,
         signal,
         timeoutMs: timeout,
@@ -137,9 +138,9 @@ export function createWebSocketTransport (options: WebSocketTransportOptions): W
           requestMethod: 'POST',
           url: urlOf(method),
           header: new Headers(header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input
+          contextValues: contextValues ?? createContextValues()
         },
+        message: input,
         next: async req => {
           const bytes = encode(method, req.message)
           const call = client.unary(raw(method), bytes, { metadata: toMetadata(req.header), signal: req.signal, timeout })
@@ -163,7 +164,7 @@ export function createWebSocketTransport (options: WebSocketTransportOptions): W
 
     async stream<I extends DescMessage, O extends DescMessage> (method: DescMethodStreaming<I, O>, signal: AbortSignal | undefined, timeoutMs: number | undefined, header: HeadersInit | undefined, input: AsyncIterable<any>, contextValues?: ContextValues): Promise<StreamResponse<I, O>> {
       const timeout = timeoutOf(timeoutMs)
-      return await runStreamingCall<I, O>({
+      return await runStreaming<I, O>({
         interceptors,
         signal,
         timeoutMs: timeout,
@@ -174,9 +175,9 @@ export function createWebSocketTransport (options: WebSocketTransportOptions): W
           requestMethod: 'POST',
           url: urlOf(method),
           header: new Headers(header),
-          contextValues: contextValues ?? createContextValues(),
-          message: input
+          contextValues: contextValues ?? createContextValues()
         },
+        message: input,
         next: async req => {
           const call = client.bidi(raw(method), { metadata: toMetadata(req.header), signal: req.signal, timeout })
           // The first failure of this side (a request too large, a request
