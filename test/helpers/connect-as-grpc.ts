@@ -54,7 +54,7 @@ function callOptions (metadata: grpc.Metadata | undefined, options: grpc.CallOpt
 }
 
 /** Requests written with write(), pulled by Connect as an async iterable. */
-class Writable implements AsyncIterable<Request> {
+export class RequestQueue implements AsyncIterable<Request> {
   private readonly queue: Request[] = []
   private ended = false
   private wake: (() => void) | null = null
@@ -131,12 +131,12 @@ export function connectAsGrpcClient (url: string): any {
     Missing: (request: Request, ...args: unknown[]) => unaryLike(test.missing, request, args),
     ServerStream: (request: Request, ...args: unknown[]) => streaming(options => test.serverStream(request, options), args),
     ClientStream: (...args: unknown[]) => {
-      const requests = new Writable()
+      const requests = new RequestQueue()
       const call = unaryLike((_, options) => test.clientStream(requests, options), undefined, args)
       return Object.assign(call, { write: (r: Request) => requests.write(r), end: () => { requests.end() } })
     },
     Bidi: (...args: unknown[]) => {
-      const requests = new Writable()
+      const requests = new RequestQueue()
       const call = streaming(options => test.bidi(requests, options), args)
       return Object.assign(call, { write: (r: Request) => requests.write(r), end: () => { requests.end() } })
     },

@@ -2,10 +2,11 @@
  * Runs one scenario twice with the same assertions: a stock grpc-js client
  * to a grpc-js Server over HTTP/2, and the same stock client over
  * createWebSocketChannel to the plugin. Both servers hold the very same
- * implementation object. With `connect: true`, a third time: a Connect
- * client over createWebSocketTransport, in grpc-js's shape
- * (connect-as-grpc.ts), for the scenarios whose behaviour Connect defines
- * the same way.
+ * implementation object. With `connect: true`, twice more: the browser
+ * client (`fastify-grpc-ws/client`) and a Connect client over
+ * createWebSocketTransport, each in grpc-js's shape (web-as-grpc.ts,
+ * connect-as-grpc.ts), for the scenarios whose behaviour they define the
+ * same way.
  */
 import * as grpc from '@grpc/grpc-js'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -14,9 +15,10 @@ import type { Test } from 'tap'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { connectAsGrpcClient } from './connect-as-grpc.js'
+import { webAsGrpcClient } from './web-as-grpc.js'
 import { TestClient, createTestService, testDefinition, type Request, type Response } from './test-service.js'
 
-export type TransportName = 'http2' | 'websocket' | 'connect'
+export type TransportName = 'http2' | 'websocket' | 'web' | 'connect'
 
 /** The two ways in through a stock grpc-js client: for scenarios about grpc-js's own client surface. */
 export const GRPC_JS: TransportName[] = ['http2', 'websocket']
@@ -43,7 +45,7 @@ export interface Env {
 export interface EnvOptions {
   plugin?: Partial<FastifyGrpcWsOptions>
   server?: grpc.ServerOptions
-  /** Also run the scenarios through a Connect client over the WebSocket transport. */
+  /** Also run the scenarios through the browser client and a Connect client over the WebSocket transport. */
   connect?: boolean
 }
 
@@ -71,11 +73,13 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
       ? new TestClient(http2Address, grpc.credentials.createInsecure())
       : name === 'connect'
         ? connectAsGrpcClient(wsUrl)
-        : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
+        : name === 'web'
+          ? webAsGrpcClient(wsUrl)
+          : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
     clients.push(client)
     return client
   }
-  const transports: Transport[] = (options.connect === true ? ['http2', 'websocket', 'connect'] as const : ['http2', 'websocket'] as const).map(name => ({
+  const transports: Transport[] = (options.connect === true ? ['http2', 'websocket', 'web', 'connect'] as const : ['http2', 'websocket'] as const).map(name => ({
     name,
     client: make(name),
     newClient: () => make(name),

@@ -56,12 +56,13 @@ parity(t, env, 'Should give the handler the call surface grpc-js gives it', asyn
   t.equal((JSON.parse(noDeadline.message) as CallInfo).deadline, 'Infinity')
 })
 
-parity(t, env, 'Should send response headers before the first message', async (t, { client }) => {
+parity(t, env, 'Should send response headers before the first message', async (t, { client, name }) => {
   const result = await collect(client.ServerStream({ mode: 'headers-first', delayMs: 20 }))
   t.same(result.order, ['metadata', 'data', 'status'])
   const headers = result.headers!
   t.same(headers.get('x-header-text'), ['value one'])
-  t.same(headers.get('x-header-repeated'), ['a, b'])
+  // The browser client keeps repeated values apart, as they travel; HTTP/2 and Connect's Headers join them.
+  t.same(headers.get('x-header-repeated'), name === 'web' ? ['a', 'b'] : ['a, b'])
   t.same(headers.get('x-header-bin').map(b => [...(b as Buffer)]), [[0, 1, 2, 254, 255], [...Buffer.from('second')]])
 })
 
@@ -82,4 +83,4 @@ parity(t, env, 'Should emit no metadata event for a trailers-only error', async 
   const result = await collect(client.ServerStream({ mode: 'nonsense' }))
   t.same(result.order, ['error', 'status'])
   t.equal(result.status.code, grpc.status.INVALID_ARGUMENT)
-}, GRPC_JS) // Connect calls onHeader for every stream, with empty Headers when there were none.
+}, GRPC_JS) // The browser client's headers and Connect's onHeader come for every stream, empty when there were none.

@@ -61,7 +61,7 @@ parity(t, env, 'Should answer UNIMPLEMENTED for an unknown service', async (t, {
   })
   t.equal(err.code, grpc.status.UNIMPLEMENTED)
   t.equal(err.details, 'The server does not implement the method /nope.Nope/Call')
-}, GRPC_JS) // A Connect client only calls the methods of its DescService.
+}, GRPC_JS) // The typed clients (browser, Connect) only call the methods of their service.
 
 parity(t, env, 'Should end a bidi call with a status emitted mid-stream', async (t, { client }) => {
   const call = client.Bidi()
