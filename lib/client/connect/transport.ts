@@ -87,11 +87,7 @@ function checkOptions (options: WebSocketTransportOptions): void {
  */
 export function createWebSocketTransport (options: WebSocketTransportOptions): WebSocketTransport {
   checkOptions(options)
-  const { baseUrl, client: shared, interceptors = [], defaultTimeoutMs, binaryOptions, ...sessionOptions } = options
-  const readMaxBytes = options.readMaxBytes ?? MAX_BYTES
-  const writeMaxBytes = options.writeMaxBytes ?? MAX_BYTES
-  delete (sessionOptions as Record<string, unknown>).readMaxBytes
-  delete (sessionOptions as Record<string, unknown>).writeMaxBytes
+  const { baseUrl, client: shared, interceptors = [], defaultTimeoutMs, binaryOptions, readMaxBytes = MAX_BYTES, writeMaxBytes = MAX_BYTES, ...sessionOptions } = options
   const client = shared ?? new GrpcWsClient(baseUrl!, sessionOptions)
   // As Connect's own transports: no timeoutMs → the default; 0 or less → none.
   const timeoutOf = (timeoutMs: number | undefined): number | undefined =>
