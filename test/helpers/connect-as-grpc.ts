@@ -80,11 +80,30 @@ export class RequestQueue implements AsyncIterable<Request> {
   }
 }
 
+/** pause() / resume() as a grpc-js stream's: a paused reader takes no more messages (nor gives credit back). */
+export function pausable (emitter: EventEmitter): () => Promise<void> | null {
+  let paused: Promise<void> | null = null
+  let resume = (): void => {}
+  Object.assign(emitter, {
+    pause: () => { paused ??= new Promise<void>(resolve => { resume = resolve }) },
+    resume: () => {
+      paused = null
+      resume()
+    }
+  })
+  return () => paused
+}
+
 /** Iterates a Connect response stream, reporting it as grpc-js's events. */
 function report (call: EventEmitter, responses: () => AsyncIterable<{ message: string, payload: Uint8Array }>, trailer: { value?: Headers }): void {
+  const paused = pausable(call)
   void (async () => {
     try {
-      for await (const m of responses()) call.emit('data', plain(m))
+      for await (const m of responses()) {
+        await paused()
+        call.emit('data', plain(m))
+      }
+      call.emit('end')
       call.emit('status', { code: grpc.status.OK, details: '', metadata: metadataOf(trailer.value) })
     } catch (err) {
       const e = serviceError(err)

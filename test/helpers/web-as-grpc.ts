@@ -9,7 +9,7 @@
 import * as grpc from '@grpc/grpc-js'
 import { EventEmitter } from 'node:events'
 import { GrpcError, type Metadata } from '../../lib/client/web/index.js'
-import { RequestQueue } from './connect-as-grpc.js'
+import { RequestQueue, pausable } from './connect-as-grpc.js'
 import type { Request, Response } from './test-service.js'
 import { webClient } from './web-client.js'
 
@@ -41,10 +41,15 @@ function callOptions (args: unknown[]): Record<string, unknown> {
 
 /** Iterates a response stream, reporting it as grpc-js's events. */
 function report (emitter: EventEmitter, call: AsyncIterable<any> & { headers: Promise<Metadata>, trailers: Promise<Metadata> }): void {
+  const paused = pausable(emitter)
   void (async () => {
     void call.headers.then(headers => { emitter.emit('metadata', grpcMetadata(headers)) })
     try {
-      for await (const m of call) emitter.emit('data', plain(m))
+      for await (const m of call) {
+        await paused()
+        emitter.emit('data', plain(m))
+      }
+      emitter.emit('end')
       emitter.emit('status', { code: grpc.status.OK, details: '', metadata: grpcMetadata(await call.trailers) })
     } catch (err) {
       const e = serviceError(err)
