@@ -5,6 +5,7 @@
 import type { Server, ServerInterceptor, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js'
 import { ERR_INVALID_OPTION, ERR_INVALID_SERVICE } from './errors.js'
 import { MAX_WINDOW } from './protocol/flow-control.js'
+import type { TopicsOptions } from './fanout/topics.js'
 
 export interface ServiceEntry {
   /** A grpc-js ServiceDefinition, e.g. `loadPackageDefinition(...).pkg.Echo.service`. */
@@ -83,6 +84,11 @@ export interface FastifyGrpcWsOptions {
    * Host); requests without Origin (backends) are always allowed.
    */
   allowedOrigins?: string[] | '*' | ((origin: string) => boolean)
+  /**
+   * Topics (`app.grpc.topics`): the bus between instances and each
+   * subscriber's queue bounds. See README, Topics (fan-out).
+   */
+  topics?: TopicsOptions
 }
 
 /** A token bucket: `burst` events at once, refilled at `perSecond`. */
@@ -121,7 +127,9 @@ export const defaults = {
 // Room in a CALL frame beside the metadata: header, fields and a path.
 const CALL_FRAME_ROOM = 4096
 
-export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit'>> & {
+export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit' | 'topics'>> & {
+  /** Checked by the Topics constructor (lib/fanout/topics.ts). */
+  topics: TopicsOptions | undefined
   grpcServer: Server | undefined
   allowedOrigins: FastifyGrpcWsOptions['allowedOrigins'] | undefined
   resetRateLimit: RateLimit | false
@@ -171,7 +179,7 @@ export function checkService (entry: unknown): asserts entry is ServiceEntry {
 // Every option name, so a misspelt one is refused rather than ignored.
 const optionNames: ReadonlyArray<keyof FastifyGrpcWsOptions> = [
   ...Object.keys(defaults) as Array<keyof typeof defaults>,
-  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins'
+  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins', 'topics'
 ]
 // What Fastify's register() itself passes a plugin along with its options.
 const registerOptions = new Set(['prefix', 'logLevel', 'logSerializers'])
@@ -256,6 +264,7 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
     path,
     grpcWebSocketsPrefix,
     allowedOrigins,
+    topics: o.topics,
     services: [...services],
     grpcServer,
     interceptors: [...interceptors],

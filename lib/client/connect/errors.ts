@@ -12,7 +12,6 @@ export interface CodedError extends TypeError {
 function coded (code: string, message: string): CodedError {
   const error = new TypeError(message) as TypeError & { code: string }
   error.code = code
-  error.name = 'FastifyGrpcWsError'
   return error
 }
 

@@ -34,12 +34,17 @@ export interface ClientOptions {
   protocols?: string[]
 }
 
+/** FST_GRPCWS_INVALID_CLIENT_OPTION, made here: the browser bundle carries no @fastify/error. */
+function invalidOption (name: string, why: string): TypeError {
+  return Object.assign(new TypeError(`fastify-grpc-ws: invalid client option "${name}": ${why}`), { code: 'FST_GRPCWS_INVALID_CLIENT_OPTION' })
+}
+
 /** `ws://`, `wss://`, or (in a page) a path or http(s) URL resolved against the page's address. */
 function webSocketUrl (url: string): string {
-  if (/^wss?:/i.test(url)) return url
-  const page = (globalThis as { location?: { href: string } }).location
-  const resolved = new URL(url, page?.href)
-  resolved.protocol = resolved.protocol === 'https:' ? 'wss:' : 'ws:'
+  let resolved: URL | undefined
+  try { resolved = new URL(url, (globalThis as { location?: { href: string } }).location?.href) } catch {}
+  if (resolved === undefined || !/^(ws|http)s?:$/.test(resolved.protocol)) throw invalidOption('url', `not a ws:, wss:, http: or https: URL: ${url}`)
+  resolved.protocol = resolved.protocol.replace('http', 'ws')
   return resolved.href
 }
 
@@ -49,7 +54,7 @@ export class GrpcWsClient {
 
   constructor (url: string, options: ClientOptions = {}) {
     const WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
-    if (WebSocket === undefined) throw new TypeError('No global WebSocket here: pass one, e.g. createClient(url, { WebSocket }) with WebSocket from the ws package')
+    if (WebSocket === undefined) throw invalidOption('WebSocket', 'no global WebSocket here: pass the one from ws')
     this.url = webSocketUrl(url)
     this.session = new ClientSession(this.url, {
       keepaliveIntervalMs: 30000,
