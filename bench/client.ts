@@ -11,12 +11,19 @@
  * - grpc: a stock grpc-js client over HTTP/2
  * - ws: a `ws` client against a bare @fastify/websocket echo
  * - connect: a connect-node client (Connect protocol, HTTP/2, binary)
+ * - plugin-web: the plain client (fastify-grpc-ws/client) over `ws`, with
+ *   protobuf-es's binary codec
+ * - plugin-connect: a Connect client over fastify-grpc-ws/connect, on the
+ *   same plain client and codec: beside plugin-web, the Connect layer's cost
  */
 import { createClient, type Client } from '@connectrpc/connect'
 import { createConnectTransport, Http2SessionManager } from '@connectrpc/connect-node'
 import * as grpc from '@grpc/grpc-js'
 import WebSocket from 'ws'
+import { fromBinary, toBinary, type DescMessage } from '@bufbuild/protobuf'
+import { createWebSocketTransport } from '../lib/client/connect/index.js'
 import { createWebSocketChannel } from '../lib/client/grpc-js/index.js'
+import { createClient as createWebClient } from '../lib/client/web/index.js'
 import { ClientSession, type ClientStream, type WebSocketConstructor } from '../lib/client/session.js'
 import {
   BIDI_PATH, ECHO_PATH, SERVER_STREAM_PATH, encodeEcho, payloadOf, percentile,
@@ -252,11 +259,44 @@ async function connectDriver (target: string, size: number): Promise<Driver> {
   }
 }
 
+/** Unary calls only: these two clients are measured in the unary rows. */
+function unaryOnly (unary: Driver['unary'], close: () => void): Driver {
+  return {
+    unary,
+    serverStream (_count, _onMessage, onEnd) { onEnd('not measured for this client'); return () => {} },
+    bidi (_onMessage, _onDrain, onEnd) { onEnd('not measured for this client'); return { write: () => false, end: () => {}, cancel: () => {} } },
+    close
+  }
+}
+
+async function webDriver (target: string, size: number): Promise<Driver> {
+  const method = echoService().method.echo!
+  const client = createWebClient(target, { WebSocket: NoBufferWebSocket })
+  const descriptor = {
+    path: ECHO_PATH,
+    serialize: (m: any) => toBinary(method.input, m),
+    deserialize: (b: Uint8Array) => fromBinary(method.output as DescMessage, b)
+  }
+  const request = { $typeName: method.input.typeName, message: '', payload: payloadOf(size) }
+  await client.unary(descriptor, request)
+  return unaryOnly(done => { client.unary(descriptor, request).then(() => { done(null) }, (err: unknown) => { done(errorText(err)) }) }, () => { client.close() })
+}
+
+async function webConnectDriver (target: string, size: number): Promise<Driver> {
+  const transport = createWebSocketTransport({ baseUrl: target, WebSocket: NoBufferWebSocket })
+  const client = createClient(echoService(), transport) as Client<any> as any
+  const request = { message: '', payload: payloadOf(size) }
+  await client.echo(request)
+  return unaryOnly(done => { (client.echo(request) as Promise<unknown>).then(() => { done(null) }, (err: unknown) => { done(errorText(err)) }) }, () => { transport.client.close() })
+}
+
 async function driverFor (spec: RunSpec): Promise<Driver> {
   switch (spec.system) {
     case 'plugin-grpcjs': return await grpcDriver('plugin-grpcjs', spec.target, spec.size)
     case 'grpc': return await grpcDriver('grpc', spec.target, spec.size)
     case 'plugin-lean': return await leanDriver(spec.target, spec.size)
+    case 'plugin-web': return await webDriver(spec.target, spec.size)
+    case 'plugin-connect': return await webConnectDriver(spec.target, spec.size)
     case 'ws': return await wsDriver(spec.target, spec.size)
     case 'connect': return await connectDriver(spec.target, spec.size)
   }

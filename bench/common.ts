@@ -71,7 +71,7 @@ export type ServerReply = { type: 'ready', port: number, grpcPort?: number, read
 
 export type Pattern = 'unary' | 'server-stream' | 'bidi'
 
-export type ClientSystem = 'plugin-grpcjs' | 'plugin-lean' | 'grpc' | 'ws' | 'connect'
+export type ClientSystem = 'plugin-grpcjs' | 'plugin-lean' | 'plugin-web' | 'plugin-connect' | 'grpc' | 'ws' | 'connect'
 
 export interface RunSpec {
   system: ClientSystem

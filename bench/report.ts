@@ -137,7 +137,7 @@ export interface Ratio {
   scenario: string
   a: ClientSystem
   b: ClientSystem
-  field: 'rate' | 'serverUsPerOp'
+  field: 'rate' | 'serverUsPerOp' | 'clientUsPerOp'
   median: number
   perRep: number[]
 }
@@ -166,6 +166,8 @@ export interface Summary {
 export const LABELS: Record<ClientSystem, string> = {
   'plugin-lean': 'fastify-grpc-ws, lean client',
   'plugin-grpcjs': 'fastify-grpc-ws, grpc-js client',
+  'plugin-web': 'fastify-grpc-ws, plain client',
+  'plugin-connect': 'fastify-grpc-ws, Connect transport',
   grpc: 'grpc-js, HTTP/2',
   ws: 'raw @fastify/websocket echo',
   connect: 'Connect-node on Fastify, HTTP/2'
@@ -174,12 +176,14 @@ export const LABELS: Record<ClientSystem, string> = {
 const DESCRIPTIONS: Record<ClientSystem, string> = {
   'plugin-lean': 'this plugin over WebSocket, driven by `ClientSession` (lib/client/session.ts, the protocol core without grpc-js): pre-encoded requests, responses counted, not decoded. Measures the server fairly.',
   'plugin-grpcjs': 'this plugin over WebSocket, driven by a stock grpc-js client over `createWebSocketChannel` (this project\'s Node client). **Includes grpc-js client-side costs** (protobufjs, grpc-js call stack), which share the machine with the server.',
+  'plugin-web': 'this plugin over WebSocket, driven by the plain client (`fastify-grpc-ws/client`, as browsers use it) over `ws`, messages through protobuf-es `toBinary`/`fromBinary`. Unary 100 B at 64 in flight only.',
+  'plugin-connect': 'the same plain client and codec under a Connect client (`createClient` over `fastify-grpc-ws/connect`): beside the plain client, the cost of the Connect layer (interceptor chain, Headers, message normalization). Unary 100 B at 64 in flight only.',
   grpc: 'grpc-js `Server` over HTTP/2, stock grpc-js client, one channel.',
   ws: 'the floor: `@fastify/websocket` route echoing each binary message, `ws` client; no protobuf, no framing, no gRPC semantics.',
   connect: '`@connectrpc/connect-fastify` with runtime descriptors (no codegen), Connect protocol over HTTP/2 (h2c, one session), binary, `connect-node` client.'
 }
 
-const SYSTEM_ORDER: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'grpc', 'connect', 'ws']
+const SYSTEM_ORDER: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'plugin-web', 'plugin-connect', 'grpc', 'connect', 'ws']
 
 function medianOrNull (values: Array<number | null>): number | null {
   const v = values.filter((x): x is number => x !== null && Number.isFinite(x))
@@ -218,7 +222,7 @@ export function summarize (results: BenchResults): Summary {
     })
   }
 
-  const ratio = (scenario: string, a: ClientSystem, b: ClientSystem, field: 'rate' | 'serverUsPerOp'): Ratio | null => {
+  const ratio = (scenario: string, a: ClientSystem, b: ClientSystem, field: 'rate' | 'serverUsPerOp' | 'clientUsPerOp'): Ratio | null => {
     const perRep: number[] = []
     for (let rep = 0; rep < results.plan.reps; rep++) {
       const ma = results.throughput.find(m => m.rep === rep && m.scenario === scenario && m.system === a)
@@ -243,6 +247,11 @@ export function summarize (results: BenchResults): Summary {
         const r = ratio(scenario, a, 'grpc', field)
         if (r !== null) ratios.push(r)
       }
+    }
+    // The Connect transport's own overhead, beside the plain client it runs on.
+    for (const field of ['rate', 'serverUsPerOp', 'clientUsPerOp'] as const) {
+      const r = ratio(scenario, 'plugin-connect', 'plugin-web', field)
+      if (r !== null) ratios.push(r)
     }
   }
 
@@ -289,7 +298,7 @@ export function summarize (results: BenchResults): Summary {
 
   // Targets
   const targets: Target[] = []
-  const findRatio = (scenario: string, a: ClientSystem, b: ClientSystem, field: 'rate' | 'serverUsPerOp'): Ratio | undefined =>
+  const findRatio = (scenario: string, a: ClientSystem, b: ClientSystem, field: 'rate' | 'serverUsPerOp' | 'clientUsPerOp'): Ratio | undefined =>
     ratios.find(r => r.scenario === scenario && r.a === a && r.b === b && r.field === field)
   const findRow = (scenario: string, system: ClientSystem): Row | undefined => rows.find(r => r.scenario === scenario && r.system === system)
   const fmtRatio = (r: Ratio | undefined, asPct: boolean): string => {
@@ -481,6 +490,7 @@ function markdown (r: BenchResults, s: Summary): string {
   for (const system of SYSTEM_ORDER) {
     const ss = row('server-stream-100', system)
     const bd = row(bidiKey, system)
+    if (ss === undefined && bd === undefined) continue
     out.push(`| ${LABELS[system]} | ${fmtInt(ss?.rate)} | ${fmt(ss?.serverUsPerOp)} | ${fmtInt(bd?.rate)} | ${fmt(bd?.serverUsPerOp)} | ${fmt(bd?.serverCpuPct, 0)} % / ${fmt(bd?.clientCpuPct, 0)} % |`)
   }
   out.push('')
@@ -496,6 +506,10 @@ function markdown (r: BenchResults, s: Summary): string {
     out.push(`| ${scenario} | ${LABELS[a]} | ${LABELS[b]} | ${f(t)} | ${f(c)} |`)
   }
   out.push('')
+  const connectClientCpu = s.ratios.find(x => x.a === 'plugin-connect' && x.b === 'plugin-web' && x.field === 'clientUsPerOp')
+  if (connectClientCpu !== undefined) {
+    out.push(`The Connect transport's own overhead (${connectClientCpu.scenario}): client CPU per call ${connectClientCpu.median.toFixed(2)}x the plain client's [${connectClientCpu.perRep.map(v => v.toFixed(2)).join(', ')}], on the same socket, server and codec.`, '')
+  }
 
   out.push(`## Idle connections (${r.plan.memCount.toLocaleString('en-US')} after ${r.plan.memWarm} warm-up connections)`, '')
   out.push('Each connection made one call (one echo) and then idled. Per connection = (server RSS after − RSS after the warm-up connections) / count, both after a forced GC (`--expose-gc`). The plugin is driven by `ClientSession` connections, ws by `ws` sockets, grpc-js by one channel each (`grpc.use_local_subchannel_pool`).', '')
@@ -547,6 +561,8 @@ function markdown (r: BenchResults, s: Summary): string {
 const COLORS: Record<ClientSystem, string> = {
   'plugin-lean': '#1f77b4',
   'plugin-grpcjs': '#6baed6',
+  'plugin-web': '#9467bd',
+  'plugin-connect': '#c5b0d5',
   grpc: '#ff7f0e',
   connect: '#2ca02c',
   ws: '#7f7f7f'
@@ -615,6 +631,8 @@ function svg (r: BenchResults, s: Summary): string {
       ws: ['raw ws echo', '(per message)'],
       'plugin-lean': ['plugin,', 'lean client'],
       'plugin-grpcjs': ['plugin,', 'grpc-js client'],
+      'plugin-web': ['plugin,', 'plain client'],
+      'plugin-connect': ['plugin,', 'Connect transport'],
       grpc: ['grpc-js', 'HTTP/2'],
       connect: ['Connect-node', 'HTTP/2']
     }

@@ -93,7 +93,9 @@ process.on('exit', killAll)
 process.on('SIGINT', () => { killAll(); process.exit(130) })
 process.on('SIGTERM', () => { killAll(); process.exit(143) })
 
-const ALL_SYSTEMS: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'grpc', 'ws', 'connect']
+const ALL_SYSTEMS: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'grpc', 'ws', 'connect', 'plugin-web', 'plugin-connect']
+/** Clients measured in one row only (the Connect transport beside the plain client it runs on). */
+const ONE_ROW: Partial<Record<ClientSystem, string>> = { 'plugin-web': 'unary-100-c64', 'plugin-connect': 'unary-100-c64' }
 // --systems a,b and --scenarios REGEX narrow a run down (for investigating; the report then has gaps).
 const SYSTEMS = option('--systems')?.split(',').filter((x): x is ClientSystem => ALL_SYSTEMS.includes(x as ClientSystem)) ?? ALL_SYSTEMS
 const scenarioFilter = option('--scenarios') === undefined ? null : new RegExp(option('--scenarios')!)
@@ -259,7 +261,9 @@ async function throughputRep (rep: number): Promise<Measurement[]> {
   const targetOf = (system: ClientSystem): string => {
     switch (system) {
       case 'plugin-lean':
-      case 'plugin-grpcjs': return `ws://127.0.0.1:${plugin.port}/grpc`
+      case 'plugin-grpcjs':
+      case 'plugin-web':
+      case 'plugin-connect': return `ws://127.0.0.1:${plugin.port}/grpc`
       case 'grpc': return `127.0.0.1:${servers.get('grpc')!.port}`
       case 'ws': return `ws://127.0.0.1:${servers.get('ws')!.port}`
       case 'connect': return `http://127.0.0.1:${servers.get('connect')!.port}`
@@ -277,6 +281,7 @@ async function throughputRep (rep: number): Promise<Measurement[]> {
     for (const [i, scenario] of scenarios().entries()) {
       // Systems alternate, and the order turns from one scenario and repetition to the next.
       for (const system of rotate(SYSTEMS, rep + i)) {
+        if (ONE_ROW[system] !== undefined && ONE_ROW[system] !== scenario.key) continue
         out.push(await measure(rep, scenario, system, clients.get(system)!, serverOf(system), targetOf(system)))
       }
     }

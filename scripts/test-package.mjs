@@ -79,6 +79,7 @@ try {
     const app = join(tmp, profile.name)
     cpSync(join(root, 'examples/app'), app, { recursive: true })
     cpSync(join(root, 'test/packaging/calls.ts'), join(app, 'calls.ts'))
+    cpSync(join(root, 'test/packaging/connect.ts'), join(app, 'connect.ts'))
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: `app-${profile.name}`, private: true, type: 'module' }, null, 2))
 
     // --- install, as the README says, with this profile's peer versions ---
@@ -87,7 +88,9 @@ try {
       'install', '--no-audit', '--no-fund', tarball,
       ...peers.map(name => `${name}@${profile.versions[name]}`),
       // protobufjs is the app's codec, not a peer: the major the README names.
-      '@grpc/proto-loader', 'protobufjs@^8', 'ws', `typescript@${typescriptVersion}`, '@types/node@^20'
+      '@grpc/proto-loader', 'protobufjs@^8', 'ws', `typescript@${typescriptVersion}`, '@types/node@^20',
+      // The optional peers of fastify-grpc-ws/connect, as a Connect app has them.
+      `@connectrpc/connect@${own.peerDependencies['@connectrpc/connect']}`, `@bufbuild/protobuf@${own.peerDependencies['@bufbuild/protobuf']}`
     ]
     const installed = await run('npm', installArgs, { cwd: app, timeoutMs: 240_000 })
     timings.push(`${profile.name}: install ${seconds(t0)} s`)

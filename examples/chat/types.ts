@@ -1,9 +1,8 @@
 /**
- * The chat's messages as plain objects (camelCase fields, as both
- * @grpc/proto-loader and protobufjs give them), shared by the server, the
- * bot and the page.
+ * The chat's messages as plain objects (camelCase fields, as
+ * @grpc/proto-loader gives them), shared by the server and the bot. The page
+ * has its own types, generated from chat.proto (web/gen).
  */
-import type { BidiStreaming, ClientStreaming, ServerStreaming, Unary } from 'fastify-grpc-ws/client'
 
 export interface Attachment { id: string, name: string, mimeType: string, size: number, url: string }
 
@@ -40,11 +39,3 @@ export interface PresenceUpdate { room: string, members: Member[] }
 export interface HistoryRequest { room: string, limit?: number }
 export interface HistoryResponse { messages: ChatMessage[] }
 export interface UploadChunk { name?: string, mimeType?: string, data: Uint8Array }
-
-/** The service as the page's typed client sees it. */
-export interface ChatService {
-  connect: BidiStreaming<ClientEvent, ServerEvent>
-  presence: ServerStreaming<{ room: string }, PresenceUpdate>
-  history: Unary<HistoryRequest, HistoryResponse>
-  upload: ClientStreaming<UploadChunk, Attachment>
-}

@@ -2,14 +2,17 @@
  * Runs one scenario twice with the same assertions: a stock grpc-js client
  * to a grpc-js Server over HTTP/2, and the same stock client over
  * createWebSocketChannel to the plugin. Both servers hold the very same
- * implementation object.
+ * implementation object. With `connect: true`, twice more: the browser
+ * client (`fastify-grpc-ws/client`) and a Connect client over
+ * createWebSocketTransport, each in grpc-js's shape (web-as-grpc.ts,
+ * connect-as-grpc.ts), for the scenarios whose behaviour they define the
+ * same way.
  *
  * With `parityMode.upstream` (test/forward/ sets it before importing a
  * parity file) the handlers run in an upstream grpc-js server in another
  * process instead, which the plugin forwards to (its services found by
- * reflection), and the scenario runs three times: direct to the upstream
- * over HTTP/2, through the plugin's WebSocket route, and through the
- * plugin's grpcServer (HTTP/2).
+ * reflection), and each scenario also runs through the plugin's grpcServer
+ * (HTTP/2), 'http2' then being direct to the upstream.
  */
 import * as grpc from '@grpc/grpc-js'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -17,10 +20,15 @@ import { EventEmitter } from 'node:events'
 import type { Test } from 'tap'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
+import { connectAsGrpcClient } from './connect-as-grpc.js'
+import { webAsGrpcClient } from './web-as-grpc.js'
 import { TestClient, createTestService, testDefinition, type Request, type Response } from './test-service.js'
 import { UpstreamProcess } from './upstream-process.js'
 
-export type TransportName = 'http2' | 'websocket' | 'forwarded-http2'
+export type TransportName = 'http2' | 'websocket' | 'web' | 'connect' | 'forwarded-http2'
+
+/** The ways in through a stock grpc-js client: for scenarios about grpc-js's own client surface. */
+export const GRPC_JS: TransportName[] = ['http2', 'websocket', 'forwarded-http2']
 
 /** Set `upstream` before a parity file is imported to run it through the forwarder. */
 export const parityMode = { upstream: false }
@@ -51,6 +59,8 @@ export interface Env {
 export interface EnvOptions {
   plugin?: Partial<FastifyGrpcWsOptions>
   server?: grpc.ServerOptions
+  /** Also run the scenarios through the browser client and a Connect client over the WebSocket transport. */
+  connect?: boolean
 }
 
 export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env> {
@@ -75,13 +85,18 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
   const http2Address = `127.0.0.1:${port}`
   const clients: any[] = []
   const make = (name: TransportName): any => {
-    const client = name === 'websocket'
-      ? new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
-      : new TestClient(name === 'http2' && upstream !== undefined ? upstream.address : http2Address, grpc.credentials.createInsecure())
+    const client = name === 'http2' || name === 'forwarded-http2'
+      ? new TestClient(name === 'http2' && upstream !== undefined ? upstream.address : http2Address, grpc.credentials.createInsecure())
+      : name === 'connect'
+        ? connectAsGrpcClient(wsUrl)
+        : name === 'web'
+          ? webAsGrpcClient(wsUrl)
+          : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
     clients.push(client)
     return client
   }
-  const names: TransportName[] = upstream === undefined ? ['http2', 'websocket'] : ['http2', 'websocket', 'forwarded-http2']
+  const names: TransportName[] = options.connect === true ? ['http2', 'websocket', 'web', 'connect'] : ['http2', 'websocket']
+  if (upstream !== undefined) names.push('forwarded-http2')
   const transports: Transport[] = names.map(name => ({
     name,
     client: make(name),
@@ -99,9 +114,10 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
   return { transports, events, app, grpcServer, wsUrl, http2Address, upstream, handlerHost }
 }
 
-/** Registers `body` as one subtest per transport. */
-export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>): void {
+/** Registers `body` as one subtest per transport (of `ways`, if given). */
+export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>, ways?: TransportName[]): void {
   for (const transport of env.transports) {
+    if (ways !== undefined && !ways.includes(transport.name)) continue
     t.test(`${name} [${transport.name}]`, async t => { await body(t, transport) })
   }
 }

@@ -53,11 +53,12 @@ t.test('Should show each app file verbatim, and no code that is not one of them'
   }
 })
 
-t.test('Should name every peer dependency in the install line', async t => {
+t.test('Should name every required peer dependency in the install line', async t => {
   const install = shown.find(b => b.lang === 'sh' && b.code.startsWith('npm install fastify-grpc-ws '))
   t.ok(install, 'an `npm install fastify-grpc-ws ...` line')
   const words = install?.code.split(/\s+/) ?? []
-  // Optional peers (redis, for the Redis topic bus) are installed by the apps that use them.
+  // Optional peers (redis, for the Redis topic bus; @connectrpc/connect and @bufbuild/protobuf, for
+  // fastify-grpc-ws/connect) are installed by the apps that use them.
   for (const name of Object.keys(pkg.peerDependencies)) if (pkg.peerDependenciesMeta?.[name]?.optional !== true) t.ok(words.includes(name), name)
 })
 

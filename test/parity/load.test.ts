@@ -2,12 +2,12 @@ import * as grpc from '@grpc/grpc-js'
 import v8 from 'node:v8'
 import vm from 'node:vm'
 import t from 'tap'
-import { collect, handlerEvent, nextId, parity, startEnv, unary } from '../helpers/parity.js'
+import { GRPC_JS, collect, handlerEvent, nextId, parity, startEnv, unary } from '../helpers/parity.js'
 
 v8.setFlagsFromString('--expose-gc')
 const gc = vm.runInNewContext('gc') as () => void
 
-const env = await startEnv(t)
+const env = await startEnv(t, { connect: true })
 
 parity(t, env, 'Should run 1,000 concurrent calls on one channel', async (t, { newClient }) => {
   const client = newClient()
@@ -16,7 +16,7 @@ parity(t, env, 'Should run 1,000 concurrent calls on one channel', async (t, { n
   t.equal(results.length, 1000)
   t.ok(results.every((r, i) => r.value.message === `m${i}`), 'each call got its own answer')
   t.equal(client.getChannel().getConnectivityState(false), grpc.connectivityState.READY, 'one channel served them all')
-})
+}, GRPC_JS) // The other clients' one-socket case: test/client/connect-calls.test.ts, test/browser/client.test.ts.
 
 parity(t, env, 'Should mix the four kinds concurrently on one channel', async (t, { client }) => {
   const streams = Array.from({ length: 20 }, async () => await collect(client.ServerStream({ mode: 'count', count: 50, size: 100 })))

@@ -1,8 +1,8 @@
 import * as grpc from '@grpc/grpc-js'
 import t from 'tap'
-import { collect, parity, startEnv, unaryError } from '../helpers/parity.js'
+import { GRPC_JS, collect, parity, startEnv, unaryError } from '../helpers/parity.js'
 
-const env = await startEnv(t)
+const env = await startEnv(t, { connect: true })
 
 parity(t, env, 'Should carry every status code 1..16 with its details and metadata', async (t, { client }) => {
   for (let code = 1; code <= 16; code++) {
@@ -61,7 +61,7 @@ parity(t, env, 'Should answer UNIMPLEMENTED for an unknown service', async (t, {
   })
   t.equal(err.code, grpc.status.UNIMPLEMENTED)
   t.equal(err.details, 'The server does not implement the method /nope.Nope/Call')
-})
+}, GRPC_JS) // The typed clients (browser, Connect) only call the methods of their service.
 
 parity(t, env, 'Should end a bidi call with a status emitted mid-stream', async (t, { client }) => {
   const call = client.Bidi()

@@ -1,17 +1,53 @@
 /**
- * The chat page. Plain TypeScript over `fastify-grpc-ws/client`: one
- * WebSocket carries the session (bidi), the room's presence (server
+ * The chat page. Plain TypeScript over a Connect client
+ * (`@connectrpc/connect`) on `fastify-grpc-ws/connect`, typed by the
+ * protobuf-es code generated from chat.proto (./gen, `npm run generate:chat`):
+ * one WebSocket carries the session (bidi), the room's presence (server
  * streaming), history (unary) and uploads (client streaming).
  */
-import descriptor from 'chat-descriptor'
-import { createClient, createServiceClient, GrpcError, Status, type BidiCall, type ConnectionState } from 'fastify-grpc-ws/client'
-import protobuf from 'protobufjs/light.js'
-import type { Attachment, ChatMessage, ChatService, ClientEvent, Member, Room, ServerEvent, UploadChunk } from '../types.js'
+import type { MessageInitShape } from '@bufbuild/protobuf'
+import { Code, ConnectError, createClient } from '@connectrpc/connect'
+import type { ConnectionState } from 'fastify-grpc-ws/client'
+import { createWebSocketTransport } from 'fastify-grpc-ws/connect'
+import { Chat, type Attachment, type ChatMessage, type ClientEventSchema, type Member, type Room, type ServerEvent, type UploadChunkSchema } from './gen/chat_pb.js'
 
-const service = protobuf.Root.fromJSON(descriptor).lookupService('chat.Chat')
 // A path: the socket goes to this page's own host, ws: or wss: as the page.
-const client = createClient('/grpc')
-const chat = createServiceClient<ChatService>(client, service, { conversion: { defaults: true, oneofs: true } })
+const transport = createWebSocketTransport({ baseUrl: '/grpc' })
+const client = transport.client
+const chat = createClient(Chat, transport)
+
+type ClientEvent = MessageInitShape<typeof ClientEventSchema>
+
+/**
+ * The session's requests: Connect takes them as an async iterable, the page
+ * pushes them as the user acts. The transport pulls each one when the
+ * server's credit allows.
+ */
+class Outbox implements AsyncIterable<ClientEvent> {
+  private readonly queue: ClientEvent[] = []
+  private wake: (() => void) | null = null
+  private closed = false
+
+  push (event: ClientEvent): void {
+    this.queue.push(event)
+    this.wake?.()
+  }
+
+  close (): void {
+    this.closed = true
+    this.wake?.()
+  }
+
+  async * [Symbol.asyncIterator] (): AsyncGenerator<ClientEvent> {
+    for (;;) {
+      const event = this.queue.shift()
+      if (event !== undefined) yield event
+      else if (this.closed) return
+      else await new Promise<void>(resolve => { this.wake = resolve })
+      this.wake = null
+    }
+  }
+}
 
 const MAX_UPLOAD = 8 * 1024 * 1024
 const CHUNK = 64 * 1024
@@ -34,7 +70,7 @@ const joined = new Set(['general'])
 const messages = new Map<string, ChatMessage[]>()
 const seen = new Set<string>()
 const unread = new Map<string, number>()
-let session: BidiCall<ClientEvent, ServerEvent> | null = null
+let session: Outbox | null = null
 let loadedThisSession = false
 let presenceStop: AbortController | null = null
 let lastTypingSent = 0
@@ -44,7 +80,7 @@ function send (event: ClientEvent): boolean {
     toast('Not connected yet: try again in a moment')
     return false
   }
-  void session.send(event)
+  session.push(event)
   return true
 }
 
@@ -52,34 +88,35 @@ function send (event: ClientEvent): boolean {
 
 async function runSession (): Promise<void> {
   for (;;) {
-    const call = chat.connect()
-    session = call
+    const outbox = new Outbox()
+    session = outbox
     loadedThisSession = false
-    void call.send({ hello: { name: me } })
-    for (const room of joined) void call.send({ join: room })
+    outbox.push({ event: { case: 'hello', value: { name: me } } })
+    for (const room of joined) outbox.push({ event: { case: 'join', value: room } })
     try {
-      for await (const event of call) onServerEvent(event)
+      for await (const event of chat.connect(outbox)) onServerEvent(event)
     } catch (err) {
-      // UNAVAILABLE is the socket going away: the client reconnects (with
+      // Unavailable is the socket going away: the client reconnects (with
       // backoff) for the next call, which is the one right below.
-      if (!(err instanceof GrpcError && err.code === Status.UNAVAILABLE)) toast(describe(err))
+      if (!(err instanceof ConnectError && err.code === Code.Unavailable)) toast(describe(err))
     }
+    outbox.close()
     session = null
     await sleep(300)
   }
 }
 
 function onServerEvent (event: ServerEvent): void {
-  if (event.event === 'rooms') {
-    rooms = event.rooms!.rooms
+  if (event.event.case === 'rooms') {
+    rooms = event.event.value.rooms
     renderRooms()
     // Load the room once the server has it (a new room exists once joined).
     if (!loadedThisSession && rooms.some(r => r.name === current)) {
       loadedThisSession = true
       void loadRoom(current)
     }
-  } else if (event.event === 'message') {
-    const message = event.message!
+  } else if (event.event.case === 'message') {
+    const message = event.event.value
     if (!addMessages(message.room, [message])) return
     if (message.room === current) {
       renderMessages()
@@ -96,7 +133,7 @@ async function loadRoom (room: string): Promise<void> {
   const stop = new AbortController()
   presenceStop = stop
   try {
-    const { messages: history } = await chat.history({ room, limit: 100 }, { timeout: 10_000 })
+    const { messages: history } = await chat.history({ room, limit: 100 }, { timeoutMs: 10_000 })
     addMessages(room, history)
     if (room === current) renderMessages()
   } catch (err) {
@@ -107,7 +144,7 @@ async function loadRoom (room: string): Promise<void> {
       if (room === current) renderPeople(update.members)
     }
   } catch (err) {
-    if (!stop.signal.aborted && !(err instanceof GrpcError && err.code === Status.UNAVAILABLE)) toast(describe(err))
+    if (!stop.signal.aborted && !(err instanceof ConnectError && err.code === Code.Unavailable)) toast(describe(err))
   }
 }
 
@@ -130,7 +167,7 @@ function selectRoom (room: string): void {
   unread.delete(room)
   if (!joined.has(room)) {
     joined.add(room)
-    send({ join: room })
+    send({ event: { case: 'join', value: room } })
   }
   $('room-name').textContent = room
   $<HTMLInputElement>('text').placeholder = `Message #${room}`
@@ -148,7 +185,7 @@ function post (): void {
   const input = $<HTMLInputElement>('text')
   const text = input.value.trim()
   if (text === '') return
-  if (!send({ post: { room: current, text } })) return
+  if (!send({ event: { case: 'post', value: { room: current, text } } })) return
   input.value = ''
   // Posting ends "typing" on the server: the next keystroke may say it again.
   lastTypingSent = 0
@@ -157,7 +194,7 @@ function post (): void {
 function typing (): void {
   if ($<HTMLInputElement>('text').value.trim() === '' || Date.now() - lastTypingSent < 2500 || session === null) return
   lastTypingSent = Date.now()
-  send({ typing: current })
+  send({ event: { case: 'typing', value: current } })
 }
 
 async function upload (file: File): Promise<void> {
@@ -171,7 +208,7 @@ async function upload (file: File): Promise<void> {
   progress.value = 0
   box.hidden = false
   // The file goes in 64 KiB chunks, each when the server's credit allows.
-  async function * chunks (): AsyncGenerator<UploadChunk> {
+  async function * chunks (): AsyncGenerator<MessageInitShape<typeof UploadChunkSchema>> {
     const reader = file.stream().getReader()
     let first = true
     let sent = 0
@@ -188,9 +225,9 @@ async function upload (file: File): Promise<void> {
     }
   }
   try {
-    const attachment: Attachment = await chat.upload(chunks(), { timeout: 120_000 })
+    const attachment: Attachment = await chat.upload(chunks(), { timeoutMs: 120_000 })
     const input = $<HTMLInputElement>('text')
-    if (send({ post: { room: current, text: input.value.trim(), attachment } })) input.value = ''
+    if (send({ event: { case: 'post', value: { room: current, text: input.value.trim(), attachment } } })) input.value = ''
   } catch (err) {
     toast(describe(err))
   } finally {
@@ -281,7 +318,7 @@ function renderMessages (jump = false): void {
       body.append(meta)
     }
     if (message.text !== '') body.append(textWithMentions(message.text))
-    if (message.attachment !== null) body.append(attachmentView(message.attachment, list))
+    if (message.attachment !== undefined) body.append(attachmentView(message.attachment, list))
     row.append(body)
     list.append(row)
     previous = message
@@ -351,7 +388,7 @@ function toast (text: string): void {
 }
 
 function describe (err: unknown): string {
-  return err instanceof GrpcError ? `${err.details} (${err.codeName})` : String(err)
+  return err instanceof ConnectError ? `${err.rawMessage} (${Code[err.code]})` : String(err)
 }
 
 // --- wiring ----------------------------------------------------------------------------
