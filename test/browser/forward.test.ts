@@ -12,8 +12,10 @@ import { UpstreamProcess } from '../helpers/upstream-process.js'
 import type { Scenarios } from './page/client-page.js'
 
 const descriptor = protobuf.loadSync(fileURLToPath(new URL('../fixtures/test.proto', import.meta.url))).toJSON()
+const typesProto = fileURLToPath(new URL('../fixtures/types.proto', import.meta.url))
 const script = await bundle(fileURLToPath(new URL('page/client-page.ts', import.meta.url)), {
-  'test-descriptor': `export default ${JSON.stringify(descriptor)}`
+  'test-descriptor': `export default ${JSON.stringify(descriptor)}`,
+  'types-descriptor': `export default ${JSON.stringify(protobuf.loadSync(typesProto).toJSON())}`
 })
 
 const upstream = await UpstreamProcess.start()
