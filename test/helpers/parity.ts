@@ -10,9 +10,10 @@ import { EventEmitter } from 'node:events'
 import type { Test } from 'tap'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
+import { grpcWebShim } from './grpc-web-shim.js'
 import { TestClient, createTestService, testDefinition, type Request, type Response } from './test-service.js'
 
-export type TransportName = 'http2' | 'websocket'
+export type TransportName = 'http2' | 'websocket' | 'grpc-web'
 
 export interface Transport {
   name: TransportName
@@ -60,11 +61,13 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
   const make = (name: TransportName): any => {
     const client = name === 'http2'
       ? new TestClient(http2Address, grpc.credentials.createInsecure())
-      : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
+      : name === 'grpc-web'
+        ? grpcWebShim(wsUrl.replace(/^ws:/, 'http:'))
+        : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
     clients.push(client)
     return client
   }
-  const transports: Transport[] = (['http2', 'websocket'] as const).map(name => ({
+  const transports: Transport[] = (['http2', 'websocket', 'grpc-web'] as const).map(name => ({
     name,
     client: make(name),
     newClient: () => make(name),
@@ -78,9 +81,19 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
   return { transports, events, app, grpcServer, wsUrl, http2Address }
 }
 
+export interface ParityOptions {
+  /**
+   * Also over the gRPC-Web HTTP route (test/helpers/grpc-web-shim.ts): for
+   * scenarios made of unary and server-streaming calls only, the kinds
+   * gRPC-Web clients make.
+   */
+  grpcWeb?: boolean
+}
+
 /** Registers `body` as one subtest per transport. */
-export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>): void {
+export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>, options: ParityOptions = {}): void {
   for (const transport of env.transports) {
+    if (transport.name === 'grpc-web' && options.grpcWeb !== true) continue
     t.test(`${name} [${transport.name}]`, async t => { await body(t, transport) })
   }
 }

@@ -327,7 +327,7 @@ t.test('an onRequest hook authenticates HTTP calls; fastifyRequestOf(call) is it
     start: next => { seen.push(descriptor.path); next({}) }
   })
   const url = await start({ interceptors: [interceptor] }, app => {
-    app.decorateRequest('user', null)
+    app.decorateRequest('user', '')
     app.addHook('onRequest', async (request, reply) => {
       if (request.headers.authorization !== 'Bearer good') return await reply.code(401).send({ error: 'Unauthorized' })
       ;(request as unknown as { user: string }).user = 'alice'
