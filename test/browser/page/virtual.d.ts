@@ -3,3 +3,7 @@ declare module 'test-descriptor' {
   const descriptor: import('protobufjs').INamespace
   export default descriptor
 }
+declare module 'test-files' {
+  const files: string[]
+  export default files
+}
