@@ -360,3 +360,24 @@ t.test('the HTTP routes follow grpcWebSocketsPrefix', async t => {
   const answer = await post(`${url}/rpc/test.Test/Unary`, GRPC_WEB, frame(request({ mode: 'echo', message: 'moved' })))
   t.equal(parseGrpcWeb(answer.body).trailers['grpc-status'], '0')
 })
+
+t.test('app.close(): a call in flight may finish within closeGracePeriod; one still running then ends with UNAVAILABLE', async t => {
+  const app = Fastify()
+  await app.register(fastifyGrpcWs, { closeGracePeriod: 300, services: [{ definition: testDefinition, implementation: createTestService(events) }] })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc/test.Test/Unary`
+  const cancelled = bounded('cancelled', new Promise<any>(resolve => events.once('http-shutdown', resolve)))
+  const quick = post(url, GRPC_WEB, frame(request({ mode: 'delay', delayMs: 100, message: 'made it' })))
+  const stuck = post(url, GRPC_WEB, frame(request({ mode: 'never', id: 'http-shutdown' })))
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const closing = app.close()
+  const [q, s] = await bounded('both answers', Promise.all([quick, stuck]))
+  const done = parseGrpcWeb(q.body)
+  t.equal(done.trailers['grpc-status'], '0', 'finished within the grace period')
+  t.equal(testDefinition.Unary!.responseDeserialize(done.messages[0]!).message, 'made it')
+  const ended = parseGrpcWeb(s.body).trailers
+  t.equal(ended['grpc-status'], String(grpc.status.UNAVAILABLE))
+  t.equal(decodeURIComponent(ended['grpc-message']!), 'Server shutting down')
+  t.equal((await cancelled).event, 'cancelled')
+  await bounded('app.close()', closing)
+})
