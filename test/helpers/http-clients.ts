@@ -52,6 +52,8 @@ export interface HttpClient {
   serverStream (request: Request, o?: CallOpts): Promise<Outcome>
   /** Present for clients that stream request bodies. */
   clientStream?: (requests: Request[], o?: CallOpts) => Promise<Outcome>
+  /** Present for clients that do full-duplex bidi: sends each message once the previous answer arrived. */
+  bidi?: (messages: string[]) => Promise<string[]>
   /** A declared method without an implementation, and one of an unknown service. */
   missing (): Promise<Outcome>
   unknownService (): Promise<Outcome>
@@ -75,7 +77,7 @@ const empty = (): Outcome => ({ code: 0, details: '', messages: [], headers: {},
 
 // --- connect-es (connect-web's fetch transports, connect-node's) ---
 
-export function connectClient (name: string, transport: ConnectTransport, { clientStreaming = false } = {}): HttpClient {
+export function connectClient (name: string, transport: ConnectTransport, { clientStreaming = false, bidi = false } = {}): HttpClient {
   const client: any = createConnectClient(TestService, transport)
   const path = (method: string): any => ({ ...TestService.method[method], name: 'Nope', parent: { ...TestService, typeName: 'test.Nope' } })
   const run = async (o: CallOpts, fn: (options: object, out: Outcome) => Promise<void>): Promise<Outcome> => {
@@ -109,6 +111,25 @@ export function connectClient (name: string, transport: ConnectTransport, { clie
       const other: any = createConnectClient({ ...TestService, typeName: 'test.Nope', method: { unary: path('unary') }, methods: [path('unary')] } as any, transport)
       out.messages.push(toResponse(await other.unary({}, options)))
     })
+  }
+  if (bidi) {
+    c.bidi = async messages => {
+      // The next request waits for the previous answer: only a full-duplex call gets through.
+      let answered = (): void => {}
+      const requests = async function * (): AsyncGenerator<Request> {
+        for (const message of messages) {
+          const next = new Promise<void>(resolve => { answered = resolve })
+          yield { message }
+          await next
+        }
+      }
+      const replies: string[] = []
+      for await (const m of client.bidi(requests())) {
+        replies.push(m.message)
+        answered()
+      }
+      return replies
+    }
   }
   if (clientStreaming) {
     c.clientStream = async (requests, o = {}) => await run(o, async (options, out) => {

@@ -23,10 +23,12 @@ export interface HttpEnv {
   handlerEvent: (id: string) => Promise<any>
 }
 
-export async function startHttpEnv (t: Test, options: Partial<FastifyGrpcWsOptions> = {}): Promise<HttpEnv> {
+export async function startHttpEnv (t: Test, options: Partial<FastifyGrpcWsOptions> = {}, { http2 = false } = {}): Promise<HttpEnv> {
   const events = new EventEmitter()
   events.setMaxListeners(0)
-  const app = Fastify()
+  // Cleartext HTTP/2 (h2c) when asked: the clients under test speak it with prior knowledge.
+  // forceCloseConnections: close() would otherwise wait for the clients' idle sessions.
+  const app = (http2 ? Fastify({ http2: true, forceCloseConnections: true }) : Fastify()) as unknown as ReturnType<typeof Fastify>
   await app.register(fastifyGrpcWs, { ...options, services: [{ definition: testDefinition, implementation: createTestService(events) }] })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => { await app.close() })
@@ -137,6 +139,13 @@ export function interop (t: Test, env: HttpEnv, client: HttpClient): void {
     t.same(outs.map(o => o.code), outs.map(() => 0))
     t.same(outs.map(o => o.messages[0]?.message), outs.map((_, i) => `m${i}`))
   })
+
+  if (client.bidi !== undefined) {
+    const bidi = client.bidi
+    t.test(`${client.name}: bidi, each request sent only after the previous answer arrived (full duplex)`, async t => {
+      t.same(await bounded('bidi', bidi(['ping', 'pong', 'done'])), ['PING', 'PONG', 'DONE'])
+    })
+  }
 
   if (client.clientStream !== undefined) {
     const clientStream = client.clientStream

@@ -109,7 +109,7 @@ export abstract class HttpCall extends ServerCallBase {
   /** Writes response bytes; `done` runs once the response can take more. */
   protected output (bytes: Uint8Array, done?: () => void): void {
     const res = this.res
-    if (res.writableEnded || res.destroyed) return
+    if (res.writableEnded || res.destroyed === true) return
     const room = res.write(bytes)
     if (done === undefined) return
     if (room) queueMicrotask(done)
@@ -123,9 +123,9 @@ export abstract class HttpCall extends ServerCallBase {
       sent?.()
       return
     }
-    if (!this.bodyDone && !res.headersSent) {
+    if (!this.bodyDone && !res.headersSent && this.req.httpVersionMajor < 2) {
       // The rest of the body will not be read: the connection cannot carry
-      // another request after it.
+      // another request after it (an HTTP/2 stream just ends).
       res.setHeader('connection', 'close')
     }
     if (bytes === null) res.end(sent)
@@ -144,7 +144,8 @@ export abstract class HttpCall extends ServerCallBase {
       // never ends goes with the connection, which finish() marked for close.
       this.body.resume()
       this.res.once('finish', () => {
-        if (!this.bodyDone) setTimeout(() => { this.req.socket.destroy() }, 1000).unref()
+        // req.destroy(): the socket over HTTP/1.1, the stream alone over HTTP/2.
+        if (!this.bodyDone) setTimeout(() => { this.req.destroy() }, 1000).unref()
       })
     }
     this.onEnded()
@@ -242,7 +243,10 @@ export abstract class HttpCall extends ServerCallBase {
     this.notifyOnCancel()
   }
 
+  // After a status went out this changes nothing (the call already ended).
+  // Not writableFinished: HTTP/2's compatibility response reports a reset
+  // stream as finished.
   private readonly onResponseClose = (): void => {
-    if (!this.res.writableFinished) this.notifyOnCancel()
+    this.notifyOnCancel()
   }
 }

@@ -28,7 +28,7 @@ import type { ManagedConnection } from '../grpc-ws-server.js'
 import { CallError, encodeFrame } from '../grpc-websockets/frames.js'
 import { HttpCall, type HttpCallLimits, type HttpExchange, type RequestTranscoder } from './call.js'
 import type { JsonCodecs, MethodJson } from './json.js'
-import { RequestHeaderError, environmentOf, headerEntries, headersOf, metadataOf } from './request.js'
+import { RequestHeaderError, closeHeader, environmentOf, headerEntries, headersOf, metadataOf } from './request.js'
 import type { Dispatcher } from '../dispatch.js'
 
 export type { JsonCodecs as ConnectCodecs } from './json.js'
@@ -181,12 +181,12 @@ export function serveConnect (r: ConnectRequest): void {
     body.resume()
     if (type.stream && httpStatus === undefined) {
       const frame = encodeFrame(END_STREAM, Buffer.from(JSON.stringify({ error: errorJson(code, details) })))
-      res.writeHead(200, { 'content-type': type.json ? 'application/connect+json' : 'application/connect+proto', 'content-length': frame.byteLength, connection: 'close' })
+      res.writeHead(200, { 'content-type': type.json ? 'application/connect+json' : 'application/connect+proto', 'content-length': frame.byteLength, ...closeHeader(req) })
       res.end(frame)
       return
     }
     const json = Buffer.from(JSON.stringify(errorJson(code, details)))
-    res.writeHead(httpStatus ?? httpStatusOf(code), { 'content-type': 'application/json', 'content-length': json.byteLength, connection: 'close' })
+    res.writeHead(httpStatus ?? httpStatusOf(code), { 'content-type': 'application/json', 'content-length': json.byteLength, ...closeHeader(req) })
     res.end(json)
   }
   const version = single(req.headers['connect-protocol-version'])

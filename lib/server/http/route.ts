@@ -18,7 +18,7 @@ import { parseGrpcTimeout } from '../grpc-websockets/header-block.js'
 import { originAllowed } from '../origin.js'
 import type { HttpCall, HttpCallLimits, HttpExchange } from './call.js'
 import { GrpcWebCall, grpcWebType } from './grpc-web.js'
-import { RequestHeaderError, environmentOf, headerEntries, mediaType, metadataOf } from './request.js'
+import { RequestHeaderError, closeHeader, environmentOf, headerEntries, mediaType, metadataOf } from './request.js'
 import { connectType, serveConnect, type ConnectCodecs } from './connect.js'
 
 export interface HttpServer {
@@ -91,7 +91,7 @@ export async function registerHttpRoutes (fastify: FastifyInstance, server: Http
     const refuse = (code: number, details: string): void => {
       const frame = encodeStatusFrame({ code, details, metadata: [] })
       const bytes = web!.text ? Buffer.from(Buffer.from(frame).toString('base64'), 'latin1') : frame
-      res.writeHead(200, { 'content-type': web!.text ? 'application/grpc-web-text+proto' : 'application/grpc-web+proto', 'content-length': bytes.byteLength, connection: 'close' })
+      res.writeHead(200, { 'content-type': web!.text ? 'application/grpc-web-text+proto' : 'application/grpc-web+proto', 'content-length': bytes.byteLength, ...closeHeader(req) })
       res.end(bytes)
       body.resume()
     }
