@@ -30,7 +30,20 @@ const plainDefinition: grpc.ServiceDefinition = {
     responseDeserialize: (b: Buffer) => b
   }
 }
+// A google.rpc.Status with one google.rpc.ErrorInfo detail {reason: 'QUOTA'}, by hand.
+const ld = (field: number, bytes: Buffer): Buffer => Buffer.concat([Buffer.from([(field << 3) | 2, bytes.length]), bytes])
+const errorInfo = ld(1, Buffer.from('QUOTA'))
+const statusDetails = Buffer.concat([Buffer.from([0x08, 9]), ld(2, Buffer.from('no quota')),
+  ld(3, Buffer.concat([ld(1, Buffer.from('type.googleapis.com/google.rpc.ErrorInfo')), ld(2, errorInfo)]))])
+plainDefinition.Fail = { ...plainDefinition.Who!, path: '/plain.Plain/Fail' }
+
 const plainImplementation = {
+  Fail (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+    const metadata = new grpc.Metadata()
+    metadata.set('grpc-status-details-bin', statusDetails)
+    metadata.set('x-more', 'kept')
+    callback({ code: grpc.status.FAILED_PRECONDITION, details: 'no quota', metadata } as any)
+  },
   Who (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
     const request = fastifyRequestOf(call) as unknown as { user?: string, method?: string } | undefined
     callback(null, Buffer.from(JSON.stringify({ user: request?.user ?? null, method: request?.method ?? null, got: call.request.toString() })))
@@ -380,4 +393,19 @@ t.test('app.close(): a call in flight may finish within closeGracePeriod; one st
   t.equal(decodeURIComponent(ended['grpc-message']!), 'Server shutting down')
   t.equal((await cancelled).event, 'cancelled')
   await bounded('app.close()', closing)
+})
+
+t.test('Connect: an error\'s grpc-status-details-bin becomes the error JSON\'s details; gRPC-Web passes it as a trailer', async t => {
+  const url = `${base}/grpc/plain.Plain/Fail`
+  const connect = await post(url, { 'content-type': 'application/proto' }, 'x')
+  t.equal(connect.status, 400)
+  t.same(JSON.parse(connect.body.toString()), {
+    code: 'failed_precondition',
+    message: 'no quota',
+    details: [{ type: 'google.rpc.ErrorInfo', value: errorInfo.toString('base64').replace(/=+$/, '') }]
+  })
+  t.equal(connect.headers['trailer-x-more'], 'kept', 'the other trailers as trailer- headers')
+  t.notOk('trailer-grpc-status-details-bin' in connect.headers, 'not twice')
+  const web = parseGrpcWeb((await post(url, GRPC_WEB, frame(Buffer.from('x')))).body).trailers
+  t.equal(web['grpc-status-details-bin'], statusDetails.toString('base64'))
 })

@@ -63,10 +63,75 @@ export function httpStatusOf (code: number): number {
 
 const END_STREAM = 0x02
 
-function errorJson (code: number, details: string): { code: string, message?: string } {
-  const error: { code: string, message?: string } = { code: codeName(code) }
+interface ErrorJson { code: string, message?: string, details?: Array<{ type: string, value: string }> }
+
+function errorJson (code: number, details: string, statusDetails?: Uint8Array): ErrorJson {
+  const error: ErrorJson = { code: codeName(code) }
   if (details !== '') error.message = details
+  const any = statusDetails === undefined ? [] : anyDetails(statusDetails)
+  if (any.length > 0) error.details = any
   return error
+}
+
+// --- google.rpc.Status, as grpc-status-details-bin carries it --------------
+
+function varint (bytes: Uint8Array, at: { i: number }): number {
+  let value = 0
+  for (let shift = 0; shift < 35; shift += 7) {
+    if (at.i >= bytes.length) throw new RangeError('truncated varint')
+    const b = bytes[at.i++]!
+    value += (b & 0x7f) * 2 ** shift
+    if (b < 0x80) return value
+  }
+  throw new RangeError('varint too long')
+}
+
+/** Calls `field(number, bytes)` for each length-delimited field; skips the others. */
+function fields (bytes: Uint8Array, field: (n: number, value: Uint8Array) => void): void {
+  const at = { i: 0 }
+  while (at.i < bytes.length) {
+    const key = varint(bytes, at)
+    const wire = key & 7
+    if (wire === 0) varint(bytes, at)
+    else if (wire === 2) {
+      const length = varint(bytes, at)
+      if (at.i + length > bytes.length) throw new RangeError('truncated field')
+      field(key >>> 3, bytes.subarray(at.i, at.i + length))
+      at.i += length
+    } else if (wire === 5) at.i += 4
+    else if (wire === 1) at.i += 8
+    else throw new RangeError(`wire type ${wire}`)
+  }
+}
+
+/**
+ * The `details` (google.protobuf.Any) of a google.rpc.Status, as Connect's
+ * error JSON has them: the type name without its URL prefix, the value in
+ * unpadded base64. A malformed status gives none.
+ */
+function anyDetails (status: Uint8Array): Array<{ type: string, value: string }> {
+  const out: Array<{ type: string, value: string }> = []
+  try {
+    fields(status, (n, any) => {
+      if (n !== 3) return
+      let type = ''
+      let value: Uint8Array = new Uint8Array(0)
+      fields(any, (m, v) => {
+        if (m === 1) type = Buffer.from(v).toString('utf8')
+        else if (m === 2) value = v
+      })
+      out.push({ type: type.slice(type.lastIndexOf('/') + 1), value: Buffer.from(value).toString('base64').replace(/=+$/, '') })
+    })
+  } catch {
+    return []
+  }
+  return out
+}
+
+function statusDetailsOf (trailers: MetadataEntry[]): { rest: MetadataEntry[], details: Uint8Array | undefined } {
+  const found = trailers.find(([key]) => key === 'grpc-status-details-bin')
+  if (found === undefined) return { rest: trailers, details: undefined }
+  return { rest: trailers.filter(([key]) => key !== 'grpc-status-details-bin'), details: found[1] as Uint8Array }
 }
 
 // Metadata as the end-stream message's `metadata`: `-bin` values in base64.
@@ -122,10 +187,13 @@ export class ConnectCall extends HttpCall {
     this.end(code, details, [])
   }
 
-  private end (code: number, details: string, trailers: MetadataEntry[], sent?: () => void): void {
+  private end (code: number, details: string, allTrailers: MetadataEntry[], sent?: () => void): void {
+    // An error's google.rpc.Status goes into the error JSON's details, as connect-es does.
+    const { rest, details: statusDetails } = code === GrpcStatus.OK ? { rest: allTrailers, details: undefined } : statusDetailsOf(allTrailers)
+    const trailers = rest
     if (this.type.stream) {
       const endStream: { error?: object, metadata?: Record<string, string[]> } = {}
-      if (code !== GrpcStatus.OK) endStream.error = errorJson(code, details)
+      if (code !== GrpcStatus.OK) endStream.error = errorJson(code, details, statusDetails)
       if (trailers.length > 0) endStream.metadata = metadataJson(trailers)
       const frame = encodeFrame(END_STREAM, Buffer.from(JSON.stringify(endStream)))
       if (!this.res.headersSent) {
@@ -142,7 +210,7 @@ export class ConnectCall extends HttpCall {
       this.commit(200, this.contentType, headers)
     } else {
       // A unary success without a message is an error in Connect too.
-      const error = code === GrpcStatus.OK ? errorJson(GrpcStatus.INTERNAL, 'The handler sent no response message') : errorJson(code, details)
+      const error = code === GrpcStatus.OK ? errorJson(GrpcStatus.INTERNAL, 'The handler sent no response message') : errorJson(code, details, statusDetails)
       body = Buffer.from(JSON.stringify(error))
       this.commit(httpStatusOf(code === GrpcStatus.OK ? GrpcStatus.INTERNAL : code), 'application/json', headers)
     }
