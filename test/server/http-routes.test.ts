@@ -19,7 +19,7 @@ events.setMaxListeners(0)
 
 // A service whose definition carries no descriptors (identity serializers):
 // binary works, JSON cannot.
-const plainDefinition: grpc.ServiceDefinition = {
+const plainDefinition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {
   Who: {
     path: '/plain.Plain/Who',
     requestStream: false,

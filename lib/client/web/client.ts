@@ -4,13 +4,32 @@
  * call as Promises and async iterables.
  */
 import type { BackoffOptions } from '../backoff.js'
-import { ClientSession, type SessionState, type WebSocketConstructor } from '../session.js'
+import { ClientSession, type SessionState, type StreamHandler, type StreamStart, type WebSocketConstructor } from '../session.js'
 import { WebCall } from './call.js'
 import { Status } from '../../protocol/status.js'
 import type { BidiCall, CallOptions, MethodDescriptor, StreamCall, UnaryCall } from './types.js'
 
 /** `'idle'` (no socket), `'connecting'`, `'ready'`, or `'closed'` (by `close()`, for good). */
 export type ConnectionState = SessionState
+
+/** How calls travel: the multiplexed WebSocket, or (with the HTTP fallback) gRPC-Web over fetch. */
+export type Transport = 'websocket' | 'http'
+
+/** What a call needs of its stream, whichever way it travels. */
+export interface CallStream {
+  send: (bytes: Uint8Array, done: () => void) => void
+  halfClose: () => void
+  cancel: () => void
+  consumed: () => void
+}
+
+/** Opens the stream of each new call. */
+export interface StreamOpener {
+  openStream: (start: StreamStart, handler: StreamHandler) => CallStream
+}
+
+/** What `httpFallback()` of `fastify-grpc-ws/client/http` returns. */
+export type HttpFallbackFactory = (session: ClientSession, wsUrl: string, onTransport: (transport: Transport) => void) => StreamOpener
 
 export interface ClientOptions {
   /** The WebSocket class. Default: the global one (browsers, Node 22+); in Node 20 pass `ws`. */
@@ -32,6 +51,10 @@ export interface ClientOptions {
    * headers on a WebSocket, so e.g. `['bearer.' + token]` for your upgrade hook.
    */
   protocols?: string[]
+  /** The HTTP fallback: `httpFallback()` from `fastify-grpc-ws/client/http`. Without it, calls use the WebSocket only. */
+  http?: HttpFallbackFactory
+  /** Which ways calls may take. Default `['websocket', 'http']` ('http' needs `http`); `['websocket']` turns the fallback off. */
+  transports?: Transport[]
 }
 
 /** `ws://`, `wss://`, or (in a page) a path or http(s) URL resolved against the page's address. */
@@ -45,6 +68,8 @@ function webSocketUrl (url: string): string {
 
 export class GrpcWsClient {
   private readonly session: ClientSession
+  private readonly opener: StreamOpener
+  private current: Transport = 'websocket'
   readonly url: string
 
   constructor (url: string, options: ClientOptions = {}) {
@@ -58,6 +83,14 @@ export class GrpcWsClient {
       WebSocket,
       backoff: { initialMs: 1000, maxMs: 30000, ...options.backoff }
     })
+    this.opener = options.http !== undefined && (options.transports ?? ['websocket', 'http']).includes('http')
+      ? options.http(this.session, this.url, transport => { this.current = transport })
+      : this.session
+  }
+
+  /** The way new calls take: `'websocket'`, or `'http'` while the HTTP fallback is in use. */
+  get transport (): Transport {
+    return this.current
   }
 
   /** The state of the shared socket. */
@@ -81,14 +114,14 @@ export class GrpcWsClient {
   }
 
   unary<I, O> (method: MethodDescriptor<I, O>, request: I, options?: CallOptions): UnaryCall<O> {
-    const call = new WebCall(this.session, method, false, options)
+    const call = new WebCall(this.opener, method, false, options)
     void call.send(request)
     call.close()
     return call.result()
   }
 
   serverStream<I, O> (method: MethodDescriptor<I, O>, request: I, options?: CallOptions): StreamCall<O> {
-    const call = new WebCall(this.session, method, true, options)
+    const call = new WebCall(this.opener, method, true, options)
     void call.send(request)
     call.close()
     return call
@@ -96,13 +129,13 @@ export class GrpcWsClient {
 
   /** Sends every request of `requests` (an array, any iterable, or an async iterable), then half-closes. */
   clientStream<I, O> (method: MethodDescriptor<I, O>, requests: AsyncIterable<I> | Iterable<I>, options?: CallOptions): UnaryCall<O> {
-    const call = new WebCall(this.session, method, false, options)
+    const call = new WebCall(this.opener, method, false, options)
     void pump(call, requests)
     return call.result()
   }
 
   bidi<I, O> (method: MethodDescriptor<I, O>, options?: CallOptions): BidiCall<I, O> {
-    return new WebCall(this.session, method, true, options)
+    return new WebCall(this.opener, method, true, options)
   }
 }
 
