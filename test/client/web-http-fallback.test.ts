@@ -8,14 +8,13 @@
  */
 import Fastify from 'fastify'
 import { EventEmitter } from 'node:events'
-import http from 'node:http'
-import net from 'node:net'
 import t from 'tap'
 import fastifyGrpcWs from '../../index.js'
 import { Status } from '../../lib/client/web/index.js'
 import { httpFallback } from '../../lib/client/web/http.js'
 import { bounded } from '../helpers/bounded.js'
 import { createTestService, testDefinition } from '../helpers/test-service.js'
+import { startUpgradeProxy } from '../helpers/upgrade-proxy.js'
 import { rejection, webClient } from '../helpers/web-client.js'
 
 const events = new EventEmitter()
@@ -25,40 +24,9 @@ await app.register(fastifyGrpcWs, { services: [{ definition: testDefinition, imp
 await app.listen({ port: 0, host: '127.0.0.1' })
 const appPort = (app.server.address() as { port: number }).port
 
-// The proxy: HTTP requests forwarded, upgrades refused while `refuse` holds.
-let refuse = true
-const upgrades: string[] = []
-const proxy = http.createServer((req, res) => {
-  const out = http.request({ host: '127.0.0.1', port: appPort, method: req.method, path: req.url, headers: req.headers }, answer => {
-    res.writeHead(answer.statusCode ?? 502, answer.headers)
-    answer.pipe(res)
-  })
-  out.on('error', () => { res.destroy() })
-  // A client that goes away takes its upstream request with it.
-  res.on('close', () => { if (!res.writableFinished) out.destroy() })
-  req.pipe(out)
-})
-proxy.on('upgrade', (req, socket, head) => {
-  upgrades.push(refuse ? 'refused' : 'passed')
-  if (refuse) {
-    socket.end('HTTP/1.1 502 Bad Gateway\r\ncontent-length: 0\r\nconnection: close\r\n\r\n')
-    return
-  }
-  const upstream = net.connect(appPort, '127.0.0.1', () => {
-    upstream.write(`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1\r\n${Object.entries(req.headers).map(([k, v]) => `${k}: ${String(v)}`).join('\r\n')}\r\n\r\n`)
-    upstream.write(head)
-    socket.pipe(upstream).pipe(socket)
-  })
-  upstream.on('error', () => { socket.destroy() })
-  socket.on('error', () => { upstream.destroy() })
-})
-await new Promise<void>(resolve => proxy.listen(0, '127.0.0.1', resolve))
-const proxyPort = (proxy.address() as { port: number }).port
-t.teardown(async () => {
-  proxy.closeAllConnections()
-  await new Promise(resolve => proxy.close(resolve))
-  await app.close()
-})
+const proxy = await startUpgradeProxy(t, appPort)
+const proxyPort = proxy.port
+t.teardown(async () => { await app.close() })
 
 const { client, test } = webClient(`ws://127.0.0.1:${proxyPort}/grpc`, { http: httpFallback({ retryMs: 200 }), backoff: { initialMs: 100, maxMs: 200 } })
 t.teardown(() => { client.close() })
@@ -68,7 +36,7 @@ t.test('behind a proxy that refuses upgrades: unary and server streaming go over
   t.equal(reply.message, 'over http')
   t.same([...reply.payload], [1, 2, 3])
   t.equal(client.transport, 'http')
-  t.ok(upgrades.includes('refused'), 'the WebSocket was tried first')
+  t.ok(proxy.upgrades.includes('refused'), 'the WebSocket was tried first')
   const got: string[] = []
   for await (const m of test.serverStream({ mode: 'count', count: 4 })) got.push(m.message)
   t.same(got, ['0', '1', '2', '3'])
@@ -124,7 +92,7 @@ t.test('over HTTP: bidi fails with UNAVAILABLE saying it needs a WebSocket and w
 })
 
 t.test('when upgrades pass again, new calls move back to the WebSocket', async t => {
-  refuse = false
+  proxy.refuse = false
   await bounded('the WebSocket back', new Promise<void>(resolve => {
     const check = setInterval(() => { if (client.transport === 'websocket') { clearInterval(check); resolve() } }, 20)
   }), 5000)
@@ -138,14 +106,26 @@ t.test('when upgrades pass again, new calls move back to the WebSocket', async t
     return out
   })())
   t.same(replies, ['BACK'], 'bidi works again')
-  t.ok(upgrades.includes('passed'))
+  t.ok(proxy.upgrades.includes('passed'))
 })
 
 t.test('transports: [\'websocket\'] turns the fallback off', async t => {
-  refuse = true
+  proxy.refuse = true
   const { client: only, test: onlyTest } = webClient(`ws://127.0.0.1:${proxyPort}/grpc`, { http: httpFallback(), transports: ['websocket'], connectTimeoutMs: 500, backoff: { initialMs: 100, maxMs: 100 } })
   t.teardown(() => { only.close() })
   const err = await rejection(async () => await onlyTest.unary({ mode: 'echo' }))
   t.equal(err.code, Status.UNAVAILABLE)
   t.equal(only.transport, 'websocket')
+})
+
+t.test('the fallback entry bundles for browsers on its own, with no Node built-ins', async t => {
+  const { build } = await import('esbuild')
+  const { gzipSync } = await import('node:zlib')
+  const result = await build({ entryPoints: [new URL('../../lib/client/web/http.ts', import.meta.url).pathname], bundle: true, minify: true, format: 'esm', platform: 'browser', target: 'es2022', write: false, metafile: true, logLevel: 'silent' })
+  t.same(result.errors, [])
+  const inputs = Object.keys(result.metafile.inputs)
+  t.notOk(inputs.some(path => path.includes('session.ts') || path.includes('call.ts')), `only what it needs: ${inputs.join(', ')}`)
+  const code = result.outputFiles[0]!.text
+  for (const pattern of [/\bBuffer\b/, /\bprocess\b/, /\brequire\(/, /node:/]) t.notMatch(code, pattern, `no ${String(pattern)}`)
+  t.ok(gzipSync(result.outputFiles[0]!.contents, { level: 9 }).byteLength < 3 * 1024, 'under 3 KB gzipped')
 })
