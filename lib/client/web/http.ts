@@ -187,7 +187,9 @@ class HttpStream implements CallStream {
     if (this.start.deadline !== Infinity) headers.set('grpc-timeout', `${Math.max(0, Math.ceil(this.start.deadline - Date.now()))}m`)
     let response: Response
     try {
-      response = await this.fetcher(this.baseUrl + this.start.path, { method: 'POST', headers, body: (this.frames[0] ?? new Uint8Array(5)).slice().buffer, signal: this.abort.signal })
+      // Called unbound: a browser's fetch refuses any other `this` (Illegal invocation).
+      const fetcher = this.fetcher
+      response = await fetcher(this.baseUrl + this.start.path, { method: 'POST', headers, body: (this.frames[0] ?? new Uint8Array(5)).slice().buffer, signal: this.abort.signal })
     } catch (err) {
       this.end({ code: Status.UNAVAILABLE, details: `HTTP request failed: ${(err as Error).message}`, metadata: [] })
       return
