@@ -9,6 +9,8 @@ import type { FastifyInstance, FastifyPluginAsync, FastifyRequest } from 'fastif
 import fp from 'fastify-plugin'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
+import { Topics } from './lib/fanout/topics.js'
+import { lookupHandler } from './lib/grpc-internals.js'
 import { validateOptions, type FastifyGrpcWsOptions } from './lib/options.js'
 import { CloseCode, SUBPROTOCOL } from './lib/protocol/frame.js'
 import { REQUEST_KEY } from './lib/server/connection.js'
@@ -25,6 +27,8 @@ export interface FastifyGrpcWs {
   readonly subprotocol: string
   /** Open WebSocket connections. */
   readonly connectionCount: number
+  /** Fan-out: subscribe server-streaming and bidi calls to topics, publish to them (README, Topics). */
+  readonly topics: Topics
 }
 
 declare module 'fastify' {
@@ -49,6 +53,13 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
   // The Connect protocol's JSON mapping needs each service's descriptors.
   const jsonCodecs = new JsonCodecs()
   for (const { definition } of options.services) jsonCodecs.add(definition)
+  const grpcServer = options.grpcServer
+  const topics = new Topics(
+    options.topics,
+    path => server.dispatcher.lookup(path) ?? (grpcServer === undefined ? undefined : lookupHandler(grpcServer, path)),
+    (err, topic) => { fastify.log.error({ err, topic }, 'fastify-grpc-ws: topic bus error') }
+  )
+  fastify.addHook('onClose', async () => { await topics.close() })
 
   fastify.decorate('grpc', {
     addService: (definition: ServiceDefinition, implementation: UntypedServiceImplementation) => {
@@ -56,7 +67,8 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
       jsonCodecs.add(definition)
     },
     subprotocol: SUBPROTOCOL,
-    get connectionCount () { return server.connections.size }
+    get connectionCount () { return server.connections.size },
+    topics
   })
 
   // While closing, Fastify answers a new request itself (503) without running
@@ -129,3 +141,8 @@ export type { FastifyGrpcWsOptions, RateLimitOption, ServiceEntry } from './lib/
 export { defaults } from './lib/options.js'
 export { SUBPROTOCOL, CloseCode } from './lib/protocol/frame.js'
 export { ERR_INVALID_CLIENT_OPTION } from './lib/errors.js'
+export { ERR_INVALID_TOPIC, ERR_TOPIC_SERIALIZER } from './lib/errors.js'
+export { Topics, topicsDefaults } from './lib/fanout/topics.js'
+export type { OverflowPolicy, QueueOptions, Subscription, SubscribableCall, Topic, TopicOptions, TopicStats, TopicsOptions } from './lib/fanout/topics.js'
+export { memoryBus, type TopicBus } from './lib/fanout/bus.js'
+export { redisBus, type RedisBus, type RedisBusOptions, type RedisClientLike } from './lib/fanout/redis-bus.js'

@@ -36,3 +36,10 @@ export const ERR_ADD_SERVICE_TOO_LATE: FastifyGrpcWsErrorConstructor<'FST_GRPCWS
 
 export const ERR_INVALID_CLIENT_OPTION: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_CLIENT_OPTION', [string, string]> = createError<'FST_GRPCWS_INVALID_CLIENT_OPTION', [string, string]>(
   'FST_GRPCWS_INVALID_CLIENT_OPTION', 'fastify-grpc-ws: invalid client option "%s": %s', 500, TypeError)
+
+// --- topics (lib/fanout/) ---
+export const ERR_INVALID_TOPIC: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_TOPIC', [string]> = createError<'FST_GRPCWS_INVALID_TOPIC', [string]>(
+  'FST_GRPCWS_INVALID_TOPIC', 'fastify-grpc-ws: topics: %s', 500, TypeError)
+
+export const ERR_TOPIC_SERIALIZER: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_TOPIC_SERIALIZER', [string]> = createError<'FST_GRPCWS_TOPIC_SERIALIZER', [string]>(
+  'FST_GRPCWS_TOPIC_SERIALIZER', 'fastify-grpc-ws: topic "%s" has no serializer: give one with topics.topic(name, { serialize }), or publish encoded bytes')

@@ -87,3 +87,59 @@ export function readSendErrorDetails (env: { GRPC_NODE_DEBUG_SEND_ERROR_DETAILS?
 }
 /** The server call a client call may inherit cancellation and deadline from. */
 export type ParentCall = NonNullable<Parameters<grpc.ChannelInterface['createCall']>[3]>
+
+// --- pre-encoded messages (topics: lib/fanout/) -----------------------------
+
+/**
+ * A response message already serialized by its method's response serializer:
+ * a handler whose serializer accepts encoded messages (acceptEncoded) writes
+ * these bytes as they are. One object may be written to many calls.
+ */
+export class EncodedMessage {
+  constructor (readonly bytes: Buffer) {}
+}
+
+const kOriginalSerialize = Symbol('fastify-grpc-ws.originalSerialize')
+type PatchedHandler = RegisteredHandler & { [kOriginalSerialize]?: (value: any) => Buffer }
+
+/**
+ * Makes `handler` (as the Server keeps it) pass EncodedMessage bytes through
+ * unchanged; every other message still goes to its own serializer. grpc-js
+ * reads `handler.serialize` at each sendMessage (BaseServerInterceptingCall's
+ * serializeMessage over HTTP/2; ServerCallBase over WebSocket), so calls in
+ * flight see the change too. Idempotent; returns the original serializer.
+ */
+export function acceptEncoded (handler: RegisteredHandler): (value: any) => Buffer {
+  const h = handler as PatchedHandler
+  const original = h[kOriginalSerialize]
+  if (original !== undefined) return original
+  const serialize = h.serialize
+  h[kOriginalSerialize] = serialize
+  h.serialize = (value: any) => value instanceof EncodedMessage ? value.bytes : serialize(value)
+  return serialize
+}
+
+/**
+ * The ServerInterceptingCallInterface chain behind a grpc-js call object
+ * (ServerWritableStreamImpl, ServerDuplexStreamImpl keep it as `call`; each
+ * ServerInterceptingCall an interceptor made keeps the next as `nextCall`),
+ * outermost first. Bounded, in case an interceptor's call links in a cycle.
+ */
+export function callChain (stream: object): object[] {
+  const chain: object[] = []
+  let c = (stream as { call?: unknown }).call
+  while (c !== null && typeof c === 'object' && chain.length < 64 && !chain.includes(c)) {
+    chain.push(c)
+    c = (c as { nextCall?: unknown }).nextCall
+  }
+  return chain
+}
+
+/** The registered handler the innermost call of `stream` serializes with (either transport), if it can be found. */
+export function handlerOfCall (stream: object): RegisteredHandler | undefined {
+  for (const c of callChain(stream)) {
+    const h = (c as { handler?: Partial<RegisteredHandler> }).handler
+    if (h !== null && typeof h === 'object' && typeof h.serialize === 'function' && typeof h.path === 'string') return h as RegisteredHandler
+  }
+  return undefined
+}

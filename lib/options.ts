@@ -5,6 +5,7 @@
 import type { Server, ServerInterceptor, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js'
 import { ERR_INVALID_OPTION, ERR_INVALID_SERVICE } from './errors.js'
 import { MAX_WINDOW } from './protocol/flow-control.js'
+import type { TopicsOptions } from './fanout/topics.js'
 
 export interface ServiceEntry {
   /** A grpc-js ServiceDefinition, e.g. `loadPackageDefinition(...).pkg.Echo.service`. */
@@ -94,6 +95,11 @@ export interface FastifyGrpcWsOptions {
    * DEADLINE_EXCEEDED; 0 for no limit. Default 30000.
    */
   bodyTimeout?: number
+  /**
+   * Topics (`app.grpc.topics`): the bus between instances and each
+   * subscriber's queue bounds. See README, Topics (fan-out).
+   */
+  topics?: TopicsOptions
 }
 
 /** A token bucket: `burst` events at once, refilled at `perSecond`. */
@@ -135,7 +141,9 @@ export const defaults = {
 // Room in a CALL frame beside the metadata: header, fields and a path.
 const CALL_FRAME_ROOM = 4096
 
-export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit'>> & {
+export type ResolvedOptions = Required<Omit<FastifyGrpcWsOptions, 'grpcServer' | 'allowedOrigins' | 'resetRateLimit' | 'errorRateLimit' | 'topics'>> & {
+  /** Checked by the Topics constructor (lib/fanout/topics.ts). */
+  topics: TopicsOptions | undefined
   grpcServer: Server | undefined
   allowedOrigins: FastifyGrpcWsOptions['allowedOrigins'] | undefined
   resetRateLimit: RateLimit | false
@@ -191,7 +199,7 @@ export function checkService (entry: unknown): asserts entry is ServiceEntry {
 // Every option name, so a misspelt one is refused rather than ignored.
 const optionNames: ReadonlyArray<keyof FastifyGrpcWsOptions> = [
   ...Object.keys(defaults) as Array<keyof typeof defaults>,
-  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins'
+  'grpcWebSocketsPrefix', 'services', 'grpcServer', 'interceptors', 'allowedOrigins', 'topics'
 ]
 // What Fastify's register() itself passes a plugin along with its options.
 const registerOptions = new Set(['prefix', 'logLevel', 'logSerializers'])
@@ -276,6 +284,7 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
     path,
     grpcWebSocketsPrefix,
     allowedOrigins,
+    topics: o.topics,
     services: [...services],
     grpcServer,
     interceptors: [...interceptors],

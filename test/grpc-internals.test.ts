@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import t from 'tap'
-import { createMetricsRecorder, lookupHandler, readSendErrorDetails, runHandler, sendErrorDetails } from '../lib/grpc-internals.js'
+import { acceptEncoded, callChain, createMetricsRecorder, EncodedMessage, handlerOfCall, lookupHandler, readSendErrorDetails, runHandler, sendErrorDetails } from '../lib/grpc-internals.js'
 import { TestClient, testDefinition } from './helpers/test-service.js'
 
 t.test('Should find handlers registered by addService in the Server\'s private map', async t => {
@@ -97,4 +97,48 @@ t.test('Should find the client Call interface members a custom Channel must prov
   }
   call.cancelWithStatus(grpc.status.CANCELLED, 'done')
   channel.close()
+})
+
+t.test('Should let a handler\'s serializer pass encoded bytes through, read at each send (topics)', async t => {
+  const server = new grpc.Server({ 'grpc.enable_channelz': 0 })
+  server.addService(testDefinition, { ServerStream () {} })
+  const handler = lookupHandler(server, '/test.Test/ServerStream')!
+  const before = handler.serialize
+  const original = acceptEncoded(handler)
+  t.equal(original, before, 'returns the original serializer')
+  t.equal(acceptEncoded(handler), before, 'idempotent')
+  const bytes = Buffer.from([10, 2, 104, 105])
+  t.equal(handler.serialize(new EncodedMessage(bytes)), bytes, 'encoded bytes go through as they are')
+  t.same(handler.serialize({ message: 'hi' }), original({ message: 'hi' }), 'other messages still go to the serializer')
+})
+
+t.test('Should find an HTTP/2 call\'s handler through its call and nextCall chain, interceptors included', async t => {
+  const seen: any[] = []
+  const interceptor: grpc.ServerInterceptor = (_d, call) => new grpc.ServerInterceptingCall(call)
+  const server = new grpc.Server({ 'grpc.enable_channelz': 0, interceptors: [interceptor] })
+  server.addService(testDefinition, {
+    ServerStream (call: any) {
+      seen.push({ chain: callChain(call).length, handler: handlerOfCall(call) })
+      acceptEncoded(handlerOfCall(call)!)
+      call.write(new EncodedMessage(Buffer.from(testDefinition.ServerStream!.responseSerialize({ message: 'pre-encoded' }))))
+      call.end()
+    }
+  })
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { err === null ? resolve(p) : reject(err) })
+  })
+  t.teardown(() => { server.forceShutdown() })
+  const client = new TestClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as any
+  t.teardown(() => { client.close() })
+  const got: string[] = []
+  await new Promise<void>((resolve, reject) => {
+    const call = client.serverStream({})
+    call.on('data', (r: any) => { got.push(r.message) })
+    call.on('end', resolve)
+    call.on('error', reject)
+  })
+  t.same(got, ['pre-encoded'], 'the bytes reached the client as the message')
+  t.equal(seen[0].chain, 2, 'the interceptor\'s ServerInterceptingCall, then BaseServerInterceptingCall')
+  t.equal(seen[0].handler, lookupHandler(server, '/test.Test/ServerStream'), 'the very handler object the Server keeps')
+  t.equal(handlerOfCall({}), undefined, 'nothing for an object without a call chain')
 })

@@ -101,6 +101,25 @@ t.test('Should reuse @fastify/websocket when the app registered it', async t => 
   other.close()
 })
 
+t.test('Should serve the app\'s own WebSocket routes after the plugin, with the @fastify/websocket it registered', async t => {
+  // The plugin registers @fastify/websocket at the app's root: the app adds
+  // { websocket: true } routes after it with no second registration (which
+  // would throw @fastify/websocket's own "decorator 'ws' has already been added").
+  const app = Fastify()
+  t.teardown(async () => await app.close())
+  await app.register(fastifyGrpcWs, { services: [service()] })
+  t.ok(app.hasPlugin('@fastify/websocket'))
+  app.get('/chat', { websocket: true }, socket => { socket.send('chat route') })
+  const url = await listen(app)
+  const client = wsClient(url)
+  t.teardown(() => client.close())
+  t.equal((await unary(client, { mode: 'echo', message: 'beside it' })).value.message, 'beside it')
+  const chat = new WebSocket(url.replace('/grpc', '/chat'))
+  const [data] = await new Promise<[Buffer]>(resolve => chat.once('message', (d: Buffer) => resolve([d])))
+  t.equal(data.toString(), 'chat route')
+  chat.close()
+})
+
 t.test('Should refuse an upgrade that does not offer the subprotocol with HTTP 400', async t => {
   const app = Fastify()
   t.teardown(async () => await app.close())

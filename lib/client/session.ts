@@ -237,8 +237,8 @@ export class ClientStream {
 }
 
 /** A status made on this side: no trailers. */
-function localStatus (code: number, details: string): CallStatus {
-  return { code, details, metadata: [] }
+function localStatus (code: number, details: string, cause?: unknown): CallStatus {
+  return { code, details, metadata: [], cause }
 }
 
 function unavailable (details: string): CallStatus {
@@ -262,16 +262,28 @@ class ClientConnection implements FrameSink, BatchSink {
   private pingData: Uint8Array | null = null
   private pingCount = 0
   private received = 0
+  // An error event before SETTINGS that said nothing: the runtime (a browser) hides the reason.
+  private blind = false
 
-  constructor (private readonly session: ClientSession, url: string, private readonly options: ResolvedSessionOptions) {
-    const socket = this.socket = new options.WebSocket(url, [SUBPROTOCOL, ...(options.protocols ?? [])])
+  constructor (private readonly session: ClientSession, private readonly options: ResolvedSessionOptions) {
+    const socket = this.socket = new options.WebSocket(session.url, [SUBPROTOCOL, ...(options.protocols ?? [])])
     // Browsers default to Blob; `ws` defaults to Buffer, a Uint8Array already.
     if (socket.binaryType === 'blob') socket.binaryType = 'arraybuffer'
     socket.onmessage = event => this.onMessage(event.data)
-    socket.onclose = event => this.fail(`Connection closed (code ${event.code}${event.reason === '' ? '' : `: ${event.reason}`})`)
-    socket.onerror = () => this.fail('Connection failed')
+    socket.onclose = ({ code, reason }) => {
+      this.fail(`${this.ready ? 'Connection closed' : `${session.about} closed before it was ready`} (code ${code}${reason && `: ${reason}`})${
+        // An error event with nothing in it came first: a browser, which hides why.
+        this.blind ? '; browsers do not expose the HTTP status of a refused upgrade' : ''}`)
+    }
+    socket.onerror = ({ error }: { error?: unknown }) => {
+      // ws (and undici) say why: "connect ECONNREFUSED 127.0.0.1:3999", a
+      // TLS error, "Unexpected server response: 404" for a refused upgrade,
+      // a parse error from an HTTP/2-only port.
+      if (error instanceof Error) this.fail(`${session.about} failed: ${error.message.trim()}`, false, error)
+      else this.blind = !this.ready
+    }
     this.connectTimer = setTimeout(() => {
-      this.fail(`Connection not ready after ${options.connectTimeoutMs} ms`)
+      this.fail(`${session.about} not ready after ${options.connectTimeoutMs} ms`)
     }, options.connectTimeoutMs)
   }
 
@@ -384,7 +396,8 @@ class ClientConnection implements FrameSink, BatchSink {
       case FrameType.PING:
         if (frame.payload.byteLength !== PING_PAYLOAD_SIZE) return
         if ((frame.flags & FrameFlags.ACK) === 0) this.write(buildPing(FrameFlags.ACK, frame.payload))
-        else if (this.pingData !== null && sameBytes(frame.payload, this.pingData)) this.pingAnswered()
+        // (Pings are rare: their 8 bytes compare as text.)
+        else if (this.pingData !== null && String(frame.payload) === String(this.pingData)) this.pingAnswered()
         return
       case FrameType.GOAWAY: {
         const { lastStreamId, reason } = parseGoAway(frame.payload)
@@ -454,17 +467,17 @@ class ClientConnection implements FrameSink, BatchSink {
   }
 
   /** The socket failed, closed or died: every call on it ends with UNAVAILABLE. */
-  private fail (details: string, dead = false): void {
+  private fail (details: string, dead = false, cause?: unknown): void {
     if (this.closed) return
     this.shutDown(() => {
       // A dead socket will never finish a closing handshake: `ws` can drop it at once.
       const terminate = (this.socket as { terminate?: () => void }).terminate
       dead && typeof terminate === 'function' ? terminate.call(this.socket) : this.socket.close()
-    }, details, Status.UNAVAILABLE)
+    }, details, Status.UNAVAILABLE, cause)
   }
 
   /** Marks the connection closed, closes the socket with `closeSocket`, and ends every call on it with `code`. */
-  private shutDown (closeSocket: () => void, details: string, code: number): void {
+  private shutDown (closeSocket: () => void, details: string, code: number, cause?: unknown): void {
     this.closed = true
     try { closeSocket() } catch {}
     if (this.connectTimer !== null) clearTimeout(this.connectTimer)
@@ -482,14 +495,8 @@ class ClientConnection implements FrameSink, BatchSink {
     const streams = [...this.active.values(), ...this.waiting]
     this.active.clear()
     this.waiting.length = 0
-    for (const stream of streams) stream.end(localStatus(code, details))
+    for (const stream of streams) stream.end(localStatus(code, details, cause))
   }
-}
-
-function sameBytes (a: Uint8Array, b: Uint8Array): boolean {
-  if (a.byteLength !== b.byteLength) return false
-  for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 /** A client's one connection at a time, opened on demand. */
@@ -511,7 +518,11 @@ export class ClientSession {
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private readonly queued: ClientStream[] = []
 
+  /** @private How failures name this endpoint. */
+  readonly about: string
+
   constructor (readonly url: string, options: SessionOptions) {
+    this.about = `Connection to ${url}`
     this.options = {
       initialWindowSize: 256 * 1024,
       maxReceiveMessageSize: 4 * 1024 * 1024,
@@ -555,7 +566,7 @@ export class ClientSession {
   }
 
   private open (): void {
-    const conn = new ClientConnection(this, this.url, this.options)
+    const conn = new ClientConnection(this, this.options)
     this.conn = conn
     this.setState('connecting')
     for (const stream of this.queued.splice(0)) {
@@ -589,7 +600,7 @@ export class ClientSession {
     this.queued.push(stream)
     // A long backoff must not hold a call past connectTimeoutMs.
     stream.startTimer ??= setTimeout(() => {
-      stream.end(unavailable(`Connection not ready after ${this.options.connectTimeoutMs} ms`))
+      stream.end(unavailable(`${this.about} not ready after ${this.options.connectTimeoutMs} ms`))
     }, this.options.connectTimeoutMs)
   }
 

@@ -58,7 +58,9 @@ export class InboundMessages {
     }
     const total = this.parts.length + n
     if (this.maxMessageSize >= 0 && total > this.maxMessageSize) {
-      return { code: 8, details: `Received message larger than max (${total} vs ${this.maxMessageSize})` }
+      // A message's length is known only at its last piece: refused earlier,
+      // it is the bytes so far, and the message at least that large.
+      return { code: 8, details: `Received message larger than max (${more ? 'at least ' : ''}${total} vs ${this.maxMessageSize})` }
     }
     if (more) {
       this.parts.push(chunk)

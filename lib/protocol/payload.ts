@@ -160,6 +160,8 @@ export interface CallStatus {
   code: number
   details: string
   metadata: MetadataEntry[]
+  /** A status made on the client: the local error behind it (a socket's), if any. */
+  cause?: unknown
 }
 
 export function buildTrailers (streamId: number, status: { code: number, details: string, metadata: readonly MetadataEntry[] }): Uint8Array {

@@ -197,6 +197,14 @@ export abstract class ServerCallBase implements ServerInterceptingCallInterface 
     this.notifyOnCancel()
   }
 
+  /**
+   * Ends the call with `code` now, dropping whatever output is still queued,
+   * as a deadline does (a topic subscriber over its queue bound: lib/fanout/).
+   */
+  abortWithStatus (code: number, details: string): void {
+    this.resetStream(code, details)
+  }
+
   /** Ends the call; the handler sees 'cancelled' (after a status too, as with grpc-js). Once only. */
   protected notifyOnCancel (): void {
     if (this.cancelNotified) return

@@ -23,6 +23,7 @@ import { SendBacklog } from './backlog.js'
 import { requestMetadata, type Dispatcher } from './dispatch.js'
 import { Keepalive } from './keepalive.js'
 import { RateBudget, type RateLimit } from './rate-budget.js'
+import { TurnBudget } from './turn-budget.js'
 import { authContextOf, connectionInfoOf, peerOf } from './socket-info.js'
 import { WebSocketServerCall, type CallHost } from './server-call.js'
 
@@ -62,6 +63,19 @@ export interface ConnectionContext {
 }
 
 const OPEN = 1
+
+// A CALL starts a handler: it costs more of the turn's share than other frames.
+const CALL_COST = 16
+const EMPTY = new Uint8Array(0)
+
+/** Frames read but not yet handled, when a connection's share of a turn ran out. */
+interface Deferred {
+  frames: Frame[]
+  at: number
+  /** WebSocket messages read after the share ran out (the rest of one socket read). */
+  messages: Uint8Array[]
+  next: number
+}
 
 /** What a connection reports its end to. */
 export interface ConnectionOwner {
@@ -112,6 +126,10 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
   // Made on first use: most connections never cancel nor err.
   private resets: RateBudget | null = null
   private errors: RateBudget | null = null
+  // This turn's share of the event loop, and what waits for a later turn.
+  private readonly share = new TurnBudget()
+  private deferred: Deferred | null = null
+  private onLaterTurn: (() => void) | null = null
 
   constructor (
     private readonly socket: WebSocket,
@@ -133,7 +151,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     this.keepalive = new Keepalive(socket, this.idleSince)
     // Streams stop at the high-water mark plus one batch: beyond that, the
     // backlog is what the peer made the server answer without reading it.
-    this.backlog = new SendBacklog(socket, this.netSocket, limits.socketHighWaterMark + limits.maxFrameSize)
+    this.backlog = new SendBacklog(socket, this.netSocket, limits.socketHighWaterMark + limits.maxFrameSize, () => this.deferred === null)
     ;(socket as ConnectedSocket)[kConnection] = this
     socket.on('message', onSocketMessage)
     socket.on('close', onSocketClose)
@@ -258,17 +276,76 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       }
       // A plain view: views of it (one per frame) then skip Buffer's species constructor.
       const buffer = data as Buffer
-      const frames = this.decoder.push(new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength))
-      if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
-      for (const frame of frames) {
-        // A frame may end the connection (a spent budget): the rest is dropped.
-        if (this.closed) return
-        this.onFrame(frame)
+      const bytes = new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength)
+      // Read before the socket was paused (the rest of one socket read): after what waits.
+      if (this.deferred !== null) {
+        this.deferred.messages.push(bytes)
+        return
       }
+      const frames = this.decode(bytes)
+      const stop = this.handleFrames(frames, 0)
+      if (stop !== -1) this.defer(frames, stop)
     } catch (err) {
-      // Anything else is a bug of ours: end this connection, never the process.
-      this.fail(err instanceof ProtocolError ? err : new ProtocolError(`internal error: ${(err as Error).message}`, CloseCode.INTERNAL_ERROR))
+      this.internalError(err)
     }
+  }
+
+  private decode (bytes: Uint8Array): Frame[] {
+    const frames = this.decoder.push(bytes)
+    if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
+    return frames
+  }
+
+  /**
+   * Handles frames from `from` while this turn's share lasts. Returns where
+   * it stopped once the share is spent (the rest waits for a later turn), or
+   * -1 when every frame was handled or the connection ended.
+   */
+  private handleFrames (frames: Frame[], from: number): number {
+    for (let i = from; i < frames.length;) {
+      // A frame may end the connection (a spent budget): the rest is dropped.
+      if (this.closed) return -1
+      const frame = frames[i++]!
+      this.onFrame(frame)
+      if (!this.share.spend(frame.type === FrameType.CALL ? CALL_COST : 1) && !this.closed) return i
+    }
+    return -1
+  }
+
+  /** The turn's share is spent: stop reading, go on in a later turn. */
+  private defer (frames: Frame[], at: number): void {
+    this.deferred = { frames, at, messages: [], next: 0 }
+    this.socket.pause()
+    setImmediate(this.onLaterTurn ??= () => { this.resumeDeferred() })
+  }
+
+  private resumeDeferred (): void {
+    const d = this.deferred
+    if (d === null || this.closed) return
+    try {
+      for (;;) {
+        const stop = this.handleFrames(d.frames, d.at)
+        if (this.closed) return
+        if (stop !== -1) {
+          d.at = stop
+          setImmediate(this.onLaterTurn!)
+          return
+        }
+        if (d.next === d.messages.length) break
+        d.frames = this.decode(d.messages[d.next]!)
+        d.messages[d.next++] = EMPTY
+        d.at = 0
+      }
+      this.deferred = null
+      if (!this.backlog.readingPaused) this.socket.resume()
+    } catch (err) {
+      this.internalError(err)
+    }
+  }
+
+  private internalError (err: unknown): void {
+    // Anything but a ProtocolError is a bug of ours: end this connection, never the process.
+    this.fail(err instanceof ProtocolError ? err : new ProtocolError(`internal error: ${(err as Error).message}`, CloseCode.INTERNAL_ERROR))
   }
 
   private onFrame (frame: Frame): void {
@@ -442,6 +519,8 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       this.writer.flush()
       // Close reasons are limited to 123 bytes by the WebSocket protocol.
       this.socket.close(code, reason.length > 120 ? reason.slice(0, 120) : reason)
+      // Paused for a later turn: the peer's close reply must still be read.
+      if (this.deferred !== null) this.socket.resume()
     }
     this.onClose()
   }
@@ -451,6 +530,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     if (this.closed) return
     this.closed = true
     this.writer.discard()
+    this.deferred = null
     for (const call of this.streams.values()) call.abort()
     this.streams.clear()
     if (this.onIdle !== null) this.onIdle()

@@ -10,14 +10,21 @@ import t from 'tap'
 import fastifyGrpcWs from '../../index.js'
 import { bundle, launchBrowser, pageErrors, requireChromium, within } from '../helpers/browser.js'
 import { createTestService, testDefinition } from '../helpers/test-service.js'
+import * as grpc from '@grpc/grpc-js'
+import * as loader from '@grpc/proto-loader'
 import type { Scenarios } from './page/client-page.js'
 
 const events = new EventEmitter()
 events.setMaxListeners(0)
 const descriptor = protobuf.loadSync(fileURLToPath(new URL('../fixtures/test.proto', import.meta.url))).toJSON()
+const typesProto = fileURLToPath(new URL('../fixtures/types.proto', import.meta.url))
 const script = await bundle(fileURLToPath(new URL('page/client-page.ts', import.meta.url)), {
-  'test-descriptor': `export default ${JSON.stringify(descriptor)}`
+  'test-descriptor': `export default ${JSON.stringify(descriptor)}`,
+  'types-descriptor': `export default ${JSON.stringify(protobuf.loadSync(typesProto).toJSON())}`
 })
+// types.Types, with proto-loader's `longs: String` as a Node server would load it: an echo.
+const typesDefinition = (grpc.loadPackageDefinition(loader.loadSync(typesProto, { longs: String, defaults: true })) as any).types.Types.service as grpc.ServiceDefinition
+const typesEcho = { Echo: (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) => { callback(null, call.request) } }
 
 interface Server { app: FastifyInstance, upgrades: () => number }
 
@@ -27,7 +34,7 @@ async function startServer (port = 0): Promise<Server> {
   const app = Fastify({ forceCloseConnections: true })
   let upgrades = 0
   app.addHook('onRequest', async request => { if (request.headers.upgrade === 'websocket') upgrades++ })
-  await app.register(fastifyGrpcWs, { closeGracePeriod: 100, services: [{ definition: testDefinition, implementation: createTestService(events) }] })
+  await app.register(fastifyGrpcWs, { closeGracePeriod: 100, services: [{ definition: testDefinition, implementation: createTestService(events) }, { definition: typesDefinition, implementation: typesEcho }] })
   app.get('/', async (_request, reply) => await reply.type('text/html').send('<!doctype html><meta charset="utf-8"><title>client test</title><script type="module" src="/page.js"></script>'))
   app.get('/page.js', async (_request, reply) => await reply.type('text/javascript').send(script))
   app.get('/favicon.ico', async (_request, reply) => await reply.code(204).send())
@@ -127,6 +134,33 @@ t.test('Should fail calls in flight with UNAVAILABLE when the server restarts, t
   t.equal(state, 'ready')
   t.same(states, ['connecting', 'ready', 'idle', 'connecting', 'ready'])
   t.equal(server.upgrades(), 1)
+})
+
+t.test('Should give 64-bit integers as exact strings by default, and take bigints', async t => {
+  t.same(await run(page, 'types'), {
+    i64: '-9007199254740993',
+    u64: '18446744073709551615',
+    fromBigint: '-9223372036854775808',
+    list: ['1', '-2'],
+    color: 2,
+    data: [0, 1, 254, 255],
+    dataIsUint8Array: true,
+    defaultI64: '0'
+  })
+})
+
+t.test('Should say what a browser can know of a refused upgrade', async t => {
+  const result = await run(page, 'refused', '/wrong')
+  const url = `ws://127.0.0.1:${port}/wrong`
+  t.same(result, {
+    code: 14,
+    details: `Connection to ${url} closed before it was ready (code 1006); browsers do not expose the HTTP status of a refused upgrade`,
+    url
+  })
+  // Chromium logs the refusal itself (with the status, in the console only): that line is expected.
+  const logged = errors.findIndex(line => line.includes(`WebSocket connection to '${url}' failed`))
+  t.not(logged, -1, `Chromium's own console line: ${errors.join(' | ')}`)
+  errors.splice(logged, 1)
 })
 
 t.test('Should have thrown and logged no error in the page', async t => {

@@ -206,7 +206,7 @@ t.test('Should fail a call waiting out a long backoff after connectTimeoutMs', a
   t.teardown(() => client.close())
   t.equal((await unaryError(client, { mode: 'echo' })).code, grpc.status.UNAVAILABLE)
   const err = await bounded('the failure', unaryError(client, { mode: 'echo' }))
-  t.same([err.code, err.details], [grpc.status.UNAVAILABLE, 'Connection not ready after 300 ms'])
+  t.same([err.code, err.details], [grpc.status.UNAVAILABLE, `Connection to ${server.url} not ready after 300 ms`])
   t.equal(server.connections.length, 1, 'no attempt before the backoff is over')
 })
 

@@ -265,10 +265,11 @@ t.test('Should fail calls waiting for a socket that never becomes ready', async 
     for (const s of sockets) s.destroy()
     await new Promise(resolve => silent.close(resolve))
   })
-  const { client, test } = webClient(`ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}/grpc`, { connectTimeoutMs: 200 })
+  const url = `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}/grpc`
+  const { client, test } = webClient(url, { connectTimeoutMs: 200 })
   t.teardown(() => { client.close() })
   const err = await rejection(async () => await test.unary({ mode: 'echo' }))
-  t.same([err.code, err.details], [Status.UNAVAILABLE, 'Connection not ready after 200 ms'])
+  t.same([err.code, err.details], [Status.UNAVAILABLE, `Connection to ${url} not ready after 200 ms`])
 })
 
 t.test('Should use the global WebSocket, need one otherwise, and resolve URLs against the page', async t => {
@@ -279,7 +280,7 @@ t.test('Should use the global WebSocket, need one otherwise, and resolve URLs ag
     global.location = saved.location
   })
   delete global.WebSocket
-  t.throws(() => createClient('ws://127.0.0.1:1/grpc'), { name: 'TypeError', message: /No global WebSocket/ })
+  t.throws(() => createClient('ws://127.0.0.1:1/grpc'), { name: 'TypeError', code: 'FST_GRPCWS_INVALID_CLIENT_OPTION', message: /no global WebSocket here/ })
 
   global.WebSocket = WebSocket
   global.location = { href: 'https://example.com/app/page.html' }

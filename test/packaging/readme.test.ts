@@ -57,7 +57,7 @@ t.test('Should name every peer dependency in the install line', async t => {
   const install = shown.find(b => b.lang === 'sh' && b.code.startsWith('npm install fastify-grpc-ws '))
   t.ok(install, 'an `npm install fastify-grpc-ws ...` line')
   const words = install?.code.split(/\s+/) ?? []
-  // Optional peers (JSON for the Connect protocol) are named where their feature is.
+  // Optional peers (redis for the Redis topic bus, @bufbuild/protobuf for Connect JSON) are installed by the apps that use them.
   for (const name of Object.keys(pkg.peerDependencies)) if (pkg.peerDependenciesMeta?.[name]?.optional !== true) t.ok(words.includes(name), name)
 })
 

@@ -107,7 +107,7 @@ t.test('InboundMessages refuses a message larger than maxMessageSize with code 8
   const single = setup(100, 5).inbound.receive(seq(6), false)
   t.same(single, { code: 8, details: 'Received message larger than max (6 vs 5)' })
   const piece = setup(100, 5).inbound.receive(seq(6), true)
-  t.same(piece, { code: 8, details: 'Received message larger than max (6 vs 5)' }, 'also for a MORE piece')
+  t.same(piece, { code: 8, details: 'Received message larger than max (at least 6 vs 5)' }, 'also for a MORE piece, whose message is at least that large')
 })
 
 t.test('InboundMessages accepts a message of exactly maxMessageSize', async t => {

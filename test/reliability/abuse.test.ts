@@ -232,8 +232,12 @@ async function floodWithoutReading (app: PluginApp, message: Uint8Array, maxMess
     for (let i = 0; i < 20; i++, sent++) client.send(message)
     await tick()
     serverMost = Math.max(serverMost, server.bufferedAmount)
-    // The server no longer reads: what is sent stays here.
-    if (client.bufferedAmount > 4 * 1024 * 1024) break
+    if (client.bufferedAmount > 4 * 1024 * 1024) {
+      // The server no longer reads (its own socket backed up): what is sent stays here.
+      if (server.bufferedAmount > 0 || serverMost > backlogOptions.socketHighWaterMark) break
+      // Or it still reads, at its share of each turn: wait for it.
+      await new Promise(resolve => setTimeout(resolve, 5))
+    }
   }
   for (let i = 0; i < 20; i++) {
     await new Promise(resolve => setTimeout(resolve, 10))

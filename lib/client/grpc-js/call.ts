@@ -158,7 +158,9 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   }
 
   onEnd (status: CallStatus): void {
-    this.finish({ code: status.code, details: status.details, metadata: toGrpcMetadata(status.metadata) })
+    const grpcStatus: StatusObject = { code: status.code, details: status.details, metadata: toGrpcMetadata(status.metadata) }
+    // grpc-js's client copies the status onto its error: a local failure's `cause` comes along.
+    this.finish(status.cause === undefined ? grpcStatus : Object.assign(grpcStatus, { cause: status.cause }))
   }
 
   // -------------------------------------------------------------------------

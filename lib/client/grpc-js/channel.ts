@@ -53,8 +53,9 @@ class WebSocketChannel implements ChannelInterface {
   private readonly userAgent: string
 
   constructor (private readonly target: string, options: WebSocketChannelOptions) {
-    const url = new URL(target)
-    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    let url: URL | undefined
+    try { url = new URL(target) } catch {}
+    if (url === undefined || (url.protocol !== 'ws:' && url.protocol !== 'wss:')) {
       throw new ERR_INVALID_CLIENT_OPTION('url', `expected a ws: or wss: URL, got ${target}`)
     }
     const wsOptions = options.webSocketOptions

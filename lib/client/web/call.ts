@@ -204,7 +204,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   }
 
   onEnd (status: CallStatus): void {
-    this.finish(status.code, status.details, status.metadata)
+    this.finish(status.code, status.details, status.metadata, status.cause)
   }
 
   private finish (code: number, details: string, entries: MetadataEntry[], cause?: unknown): void {

@@ -28,8 +28,8 @@ export interface StreamOpener {
   openStream: (start: StreamStart, handler: StreamHandler) => CallStream
 }
 
-/** What `httpFallback()` of `fastify-grpc-ws/client/http` returns. */
-export type HttpFallbackFactory = (session: ClientSession, wsUrl: string, onTransport: (transport: Transport) => void) => StreamOpener
+/** What a client needs of its session (the HTTP fallback's client puts a router in its place). */
+export type SessionLike = StreamOpener & Pick<ClientSession, 'connectivityState' | 'onStateChange' | 'connect' | 'close'>
 
 export interface ClientOptions {
   /** The WebSocket class. Default: the global one (browsers, Node 22+); in Node 20 pass `ws`. */
@@ -51,30 +51,29 @@ export interface ClientOptions {
    * headers on a WebSocket, so e.g. `['bearer.' + token]` for your upgrade hook.
    */
   protocols?: string[]
-  /** The HTTP fallback: `httpFallback()` from `fastify-grpc-ws/client/http`. Without it, calls use the WebSocket only. */
-  http?: HttpFallbackFactory
-  /** Which ways calls may take. Default `['websocket', 'http']` ('http' needs `http`); `['websocket']` turns the fallback off. */
-  transports?: Transport[]
+}
+
+/** FST_GRPCWS_INVALID_CLIENT_OPTION, made here: the browser bundle carries no @fastify/error. */
+function invalidOption (name: string, why: string): TypeError {
+  return Object.assign(new TypeError(`fastify-grpc-ws: invalid client option "${name}": ${why}`), { code: 'FST_GRPCWS_INVALID_CLIENT_OPTION' })
 }
 
 /** `ws://`, `wss://`, or (in a page) a path or http(s) URL resolved against the page's address. */
 function webSocketUrl (url: string): string {
-  if (/^wss?:/i.test(url)) return url
-  const page = (globalThis as { location?: { href: string } }).location
-  const resolved = new URL(url, page?.href)
-  resolved.protocol = resolved.protocol === 'https:' ? 'wss:' : 'ws:'
+  let resolved: URL | undefined
+  try { resolved = new URL(url, (globalThis as { location?: { href: string } }).location?.href) } catch {}
+  if (resolved === undefined || !/^(ws|http)s?:$/.test(resolved.protocol)) throw invalidOption('url', `not a ws:, wss:, http: or https: URL: ${url}`)
+  resolved.protocol = resolved.protocol.replace('http', 'ws')
   return resolved.href
 }
 
 export class GrpcWsClient {
-  private readonly session: ClientSession
-  private readonly opener: StreamOpener
-  private current: Transport = 'websocket'
+  protected session: SessionLike
   readonly url: string
 
   constructor (url: string, options: ClientOptions = {}) {
     const WebSocket = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket
-    if (WebSocket === undefined) throw new TypeError('No global WebSocket here: pass one, e.g. createClient(url, { WebSocket }) with WebSocket from the ws package')
+    if (WebSocket === undefined) throw invalidOption('WebSocket', 'no global WebSocket here: pass the one from ws')
     this.url = webSocketUrl(url)
     this.session = new ClientSession(this.url, {
       keepaliveIntervalMs: 30000,
@@ -83,14 +82,6 @@ export class GrpcWsClient {
       WebSocket,
       backoff: { initialMs: 1000, maxMs: 30000, ...options.backoff }
     })
-    this.opener = options.http !== undefined && (options.transports ?? ['websocket', 'http']).includes('http')
-      ? options.http(this.session, this.url, transport => { this.current = transport })
-      : this.session
-  }
-
-  /** The way new calls take: `'websocket'`, or `'http'` while the HTTP fallback is in use. */
-  get transport (): Transport {
-    return this.current
   }
 
   /** The state of the shared socket. */
@@ -114,14 +105,14 @@ export class GrpcWsClient {
   }
 
   unary<I, O> (method: MethodDescriptor<I, O>, request: I, options?: CallOptions): UnaryCall<O> {
-    const call = new WebCall(this.opener, method, false, options)
+    const call = new WebCall(this.session, method, false, options)
     void call.send(request)
     call.close()
     return call.result()
   }
 
   serverStream<I, O> (method: MethodDescriptor<I, O>, request: I, options?: CallOptions): StreamCall<O> {
-    const call = new WebCall(this.opener, method, true, options)
+    const call = new WebCall(this.session, method, true, options)
     void call.send(request)
     call.close()
     return call
@@ -129,13 +120,13 @@ export class GrpcWsClient {
 
   /** Sends every request of `requests` (an array, any iterable, or an async iterable), then half-closes. */
   clientStream<I, O> (method: MethodDescriptor<I, O>, requests: AsyncIterable<I> | Iterable<I>, options?: CallOptions): UnaryCall<O> {
-    const call = new WebCall(this.opener, method, false, options)
+    const call = new WebCall(this.session, method, false, options)
     void pump(call, requests)
     return call.result()
   }
 
   bidi<I, O> (method: MethodDescriptor<I, O>, options?: CallOptions): BidiCall<I, O> {
-    return new WebCall(this.opener, method, true, options)
+    return new WebCall(this.session, method, true, options)
   }
 }
 

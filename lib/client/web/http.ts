@@ -2,9 +2,8 @@
  * `fastify-grpc-ws/client/http`: the browser client's HTTP fallback, a
  * separate entry so that apps that do not want it pay nothing for it.
  *
- *   import { createClient } from 'fastify-grpc-ws/client'
- *   import { httpFallback } from 'fastify-grpc-ws/client/http'
- *   const client = createClient('/grpc', { http: httpFallback() })
+ *   import { createClient } from 'fastify-grpc-ws/client/http'
+ *   const client = createClient('/grpc')   // the browser client, plus the fallback
  *
  * Calls use the WebSocket when it opens. When it cannot be opened (a
  * refused upgrade, an error or a close before SETTINGS), unary and
@@ -24,12 +23,14 @@
 import { isBinaryKey, type MetadataEntry } from '../../protocol/metadata.js'
 import type { CallStatus } from '../../protocol/payload.js'
 import { Status } from '../../protocol/status.js'
-import type { ClientSession, StreamHandler, StreamStart } from '../session.js'
-import type { CallStream, HttpFallbackFactory, StreamOpener, Transport } from './client.js'
+import type { ClientSession, SessionState, StreamHandler, StreamStart } from '../session.js'
+import { GrpcWsClient, type CallStream, type ClientOptions, type SessionLike, type Transport } from './client.js'
 
-export type { CallStream, HttpFallbackFactory, StreamOpener, Transport }
+export type { Transport }
 
-export interface HttpFallbackOptions {
+export interface HttpFallbackOptions extends ClientOptions {
+  /** Which ways calls may take. Default `['websocket', 'http']`; `['websocket']` turns the fallback off. */
+  transports?: Transport[]
   /** The fetch function. Default: the global one. */
   fetch?: typeof fetch
   /** ms between attempts to get the WebSocket back while on HTTP (the session's backoff applies too). Default 5000. */
@@ -42,20 +43,38 @@ const fromBase64 = (text: string): Uint8Array => Uint8Array.from(atob(text), c =
 // Response headers of HTTP, not of the call.
 const httpHeaders = new Set(['content-type', 'content-length', 'date', 'connection', 'keep-alive', 'transfer-encoding', 'vary', 'server'])
 
-/** The HTTP fallback for `createClient(url, { http: httpFallback() })`. */
-export function httpFallback (options: HttpFallbackOptions = {}): HttpFallbackFactory {
-  return (session, wsUrl, onTransport) => new Router(session, wsUrl.replace(/^ws/i, 'http'), options, onTransport)
+/** The browser client with the HTTP fallback: `fastify-grpc-ws/client`'s client, plus `transport`. */
+export class HttpFallbackClient extends GrpcWsClient {
+  private readonly router: Router | null = null
+
+  constructor (url: string, options: HttpFallbackOptions = {}) {
+    super(url, options)
+    if ((options.transports ?? ['websocket', 'http']).includes('http')) {
+      this.router = new Router(this.session as ClientSession, this.url.replace(/^ws/i, 'http'), options)
+      this.session = this.router
+    }
+  }
+
+  /** The way new calls take: `'websocket'`, or `'http'` while the WebSocket cannot be opened. */
+  get transport (): Transport {
+    return this.router?.mode === 'http' ? 'http' : 'websocket'
+  }
 }
 
-/** Binds each new call to the WebSocket session or to HTTP. */
-class Router implements StreamOpener {
-  private mode: Transport | 'unknown' = 'unknown'
+/** A client for the endpoint at `url` that falls back to gRPC-Web over HTTP where WebSockets cannot go. */
+export function createClient (url: string, options?: HttpFallbackOptions): HttpFallbackClient {
+  return new HttpFallbackClient(url, options)
+}
+
+/** In the client's session's place: binds each new call to the WebSocket session or to HTTP. */
+class Router implements SessionLike {
+  mode: Transport | 'unknown' = 'unknown'
   private cause = ''
   private readonly waiting = new Set<PendingStream>()
   private retry: ReturnType<typeof setInterval> | null = null
   private connecting = false
 
-  constructor (private readonly session: ClientSession, private readonly baseUrl: string, private readonly options: HttpFallbackOptions, private readonly onTransport: (t: Transport) => void) {
+  constructor (private readonly session: ClientSession, private readonly baseUrl: string, private readonly options: HttpFallbackOptions) {
     session.onStateChange(state => {
       if (state === 'connecting') {
         this.connecting = true
@@ -75,6 +94,14 @@ class Router implements StreamOpener {
     })
   }
 
+  get connectivityState (): SessionState { return this.session.connectivityState }
+  onStateChange (listener: (state: SessionState) => void): () => void { return this.session.onStateChange(listener) }
+  connect (): void { this.session.connect() }
+  close (): void {
+    this.stopRetry()
+    this.session.close()
+  }
+
   openStream (start: StreamStart, handler: StreamHandler): CallStream {
     if (this.mode === 'websocket' && this.session.connectivityState !== 'closed') return this.session.openStream(start, handler)
     if (this.mode === 'http') return new HttpStream(this.baseUrl, start, handler, this.cause, this.options.fetch ?? fetch)
@@ -85,7 +112,6 @@ class Router implements StreamOpener {
   }
 
   private settle (mode: Transport): void {
-    const changed = mode !== this.mode
     this.mode = mode
     for (const pending of this.waiting) {
       pending.bind(mode === 'websocket' ? this.session.openStream(pending.start, pending.handler) : new HttpStream(this.baseUrl, pending.start, pending.handler, this.cause, this.options.fetch ?? fetch))
@@ -93,7 +119,6 @@ class Router implements StreamOpener {
     this.waiting.clear()
     if (mode === 'http') this.startRetry()
     else this.stopRetry()
-    if (changed) this.onTransport(mode)
   }
 
   private startRetry (): void {

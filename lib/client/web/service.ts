@@ -52,7 +52,10 @@ export type ServiceClient<S extends { [K in keyof S]: MethodKind }> = {
 export interface ServiceClientOptions {
   /**
    * How responses become plain objects: protobufjs `toObject` options.
-   * Default `{ defaults: true }`; e.g. add `longs: String, enums: String, oneofs: true`.
+   * Default `{ defaults: true, longs: String }`, as grpc-js's proto-loader
+   * with `longs: String`: 64-bit integers as decimal strings (exact, where a
+   * number is not past 2^53), enums as numbers, bytes as Uint8Array. E.g.
+   * add `enums: String, oneofs: true`; replacing it drops the defaults.
    */
   conversion?: object
 }
@@ -60,15 +63,15 @@ export interface ServiceClientOptions {
 /** The method descriptors of a protobufjs service, keyed by method name. */
 export function methodsOf (service: ProtobufService, options: ServiceClientOptions = {}): Record<string, MethodDescriptor<any, any>> {
   service.resolveAll()
-  const conversion = options.conversion ?? { defaults: true }
+  const conversion = options.conversion ?? { defaults: true, longs: String }
   const methods: Record<string, MethodDescriptor<any, any>> = {}
   for (const method of service.methodsArray) {
     const requestType = method.resolvedRequestType!
     const responseType = method.resolvedResponseType!
     methods[method.name] = {
       path: `/${service.fullName.replace(/^\./, '')}/${method.name}`,
-      requestStream: method.requestStream === true,
-      responseStream: method.responseStream === true,
+      requestStream: !!method.requestStream,
+      responseStream: !!method.responseStream,
       serialize: request => requestType.encode(requestType.fromObject(request)).finish(),
       deserialize: bytes => responseType.toObject(responseType.decode(bytes), conversion)
     }
@@ -85,12 +88,12 @@ export function createServiceClient<S extends { [K in keyof S]: MethodKind }> (c
   const out: Record<string, (...args: any[]) => unknown> = {}
   for (const [name, method] of Object.entries(methodsOf(service, options))) {
     let call: (...args: any[]) => unknown
-    if (method.requestStream === true) {
-      call = method.responseStream === true
+    if (method.requestStream) {
+      call = method.responseStream
         ? (options?: CallOptions) => client.bidi(method, options)
         : (requests: Iterable<unknown>, options?: CallOptions) => client.clientStream(method, requests, options)
     } else {
-      call = method.responseStream === true
+      call = method.responseStream
         ? (request: unknown, options?: CallOptions) => client.serverStream(method, request, options)
         : (request: unknown, options?: CallOptions) => client.unary(method, request, options)
     }

@@ -13,6 +13,7 @@ import { CloseCode } from '../../protocol/frame.js'
 import { REQUEST_KEY, type Logger } from '../connection.js'
 import { SendBacklog } from '../backlog.js'
 import { Keepalive } from '../keepalive.js'
+import { TurnBudget } from '../turn-budget.js'
 import { authContextOf, connectionInfoOf, peerOf } from '../socket-info.js'
 import { requestMetadata, type Dispatcher } from '../dispatch.js'
 import { GrpcWebSocketsCall, type CallSocket } from './call.js'
@@ -73,6 +74,9 @@ export class GrpcWebSocketsSession implements CallSocket {
   private onFinished: (() => void) | null = null
   // A peer that sends ws pings and never reads is not read either (ws answers each ping).
   private readonly backlog: SendBacklog
+  // This turn's share of the event loop, and the messages that wait for a later turn.
+  private readonly share = new TurnBudget()
+  private deferred: DeferredMessages | null = null
 
   /**
    * @param path the method, `/package.Service/Method`, from the URL
@@ -101,7 +105,7 @@ export class GrpcWebSocketsSession implements CallSocket {
     this.keepalive = new Keepalive(socket, this.openedAt)
     // Errors end in 'close'; without a listener ws would throw them.
     socket.on('error', () => {})
-    this.backlog = new SendBacklog(socket, s, limits.backlogLimit, () => !this.readingPaused)
+    this.backlog = new SendBacklog(socket, s, limits.backlogLimit, () => !this.readingPaused && this.deferred === null)
     socket.on('ping', () => { this.backlog.check() })
   }
 
@@ -133,7 +137,7 @@ export class GrpcWebSocketsSession implements CallSocket {
   resumeReading (): void {
     this.readingPaused = false
     this.keepalive.restart(Date.now())
-    if (!this.backlog.readingPaused) this.socket.resume()
+    if (!this.backlog.readingPaused && this.deferred === null) this.socket.resume()
   }
 
   callEnded (call: GrpcWebSocketsCall): void {
@@ -177,6 +181,36 @@ export class GrpcWebSocketsSession implements CallSocket {
 
   private readonly onMessage = (data: Buffer, isBinary: boolean): void => {
     if (this.finished) return
+    // Read before the socket was paused (the rest of one socket read): after what waits.
+    if (this.deferred !== null) {
+      this.deferred.push(data, isBinary)
+      return
+    }
+    this.handle(data, isBinary)
+    if (!this.share.spend(1) && !this.finished) {
+      this.deferred = new DeferredMessages()
+      this.socket.pause()
+      setImmediate(this.onLaterTurn)
+    }
+  }
+
+  /** Messages left from an earlier turn, while this turn's share lasts. */
+  private readonly onLaterTurn = (): void => {
+    const d = this.deferred
+    if (d === null || this.finished) return
+    for (let m = d.shift(); m !== undefined; m = d.shift()) {
+      this.handle(m[0], m[1])
+      if (this.finished) return
+      if (!this.share.spend(1)) {
+        setImmediate(this.onLaterTurn)
+        return
+      }
+    }
+    this.deferred = null
+    if (!this.readingPaused && !this.backlog.readingPaused) this.socket.resume()
+  }
+
+  private handle (data: Buffer, isBinary: boolean): void {
     try {
       if (!isBinary) {
         this.protocolError('Protocol error: text WebSocket message (the protocol is binary)', CloseCode.UNSUPPORTED_DATA)
@@ -281,6 +315,11 @@ export class GrpcWebSocketsSession implements CallSocket {
     if (this.finished) return
     this.finished = true
     if (this.socket.readyState === OPEN) this.socket.close(this.closeCode, reason)
+    if (this.deferred !== null) {
+      // Paused for a later turn: nothing more is handled, but the peer's close reply must be read.
+      this.deferred = null
+      this.socket.resume()
+    }
     this.onFinished?.()
   }
 
@@ -318,3 +357,20 @@ export class GrpcWebSocketsSession implements CallSocket {
     this.onClosed(this)
   }
 }
+
+/** WebSocket messages read after a session's share of a turn ran out, in order. */
+class DeferredMessages {
+  private readonly items: Array<[Buffer, boolean]> = []
+  private next = 0
+
+  push (data: Buffer, isBinary: boolean): void { this.items.push([data, isBinary]) }
+
+  shift (): [Buffer, boolean] | undefined {
+    if (this.next === this.items.length) return undefined
+    const item = this.items[this.next]!
+    // Handled: its bytes need not be kept until the last one is.
+    this.items[this.next++] = DONE
+    return item
+  }
+}
+const DONE: [Buffer, boolean] = [Buffer.alloc(0), true]

@@ -5,6 +5,7 @@
  */
 import protobuf from 'protobufjs/light.js'
 import descriptor from 'test-descriptor'
+import typesDescriptor from 'types-descriptor'
 import {
   createClient, createServiceClient, GrpcError, Metadata, Status,
   type BidiStreaming, type ClientStreaming, type ServerStreaming, type Unary
@@ -144,6 +145,36 @@ const scenarios = {
 
   state () {
     return { state: client.state, states: [...states] }
+  },
+
+  /** types.Types through the default conversion. */
+  async types () {
+    const types = createServiceClient<{ echo: Unary<object, any> }>(client, protobuf.Root.fromJSON(typesDescriptor).lookupService('types.Types'))
+    const reply = await types.echo({ i64: '-9007199254740993', u64: '18446744073709551615', sf64: -9223372036854775808n, list: [1, -2n], color: 2, data: new Uint8Array([0, 1, 254, 255]) })
+    const empty = await types.echo({})
+    return {
+      i64: reply.i64,
+      u64: reply.u64,
+      fromBigint: reply.sf64,
+      list: reply.list,
+      color: reply.color,
+      data: [...reply.data as Uint8Array],
+      dataIsUint8Array: reply.data instanceof Uint8Array,
+      defaultI64: empty.i64
+    }
+  },
+
+  /** A call through a client of its own at `path`, which the server refuses to upgrade. */
+  async refused (path: string) {
+    const other = createClient(path)
+    try {
+      await createServiceClient<TestService>(other, service).unary({ mode: 'echo' })
+      return null
+    } catch (err) {
+      return err instanceof GrpcError ? { code: err.code, details: err.details, url: other.url } : { other: String(err) }
+    } finally {
+      other.close()
+    }
   }
 }
 

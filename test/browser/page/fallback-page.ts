@@ -1,12 +1,12 @@
 /**
  * The page test/browser/fallback.test.ts loads through a proxy that refuses
- * WebSocket upgrades: the browser client at its defaults plus the HTTP
- * fallback entry, calling the test service on the page's own origin.
+ * WebSocket upgrades: the browser client with the HTTP fallback
+ * (fastify-grpc-ws/client/http) at its defaults, calling the test service on the page's own origin.
  */
 import protobuf from 'protobufjs/light.js'
 import descriptor from 'test-descriptor'
-import { createClient, createServiceClient, GrpcError, type BidiStreaming, type ServerStreaming, type Unary } from '../../../lib/client/web/index.js'
-import { httpFallback } from '../../../lib/client/web/http.js'
+import { createServiceClient, GrpcError, type BidiStreaming, type ServerStreaming, type Unary } from '../../../lib/client/web/index.js'
+import { createClient } from '../../../lib/client/web/http.js'
 
 interface Request { mode?: string, message?: string, payload?: Uint8Array, code?: number, details?: string, count?: number, id?: string }
 interface Response { message: string, payload: Uint8Array }
@@ -17,7 +17,7 @@ interface TestService {
 }
 
 const service = protobuf.Root.fromJSON(descriptor).lookupService('test.Test')
-const client = createClient('/grpc', { http: httpFallback({ retryMs: 300 }), backoff: { initialMs: 100, maxMs: 300 } })
+const client = createClient('/grpc', { retryMs: 300, backoff: { initialMs: 100, maxMs: 300 } })
 const test = createServiceClient<TestService>(client, service, { conversion: { defaults: true } })
 
 const failure = (err: unknown): { code: number, details: string } => ({ code: (err as GrpcError).code, details: (err as GrpcError).details })

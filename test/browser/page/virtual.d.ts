@@ -7,3 +7,7 @@ declare module 'test-files' {
   const files: string[]
   export default files
 }
+declare module 'types-descriptor' {
+  const descriptor: import('protobufjs').INamespace
+  export default descriptor
+}

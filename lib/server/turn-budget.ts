@@ -1,0 +1,46 @@
+/**
+ * A connection's share of one event-loop turn. libuv reads a readable socket
+ * up to 32 times in a row and ws emits every message of those reads at once,
+ * so without a share one busy peer has about 2 MB of frames handled before
+ * any other socket is read (another client's call waits behind it). A
+ * connection that has spent its share stops reading and handles the rest in
+ * a later turn (setImmediate), after the other sockets had theirs.
+ */
+
+/** Work units one connection may spend per turn: a frame costs 1, a CALL more. */
+export const UNITS_PER_TURN = 1024
+
+// One turn counter for every connection: advanced by a single setImmediate,
+// scheduled only in turns where some connection asked.
+let turn = 0
+let scheduled = false
+function advance (): void {
+  turn++
+  scheduled = false
+}
+
+function currentTurn (): number {
+  if (!scheduled) {
+    scheduled = true
+    setImmediate(advance)
+  }
+  return turn
+}
+
+export class TurnBudget {
+  private turn = -1
+  private left = 0
+
+  constructor (private readonly perTurn: number = UNITS_PER_TURN) {}
+
+  /** Spends `cost`; false once this turn's share is used up. */
+  spend (cost: number): boolean {
+    const now = currentTurn()
+    if (now !== this.turn) {
+      this.turn = now
+      this.left = this.perTurn
+    }
+    this.left -= cost
+    return this.left > 0
+  }
+}
