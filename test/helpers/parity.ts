@@ -26,7 +26,10 @@ export interface Transport {
 }
 
 export interface Env {
+  /** HTTP/2 and WebSocket. */
   transports: Transport[]
+  /** The gRPC-Web HTTP route (unary and server streaming only). */
+  grpcWeb: Transport
   events: EventEmitter
   app: FastifyInstance
   grpcServer: grpc.Server
@@ -67,18 +70,20 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
     clients.push(client)
     return client
   }
-  const transports: Transport[] = (['http2', 'websocket', 'grpc-web'] as const).map(name => ({
+  const [http2Way, webSocketWay, grpcWeb] = (['http2', 'websocket', 'grpc-web'] as const).map(name => ({
     name,
     client: make(name),
     newClient: () => make(name),
     events
-  }))
+  })) as [Transport, Transport, Transport]
+  // The two ways every scenario runs; the gRPC-Web route only for those that opt in.
+  const transports: Transport[] = [http2Way, webSocketWay]
   t.teardown(async () => {
     for (const client of clients) client.close()
     await app.close()
     grpcServer.forceShutdown()
   })
-  return { transports, events, app, grpcServer, wsUrl, http2Address }
+  return { transports, grpcWeb, events, app, grpcServer, wsUrl, http2Address }
 }
 
 export interface ParityOptions {
@@ -92,8 +97,7 @@ export interface ParityOptions {
 
 /** Registers `body` as one subtest per transport. */
 export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>, options: ParityOptions = {}): void {
-  for (const transport of env.transports) {
-    if (transport.name === 'grpc-web' && options.grpcWeb !== true) continue
+  for (const transport of options.grpcWeb === true ? [...env.transports, env.grpcWeb] : env.transports) {
     t.test(`${name} [${transport.name}]`, async t => { await body(t, transport) })
   }
 }
