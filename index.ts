@@ -16,6 +16,8 @@ import { CloseCode, SUBPROTOCOL } from './lib/protocol/frame.js'
 import { REQUEST_KEY } from './lib/server/connection.js'
 import { GrpcWsServer } from './lib/server/grpc-ws-server.js'
 import { registerGrpcWebSocketsRoute, selectSubprotocol } from './lib/server/grpc-websockets/route.js'
+import { JsonCodecs } from './lib/server/http/json.js'
+import { registerHttpRoutes } from './lib/server/http/route.js'
 import { upgradeGuard } from './lib/server/upgrade.js'
 
 export interface FastifyGrpcWs {
@@ -38,7 +40,8 @@ declare module 'fastify' {
 /**
  * The Fastify request whose WebSocket upgrade carried this call (after your
  * onRequest / preValidation hooks ran: the authenticated user, for
- * instance), or undefined for a call that came over HTTP/2.
+ * instance), or of the HTTP request of a gRPC-Web or Connect call; undefined
+ * for a call that came over HTTP/2.
  */
 export function fastifyRequestOf (call: { metadata: Metadata }): FastifyRequest | undefined {
   return call.metadata.getOpaque(REQUEST_KEY) as FastifyRequest | undefined
@@ -47,6 +50,9 @@ export function fastifyRequestOf (call: { metadata: Metadata }): FastifyRequest 
 const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyGrpcWs (fastify: FastifyInstance, opts) {
   const options = validateOptions(opts)
   const server = new GrpcWsServer(options, (obj, msg) => { fastify.log.warn(obj, msg) }, fastify.log)
+  // The Connect protocol's JSON mapping needs each service's descriptors.
+  const jsonCodecs = new JsonCodecs()
+  for (const { definition } of options.services) jsonCodecs.add(definition)
   const grpcServer = options.grpcServer
   const topics = new Topics(
     options.topics,
@@ -56,7 +62,10 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
   fastify.addHook('onClose', async () => { await topics.close() })
 
   fastify.decorate('grpc', {
-    addService: (definition: ServiceDefinition, implementation: UntypedServiceImplementation) => { server.addService(definition, implementation) },
+    addService: (definition: ServiceDefinition, implementation: UntypedServiceImplementation) => {
+      server.addService(definition, implementation)
+      jsonCodecs.add(definition)
+    },
     subprotocol: SUBPROTOCOL,
     get connectionCount () { return server.connections.size },
     topics
@@ -118,6 +127,10 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
 
   // --- grpc-websockets compatibility route (improbable-eng / nice-grpc-web clients): lib/server/grpc-websockets/ ---
   registerGrpcWebSocketsRoute(fastify, server, options)
+
+  // --- gRPC-Web and Connect over HTTP on the same paths: lib/server/http/ ---
+  if (options.connect) await jsonCodecs.load()
+  await registerHttpRoutes(fastify, server, options, jsonCodecs)
 }
 
 export const fastifyGrpcWs = fp(plugin, {

@@ -85,6 +85,17 @@ export interface FastifyGrpcWsOptions {
    * Host); requests without Origin (backends) are always allowed.
    */
   allowedOrigins?: string[] | '*' | ((origin: string) => boolean)
+  // --- HTTP routes (lib/server/http/): POST <grpcWebSocketsPrefix>/<package.Service>/<Method> ---
+  /** Serve gRPC-Web (binary and text) over HTTP on the same paths. Default true. */
+  grpcWeb?: boolean
+  /** Serve the Connect protocol (binary and JSON) over HTTP on the same paths. Default true. */
+  connect?: boolean
+  /**
+   * ms an HTTP request body may send nothing (and, for a method whose
+   * request is one message, take in all) before its call ends with
+   * DEADLINE_EXCEEDED; 0 for no limit. Default 30000.
+   */
+  bodyTimeout?: number
   /**
    * Topics (`app.grpc.topics`): the bus between instances and each
    * subscriber's queue bounds. See README, Topics (fan-out).
@@ -127,7 +138,10 @@ export const defaults = {
   errorRateLimit: { burst: 100, perSecond: 10 },
   pingInterval: 30000,
   pingTimeout: 10000,
-  idleTimeout: 300000
+  idleTimeout: 300000,
+  grpcWeb: true,
+  connect: true,
+  bodyTimeout: 30000
 } as const
 
 // Room in a CALL frame beside the metadata: header, fields and a path.
@@ -149,6 +163,12 @@ function integer (name: string, value: unknown, fallback: number, min: number, m
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
     throw new ERR_INVALID_OPTION(name, `expected an integer from ${min} to ${max}${unlimited ? ' (or -1 for no limit)' : ''}, got ${String(value)}`)
   }
+  return value
+}
+
+function boolean (name: string, value: unknown, fallback: boolean): boolean {
+  if (value === undefined) return fallback
+  if (typeof value !== 'boolean') throw new ERR_INVALID_OPTION(name, `expected true or false, got ${String(value)}`)
   return value
 }
 
@@ -291,6 +311,9 @@ export function validateOptions (options: FastifyGrpcWsOptions | undefined): Res
     errorRateLimit: rateLimit('errorRateLimit', o.errorRateLimit, defaults.errorRateLimit),
     pingInterval: integer('pingInterval', o.pingInterval, defaults.pingInterval, 0, 0x7fffffff),
     pingTimeout: integer('pingTimeout', o.pingTimeout, defaults.pingTimeout, 1, 0x7fffffff),
-    idleTimeout: integer('idleTimeout', o.idleTimeout, defaults.idleTimeout, 0, 0x7fffffff)
+    idleTimeout: integer('idleTimeout', o.idleTimeout, defaults.idleTimeout, 0, 0x7fffffff),
+    grpcWeb: boolean('grpcWeb', o.grpcWeb, defaults.grpcWeb),
+    connect: boolean('connect', o.connect, defaults.connect),
+    bodyTimeout: integer('bodyTimeout', o.bodyTimeout, defaults.bodyTimeout, 0, 0x7fffffff)
   }
 }

@@ -1,12 +1,13 @@
 /**
- * Runs one scenario twice with the same assertions: a stock grpc-js client
+ * Runs one scenario with the same assertions over every way in: a stock grpc-js client
  * to a grpc-js Server over HTTP/2, and the same stock client over
  * createWebSocketChannel to the plugin. Both servers hold the very same
  * implementation object. With `connect: true`, twice more: the browser
  * client (`fastify-grpc-ws/client`) and a Connect client over
  * createWebSocketTransport, each in grpc-js's shape (web-as-grpc.ts,
  * connect-as-grpc.ts), for the scenarios whose behaviour they define the
- * same way.
+ * same way. Scenarios of unary and server-streaming calls opt in to the
+ * gRPC-Web HTTP route too (`{ grpcWeb: true }`, grpc-web-shim.ts).
  *
  * With `parityMode.upstream` (test/forward/ sets it before importing a
  * parity file) the handlers run in an upstream grpc-js server in another
@@ -21,11 +22,12 @@ import type { Test } from 'tap'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { connectAsGrpcClient } from './connect-as-grpc.js'
+import { grpcWebShim } from './grpc-web-shim.js'
 import { webAsGrpcClient } from './web-as-grpc.js'
 import { TestClient, createTestService, testDefinition, type Request, type Response } from './test-service.js'
 import { UpstreamProcess } from './upstream-process.js'
 
-export type TransportName = 'http2' | 'websocket' | 'web' | 'connect' | 'forwarded-http2'
+export type TransportName = 'http2' | 'websocket' | 'web' | 'connect' | 'grpc-web' | 'forwarded-http2'
 
 /** The ways in through a stock grpc-js client: for scenarios about grpc-js's own client surface. */
 export const GRPC_JS: TransportName[] = ['http2', 'websocket', 'forwarded-http2']
@@ -44,7 +46,10 @@ export interface Transport {
 }
 
 export interface Env {
+  /** HTTP/2 and WebSocket; with `connect: true` also the browser client and the Connect transport. */
   transports: Transport[]
+  /** The gRPC-Web HTTP route (unary and server streaming only). */
+  grpcWeb: Transport
   events: EventEmitter
   app: FastifyInstance
   grpcServer: grpc.Server
@@ -91,18 +96,23 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
         ? connectAsGrpcClient(wsUrl)
         : name === 'web'
           ? webAsGrpcClient(wsUrl)
-          : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
+          : name === 'grpc-web'
+            ? grpcWebShim(wsUrl.replace(/^ws:/, 'http:'))
+            : new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
     clients.push(client)
     return client
   }
-  const names: TransportName[] = options.connect === true ? ['http2', 'websocket', 'web', 'connect'] : ['http2', 'websocket']
-  if (upstream !== undefined) names.push('forwarded-http2')
-  const transports: Transport[] = names.map(name => ({
+  const way = (name: TransportName): Transport => ({
     name,
     client: make(name),
     newClient: () => make(name),
     events
-  }))
+  })
+  // The ways every scenario runs; the gRPC-Web route only for those that opt in.
+  const names: TransportName[] = options.connect === true ? ['http2', 'websocket', 'web', 'connect'] : ['http2', 'websocket']
+  if (upstream !== undefined) names.push('forwarded-http2')
+  const transports: Transport[] = names.map(way)
+  const grpcWeb = way('grpc-web')
   t.teardown(async () => {
     for (const client of clients) client.close()
     await app.close()
@@ -111,12 +121,24 @@ export async function startEnv (t: Test, options: EnvOptions = {}): Promise<Env>
   })
   // Forwarded, the upstream's handler sees the authority of the plugin's channel to it.
   const handlerHost = (name: TransportName): string => upstream !== undefined ? upstream.address : name === 'http2' ? http2Address : new URL(wsUrl).host
-  return { transports, events, app, grpcServer, wsUrl, http2Address, upstream, handlerHost }
+  return { transports, grpcWeb, events, app, grpcServer, wsUrl, http2Address, upstream, handlerHost }
+}
+
+export interface ParityOptions {
+  /**
+   * Also over the gRPC-Web HTTP route (test/helpers/grpc-web-shim.ts): for
+   * scenarios made of unary and server-streaming calls only, the kinds
+   * gRPC-Web clients make.
+   */
+  grpcWeb?: boolean
+  /** Only these ways (of those the env has). */
+  ways?: TransportName[]
 }
 
 /** Registers `body` as one subtest per transport (of `ways`, if given). */
-export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>, ways?: TransportName[]): void {
-  for (const transport of env.transports) {
+export function parity (t: Test, env: Env, name: string, body: (t: Test, transport: Transport) => Promise<void>, options: ParityOptions | TransportName[] = {}): void {
+  const { ways, grpcWeb } = Array.isArray(options) ? { ways: options, grpcWeb: false } : options
+  for (const transport of grpcWeb === true ? [...env.transports, env.grpcWeb] : env.transports) {
     if (ways !== undefined && !ways.includes(transport.name)) continue
     t.test(`${name} [${transport.name}]`, async t => { await body(t, transport) })
   }

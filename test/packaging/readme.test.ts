@@ -58,7 +58,7 @@ t.test('Should name every required peer dependency in the install line', async t
   t.ok(install, 'an `npm install fastify-grpc-ws ...` line')
   const words = install?.code.split(/\s+/) ?? []
   // Optional peers (redis, for the Redis topic bus; @connectrpc/connect and @bufbuild/protobuf, for
-  // fastify-grpc-ws/connect) are installed by the apps that use them.
+  // fastify-grpc-ws/connect and the HTTP routes' JSON) are installed by the apps that use them.
   for (const name of Object.keys(pkg.peerDependencies)) if (pkg.peerDependenciesMeta?.[name]?.optional !== true) t.ok(words.includes(name), name)
 })
 

@@ -14,17 +14,17 @@ parity(t, env, 'Should end a sleeping handler at its deadline, with cancelled on
   const event = await cancelled
   t.equal(event.event, 'cancelled')
   t.equal(event.cancelled, true, 'call.cancelled is true in the handler')
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should fail at once when the deadline has already passed', async (t, { client }) => {
   const err = await unaryError(client, { mode: 'echo' }, new grpc.Metadata(), { deadline: Date.now() - 1 })
   t.equal(err.code, grpc.status.DEADLINE_EXCEEDED)
-}, ['http2', 'websocket', 'web']) // Connect reads timeoutMs <= 0 as no deadline: it cannot ask for one already past.
+}, { ways: ['http2', 'websocket', 'web', 'grpc-web'], grpcWeb: true }) // Connect reads timeoutMs <= 0 as no deadline: it cannot ask for one already past.
 
 parity(t, env, 'Should finish a call that answers before its deadline', async (t, { client }) => {
   const { value } = await unary(client, { mode: 'delay', delayMs: 20, message: 'in time' }, new grpc.Metadata(), { deadline: Date.now() + 5000 })
   t.equal(value.message, 'in time')
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should end a server stream at its deadline', async (t, { client, events }) => {
   const id = nextId()
@@ -33,7 +33,7 @@ parity(t, env, 'Should end a server stream at its deadline', async (t, { client,
   t.equal(result.status.code, grpc.status.DEADLINE_EXCEEDED)
   t.ok(result.messages.length > 0, 'messages arrived before the deadline')
   t.equal((await cancelled).event, 'cancelled')
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should carry a client cancel mid-stream to the handler', async (t, { client, events, name }) => {
   const id = nextId()
@@ -47,7 +47,7 @@ parity(t, env, 'Should carry a client cancel mid-stream to the handler', async (
   const event = await cancelled
   t.equal(event.event, 'cancelled')
   t.equal(event.cancelled, true)
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should carry a client cancel of a bidi call to the handler', async (t, { client, events }) => {
   const id = nextId()
@@ -66,7 +66,7 @@ parity(t, env, 'Should emit cancelled after a call that ended normally, as grpc-
   const { value } = await unary(client, { mode: 'echo', message: 'done', id })
   t.equal(value.message, 'done')
   t.equal((await cancelled).event, 'cancelled')
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should cancel a client-streaming call whose handler never answers', async (t, { client, events }) => {
   const id = nextId()

@@ -11,7 +11,7 @@ parity(t, env, 'Should answer a unary call', async (t, { client, name }) => {
   t.equal(status.code, grpc.status.OK)
   // The browser client and Connect report no status message on success.
   t.equal(status.details, name === 'connect' || name === 'web' ? '' : 'OK')
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should stream responses from the server', async (t, { client }) => {
   const result = await collect(client.ServerStream({ mode: 'count', count: 5, size: 3 }))
@@ -19,7 +19,7 @@ parity(t, env, 'Should stream responses from the server', async (t, { client }) 
   t.same([...result.messages[4]!.payload], [4, 4, 4])
   t.equal(result.status.code, grpc.status.OK)
   t.equal(result.error, null)
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should take a stream of requests from the client', async (t, { client }) => {
   const value = await clientStream(client, [{ message: 'a', payload: Buffer.alloc(10) }, { message: 'b' }, { message: 'c', payload: Buffer.alloc(5) }])
@@ -63,7 +63,7 @@ parity(t, env, 'Should carry a 4 MiB message each way', async (t, { client }) =>
   t.ok(value.payload.equals(payload), 'the bytes come back unchanged')
   const big = await unary(client, { mode: 'size', size })
   t.equal(big.value.payload.length, size)
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should deliver the trailers a server stream passes to end()', async (t, { client }) => {
   const call = client.ServerStream({ mode: 'end-trailers' })
@@ -71,4 +71,4 @@ parity(t, env, 'Should deliver the trailers a server stream passes to end()', as
   t.same(result.messages.map(m => m.message), ['one'])
   t.equal(result.status.code, grpc.status.OK)
   t.equal(result.status.metadata.get('x-trailer')[0], 'stream trailer')
-})
+}, { grpcWeb: true })

@@ -64,20 +64,20 @@ parity(t, env, 'Should send response headers before the first message', async (t
   // (forwarded, the HTTP/2 hop to the upstream has joined them already).
   t.same(headers.get('x-header-repeated'), name === 'web' && env.upstream === undefined ? ['a', 'b'] : ['a, b'])
   t.same(headers.get('x-header-bin').map(b => [...(b as Buffer)]), [[0, 1, 2, 254, 255], [...Buffer.from('second')]])
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should deliver response headers on a unary call', async (t, { client }) => {
   const { headers, value } = await unary(client, { mode: 'headers', delayMs: 5 })
   t.equal(value.message, 'after headers')
   t.same(headers?.get('x-header-text'), ['value one'])
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should deliver trailers with the status', async (t, { client }) => {
   const { status, value } = await unary(client, { mode: 'trailers' })
   t.equal(value.message, 'with trailers')
   t.same(status.metadata.get('x-trailer'), ['trailer value'])
   t.same([...(status.metadata.get('x-trailer-bin')[0] as Buffer)], [1, 2, 3])
-})
+}, { grpcWeb: true })
 
 parity(t, env, 'Should emit no metadata event for a trailers-only error', async (t, { client }) => {
   const result = await collect(client.ServerStream({ mode: 'nonsense' }))

@@ -9,7 +9,8 @@ import { whenDeadlinePasses } from '../../protocol/deadline.js'
 import type { MetadataEntry } from '../../protocol/metadata.js'
 import type { CallStatus } from '../../protocol/payload.js'
 import { Status } from '../../protocol/status.js'
-import type { ClientSession, ClientStream, StreamHandler } from '../session.js'
+import type { StreamHandler } from '../session.js'
+import type { CallStream, StreamOpener } from './client.js'
 import { GrpcError } from './errors.js'
 import { Metadata } from './metadata.js'
 import type { BidiCall, CallOptions, MethodDescriptor, UnaryCall } from './types.js'
@@ -19,7 +20,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   readonly trailers: Promise<Metadata>
   private resolveHeaders!: (metadata: Metadata) => void
   private resolveTrailers!: (metadata: Metadata) => void
-  private stream: ClientStream | null = null
+  private stream: CallStream | null = null
   private over = false
   private halfClosed = false
   private error: GrpcError | null = null
@@ -37,7 +38,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   private stopDeadline: (() => void) | null = null
   private readonly signal: AbortSignal | undefined
 
-  constructor (session: ClientSession, private readonly method: MethodDescriptor<I, O>, private readonly streamed: boolean, options: CallOptions = {}) {
+  constructor (session: StreamOpener, private readonly method: MethodDescriptor<I, O>, private readonly streamed: boolean, options: CallOptions = {}) {
     this.headers = new Promise(resolve => { this.resolveHeaders = resolve })
     this.trailers = new Promise(resolve => { this.resolveTrailers = resolve })
     this.signal = options.signal

@@ -4,13 +4,32 @@
  * call as Promises and async iterables.
  */
 import type { BackoffOptions } from '../backoff.js'
-import { ClientSession, type SessionState, type WebSocketConstructor } from '../session.js'
+import { ClientSession, type SessionState, type StreamHandler, type StreamStart, type WebSocketConstructor } from '../session.js'
 import { WebCall } from './call.js'
 import { Status } from '../../protocol/status.js'
 import type { BidiCall, CallOptions, MethodDescriptor, StreamCall, UnaryCall } from './types.js'
 
 /** `'idle'` (no socket), `'connecting'`, `'ready'`, or `'closed'` (by `close()`, for good). */
 export type ConnectionState = SessionState
+
+/** How calls travel: the multiplexed WebSocket, or (with the HTTP fallback) gRPC-Web over fetch. */
+export type Transport = 'websocket' | 'http'
+
+/** What a call needs of its stream, whichever way it travels. */
+export interface CallStream {
+  send: (bytes: Uint8Array, done: () => void) => void
+  halfClose: () => void
+  cancel: () => void
+  consumed: () => void
+}
+
+/** Opens the stream of each new call. */
+export interface StreamOpener {
+  openStream: (start: StreamStart, handler: StreamHandler) => CallStream
+}
+
+/** What a client needs of its session (the HTTP fallback's client puts a router in its place). */
+export type SessionLike = StreamOpener & Pick<ClientSession, 'connectivityState' | 'onStateChange' | 'connect' | 'close'>
 
 export interface ClientOptions {
   /** The WebSocket class. Default: the global one (browsers, Node 22+); in Node 20 pass `ws`. */
@@ -49,7 +68,7 @@ function webSocketUrl (url: string): string {
 }
 
 export class GrpcWsClient {
-  private readonly session: ClientSession
+  protected session: SessionLike
   readonly url: string
 
   constructor (url: string, options: ClientOptions = {}) {

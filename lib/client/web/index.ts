@@ -3,7 +3,7 @@
  * from Node, with `ws`) over one multiplexed WebSocket. No Node built-ins,
  * no Buffer, no protobuf library inside.
  */
-export { createClient, GrpcWsClient, type ClientOptions, type ConnectionState } from './client.js'
+export { createClient, GrpcWsClient, type ClientOptions, type ConnectionState, type Transport } from './client.js'
 export { GrpcError, Status, type StatusCode } from './errors.js'
 export { Metadata, type MetadataInit, type MetadataValue } from './metadata.js'
 export {

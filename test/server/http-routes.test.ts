@@ -1,0 +1,411 @@
+/**
+ * The HTTP routes (gRPC-Web and Connect) seen from a raw HTTP/1.1 client:
+ * bad input gets a clear status or HTTP error and nothing else is affected;
+ * text mode's padding between frames; response flow control; body limits
+ * and the body timeout; hooks, fastifyRequestOf, interceptors, origin
+ * policy and the options that turn each protocol off.
+ */
+import * as grpc from '@grpc/grpc-js'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { EventEmitter } from 'node:events'
+import http from 'node:http'
+import t from 'tap'
+import fastifyGrpcWs, { fastifyRequestOf, type FastifyGrpcWsOptions } from '../../index.js'
+import { bounded } from '../helpers/bounded.js'
+import { createTestService, testDefinition, type Request } from '../helpers/test-service.js'
+
+const events = new EventEmitter()
+events.setMaxListeners(0)
+
+// A service whose definition carries no descriptors (identity serializers):
+// binary works, JSON cannot.
+const plainDefinition: Record<string, grpc.MethodDefinition<Buffer, Buffer>> = {
+  Who: {
+    path: '/plain.Plain/Who',
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: (b: Buffer) => b,
+    requestDeserialize: (b: Buffer) => b,
+    responseSerialize: (b: Buffer) => b,
+    responseDeserialize: (b: Buffer) => b
+  }
+}
+// A google.rpc.Status with one google.rpc.ErrorInfo detail {reason: 'QUOTA'}, by hand.
+const ld = (field: number, bytes: Buffer): Buffer => Buffer.concat([Buffer.from([(field << 3) | 2, bytes.length]), bytes])
+const errorInfo = ld(1, Buffer.from('QUOTA'))
+const statusDetails = Buffer.concat([Buffer.from([0x08, 9]), ld(2, Buffer.from('no quota')),
+  ld(3, Buffer.concat([ld(1, Buffer.from('type.googleapis.com/google.rpc.ErrorInfo')), ld(2, errorInfo)]))])
+plainDefinition.Fail = { ...plainDefinition.Who!, path: '/plain.Plain/Fail' }
+
+const plainImplementation = {
+  Fail (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+    const metadata = new grpc.Metadata()
+    metadata.set('grpc-status-details-bin', statusDetails)
+    metadata.set('x-more', 'kept')
+    callback({ code: grpc.status.FAILED_PRECONDITION, details: 'no quota', metadata } as any)
+  },
+  Who (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+    const request = fastifyRequestOf(call) as unknown as { user?: string, method?: string } | undefined
+    callback(null, Buffer.from(JSON.stringify({ user: request?.user ?? null, method: request?.method ?? null, got: call.request.toString() })))
+  }
+}
+
+async function start (options: Partial<FastifyGrpcWsOptions> = {}, setup?: (app: FastifyInstance) => void): Promise<string> {
+  const app = Fastify()
+  setup?.(app)
+  await app.register(fastifyGrpcWs, {
+    ...options,
+    services: [{ definition: testDefinition, implementation: createTestService(events) }, { definition: plainDefinition, implementation: plainImplementation }]
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { await app.close() })
+  return `http://127.0.0.1:${(app.server.address() as { port: number }).port}`
+}
+
+interface Answer { status: number, headers: http.IncomingHttpHeaders, body: Buffer }
+
+/** One POST; `write` may stream the body itself (and must end it, or not). */
+function post (url: string, headers: Record<string, string>, body: Buffer | string | ((req: http.ClientRequest) => void)): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method: 'POST', headers }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }) })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    if (typeof body === 'function') body(req)
+    else req.end(body)
+  })
+}
+
+function frame (bytes: Uint8Array, flags = 0, length = bytes.byteLength): Buffer {
+  const out = Buffer.alloc(5 + bytes.byteLength)
+  out[0] = flags
+  out.writeUInt32BE(length, 1)
+  out.set(bytes, 5)
+  return out
+}
+
+const request = (r: Request): Buffer => testDefinition.Unary!.requestSerialize(r)
+
+/** A gRPC-Web response body: its messages and its trailers. */
+function parseGrpcWeb (body: Buffer): { messages: Buffer[], trailers: Record<string, string> } {
+  const messages: Buffer[] = []
+  const trailers: Record<string, string> = {}
+  for (let at = 0; at < body.length;) {
+    const flags = body[at]!
+    const length = body.readUInt32BE(at + 1)
+    const payload = body.subarray(at + 5, at + 5 + length)
+    at += 5 + length
+    if ((flags & 0x80) === 0) {
+      messages.push(payload)
+      continue
+    }
+    for (const line of payload.toString('latin1').split('\r\n')) {
+      const colon = line.indexOf(':')
+      if (colon > 0) trailers[line.slice(0, colon)] = line.slice(colon + 1).trim()
+    }
+  }
+  return { messages, trailers }
+}
+
+const GRPC_WEB = { 'content-type': 'application/grpc-web+proto' }
+const base = await start({ maxReceiveMessageSize: 64 * 1024, bodyTimeout: 400 })
+const unaryUrl = `${base}/grpc/test.Test/Unary`
+
+async function stillServes (t: any): Promise<void> {
+  const ok = await post(unaryUrl, GRPC_WEB, frame(request({ mode: 'echo', message: 'still here' })))
+  const { messages, trailers } = parseGrpcWeb(ok.body)
+  t.equal(trailers['grpc-status'], '0', 'a good call afterwards succeeds')
+  t.equal(testDefinition.Unary!.responseDeserialize(messages[0]!).message, 'still here')
+}
+
+t.test('a unary gRPC-Web call is one response with a Content-Length: message frame, then the trailers frame', async t => {
+  const answer = await post(unaryUrl, GRPC_WEB, frame(request({ mode: 'echo', message: 'hi' })))
+  t.equal(answer.status, 200)
+  t.equal(answer.headers['content-type'], 'application/grpc-web+proto')
+  t.equal(Number(answer.headers['content-length']), answer.body.length)
+  const { messages, trailers } = parseGrpcWeb(answer.body)
+  t.equal(messages.length, 1)
+  t.same(trailers, { 'grpc-status': '0', 'grpc-message': 'OK' }, 'grpc-js says OK, as over HTTP/2')
+})
+
+t.test('wrong content types get HTTP 415 naming what is served; nothing else is affected', async t => {
+  for (const type of ['text/plain', 'application/grpc', 'application/grpc-web+json', 'application/octet-stream']) {
+    const answer = await post(unaryUrl, { 'content-type': type }, 'x')
+    t.equal(answer.status, 415, type)
+    t.match(JSON.parse(answer.body.toString()).message, type === 'application/grpc-web+json' ? /only the proto codec/ : /application\/grpc-web/, type)
+  }
+  const none = await post(unaryUrl, {}, 'x')
+  t.equal(none.status, 415, 'no content type')
+  await stillServes(t)
+})
+
+t.test('a truncated frame ends the call with INTERNAL', async t => {
+  const whole = frame(request({ mode: 'echo', message: 'cut short' }))
+  const answer = await post(unaryUrl, GRPC_WEB, whole.subarray(0, whole.length - 3))
+  const { trailers } = parseGrpcWeb(answer.body)
+  t.equal(trailers['grpc-status'], String(grpc.status.INTERNAL))
+  t.match(decodeURIComponent(trailers['grpc-message']!), /ended inside a message/)
+  await stillServes(t)
+})
+
+t.test('a frame over maxReceiveMessageSize gets RESOURCE_EXHAUSTED from its prefix alone', async t => {
+  // The prefix claims 1 MiB; the body never sends it.
+  const answer = await post(unaryUrl, GRPC_WEB, req => { req.write(frame(Buffer.alloc(16), 0, 1024 * 1024)) })
+  const { trailers } = parseGrpcWeb(answer.body)
+  t.equal(trailers['grpc-status'], String(grpc.status.RESOURCE_EXHAUSTED))
+  t.match(decodeURIComponent(trailers['grpc-message']!), /larger than max \(1048576 vs 65536\)/)
+  t.equal(answer.headers.connection, 'close', 'the unread rest of the body goes with the connection')
+  await stillServes(t)
+})
+
+t.test('a compressed frame, and a frame with unknown flags, get INTERNAL', async t => {
+  for (const flags of [1, 0x40]) {
+    const answer = await post(unaryUrl, GRPC_WEB, frame(request({ mode: 'echo' }), flags))
+    t.equal(parseGrpcWeb(answer.body).trailers['grpc-status'], String(grpc.status.INTERNAL), `flags ${flags}`)
+  }
+})
+
+t.test('text mode: a request of frames each base64-encoded with its padding, and a text response', async t => {
+  const parts = ['a', 'bb', 'ccc'].map(message => frame(request({ message })).toString('base64'))
+  t.ok(parts.slice(0, -1).some(p => p.endsWith('=')), 'padding falls between frames')
+  const answer = await post(`${base}/grpc/test.Test/ClientStream`, { 'content-type': 'application/grpc-web-text', accept: 'application/grpc-web-text' }, parts.join(''))
+  t.equal(answer.headers['content-type'], 'application/grpc-web-text+proto')
+  const { messages, trailers } = parseGrpcWeb(Buffer.from(answer.body.toString('latin1'), 'base64'))
+  t.equal(trailers['grpc-status'], '0')
+  t.equal(testDefinition.ClientStream!.responseDeserialize(messages[0]!).message, 'a,bb,ccc')
+  // Streamed over several writes, split inside the base64 groups.
+  const text = parts.join('')
+  const streamed = await post(`${base}/grpc/test.Test/ClientStream`, { 'content-type': 'application/grpc-web-text+proto' }, req => {
+    for (let i = 0; i < text.length; i += 3) req.write(text.slice(i, i + 3))
+    req.end()
+  })
+  const again = parseGrpcWeb(Buffer.from(streamed.body.toString('latin1'), 'base64'))
+  t.equal(testDefinition.ClientStream!.responseDeserialize(again.messages[0]!).message, 'a,bb,ccc')
+})
+
+t.test('text mode: a streamed response is whole frames in base64, each decodable', async t => {
+  const body = frame(request({ mode: 'count', count: 3, size: 1 })).toString('base64')
+  const answer = await post(`${base}/grpc/test.Test/ServerStream`, { 'content-type': 'application/grpc-web-text' }, body)
+  // Decoding group by group, as the official client does, across the padding.
+  const decoded = Buffer.concat(answer.body.toString('latin1').match(/[^=]*=*/g)!.filter(s => s !== '').map(s => Buffer.from(s, 'base64')))
+  const { messages, trailers } = parseGrpcWeb(decoded)
+  t.equal(trailers['grpc-status'], '0')
+  t.same(messages.map(m => testDefinition.ServerStream!.responseDeserialize(m).message), ['0', '1', '2'])
+})
+
+t.test('invalid base64 gets INTERNAL naming the byte', async t => {
+  for (const body of ['AAAA!AAA', 'AA=A', 'AAAAA']) {
+    const answer = await post(unaryUrl, { 'content-type': 'application/grpc-web-text' }, body)
+    const { trailers } = parseGrpcWeb(Buffer.from(answer.body.toString('latin1'), 'base64'))
+    t.equal(trailers['grpc-status'], String(grpc.status.INTERNAL), body)
+    t.match(decodeURIComponent(trailers['grpc-message']!), /base64/, body)
+  }
+  await stillServes(t)
+})
+
+t.test('a body that never ends: DEADLINE_EXCEEDED after bodyTimeout, and the connection is let go', async t => {
+  const started = Date.now()
+  let request: http.ClientRequest | undefined
+  const answer = await bounded('the answer', post(unaryUrl, GRPC_WEB, req => {
+    request = req
+    // Half a message, then nothing: the body stays open.
+    req.write(frame(request_(), 0, 100).subarray(0, 20))
+  }))
+  t.ok(Date.now() - started >= 350, 'not before the timeout')
+  const { trailers } = parseGrpcWeb(answer.body)
+  t.equal(trailers['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED))
+  t.match(decodeURIComponent(trailers['grpc-message']!), /bodyTimeout/)
+  t.equal(answer.headers.connection, 'close')
+  request?.destroy()
+  await stillServes(t)
+})
+const request_ = (): Buffer => Buffer.alloc(100, 1)
+
+t.test('a slow body that keeps trickling is cut at bodyTimeout in all for a one-message request', async t => {
+  const answer = await bounded('the answer', post(unaryUrl, GRPC_WEB, req => {
+    req.write(frame(Buffer.alloc(0), 0, 50).subarray(0, 5))
+    const timer = setInterval(() => { if (!req.destroyed) req.write(Buffer.from([1])) }, 50)
+    req.on('close', () => { clearInterval(timer) })
+    setTimeout(() => { clearInterval(timer); req.destroy() }, 3000).unref()
+  }))
+  t.equal(parseGrpcWeb(answer.body).trailers['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED))
+})
+
+t.test('a client that stops reading makes the handler\'s write() return false', async t => {
+  const id = 'http-flood'
+  const flooded = bounded('the flood event', new Promise<any>(resolve => events.once(`${id}:flood`, resolve)), 10000)
+  const received = await bounded('the stream', new Promise<number>((resolve, reject) => {
+    const req = http.request(`${base}/grpc/test.Test/ServerStream`, { method: 'POST', headers: GRPC_WEB }, res => {
+      res.pause()
+      // Read nothing for a while, then everything.
+      setTimeout(() => {
+        let bytes = 0
+        res.on('data', (c: Buffer) => { bytes += c.length })
+        res.on('end', () => { resolve(bytes) })
+        res.resume()
+      }, 500)
+    })
+    req.on('error', reject)
+    req.end(frame(request({ mode: 'flood', id, count: 200, size: 64 * 1024 })))
+  }), 10000)
+  t.ok((await flooded).refusals > 0, 'write() returned false at least once')
+  t.ok(received > 200 * 64 * 1024, 'every message arrived in the end')
+})
+
+t.test('grpc-timeout: an invalid value gets INTERNAL; a valid one cancels the handler at the deadline', async t => {
+  const bad = await post(unaryUrl, { ...GRPC_WEB, 'grpc-timeout': '10 seconds' }, frame(request({ mode: 'echo' })))
+  t.equal(parseGrpcWeb(bad.body).trailers['grpc-status'], String(grpc.status.INTERNAL))
+  const cancelled = bounded('cancelled', new Promise<any>(resolve => events.once('http-deadline', resolve)))
+  const late = await post(unaryUrl, { ...GRPC_WEB, 'grpc-timeout': '150m' }, frame(request({ mode: 'never', id: 'http-deadline' })))
+  t.equal(parseGrpcWeb(late.body).trailers['grpc-status'], String(grpc.status.DEADLINE_EXCEEDED))
+  t.equal((await cancelled).event, 'cancelled')
+})
+
+t.test('a client that goes away mid-call: the handler sees \'cancelled\'', async t => {
+  const cancelled = bounded('cancelled', new Promise<any>(resolve => events.once('http-gone', resolve)))
+  const req = http.request(unaryUrl, { method: 'POST', headers: GRPC_WEB })
+  req.on('error', () => {})
+  req.end(frame(request({ mode: 'never', id: 'http-gone' })))
+  setTimeout(() => { req.destroy() }, 100)
+  t.equal((await cancelled).event, 'cancelled')
+})
+
+t.test('unknown paths: UNIMPLEMENTED over gRPC-Web, Connect\'s unimplemented (HTTP 501) over Connect', async t => {
+  const web = await post(`${base}/grpc/nope.Nope/Call`, GRPC_WEB, frame(Buffer.alloc(0)))
+  t.equal(parseGrpcWeb(web.body).trailers['grpc-status'], String(grpc.status.UNIMPLEMENTED))
+  const connect = await post(`${base}/grpc/nope.Nope/Call`, { 'content-type': 'application/proto' }, '')
+  t.equal(connect.status, 501)
+  t.same(JSON.parse(connect.body.toString()), { code: 'unimplemented', message: 'The server does not implement the method /nope.Nope/Call' })
+})
+
+t.test('Connect: bad input gets the protocol\'s errors', async t => {
+  const json = { 'content-type': 'application/json' }
+  const invalid = await post(unaryUrl, json, '{"mode": ')
+  t.equal(invalid.status, 400)
+  t.equal(JSON.parse(invalid.body.toString()).code, 'invalid_argument')
+  const wrongField = await post(unaryUrl, json, '{"nope": 1}')
+  t.equal(wrongField.status, 400)
+  t.match(JSON.parse(wrongField.body.toString()).message, /test\.Request/)
+  const version = await post(unaryUrl, { ...json, 'connect-protocol-version': '2' }, '{}')
+  t.equal(version.status, 400)
+  t.match(JSON.parse(version.body.toString()).message, /connect-protocol-version/)
+  const timeout = await post(unaryUrl, { ...json, 'connect-timeout-ms': 'soon' }, '{}')
+  t.equal(timeout.status, 400)
+  const streamingType = await post(`${base}/grpc/test.Test/ServerStream`, json, '{}')
+  t.equal(streamingType.status, 415, 'a unary content type for a streaming method')
+  const tooBig = await post(unaryUrl, { 'content-type': 'application/proto' }, Buffer.alloc(70 * 1024))
+  t.equal(tooBig.status, 429)
+  t.equal(JSON.parse(tooBig.body.toString()).code, 'resource_exhausted')
+  const deadline = await post(unaryUrl, { ...json, 'connect-timeout-ms': '100' }, '{"mode":"never"}')
+  t.equal(deadline.status, 504)
+  t.equal(JSON.parse(deadline.body.toString()).code, 'deadline_exceeded')
+  await stillServes(t)
+})
+
+t.test('Connect: a definition without descriptors serves binary, and answers JSON with 415 saying why', async t => {
+  const url = `${base}/grpc/plain.Plain/Who`
+  const binary = await post(url, { 'content-type': 'application/proto' }, 'raw bytes')
+  t.equal(binary.status, 200)
+  t.equal(JSON.parse(binary.body.toString()).got, 'raw bytes')
+  const json = await post(url, { 'content-type': 'application/json' }, '{}')
+  t.equal(json.status, 415)
+  t.match(JSON.parse(json.body.toString()).message, /no descriptors for JSON/)
+})
+
+t.test('Connect streaming: end-stream message with the error and the trailers', async t => {
+  const answer = await post(`${base}/grpc/test.Test/ServerStream`, { 'content-type': 'application/connect+proto' },
+    frame(request({ mode: 'status-after-write', code: 5, details: 'ü' })))
+  t.equal(answer.status, 200)
+  t.equal(answer.headers['content-type'], 'application/connect+proto')
+  const first = answer.body.readUInt32BE(1)
+  t.equal(answer.body[0], 0)
+  const end = answer.body.subarray(5 + first)
+  t.equal(end[0], 2, 'the end-stream flag')
+  t.same(JSON.parse(end.subarray(5).toString()), { error: { code: 'not_found', message: 'ü' }, metadata: { 'x-error-text': ['error value'] } })
+})
+
+t.test('origins: a cross-origin page is refused (403) unless allowedOrigins lets it in', async t => {
+  const refused = await post(unaryUrl, { ...GRPC_WEB, origin: 'http://evil.example' }, frame(request({ mode: 'echo' })))
+  t.equal(refused.status, 403)
+  const sameOrigin = await post(unaryUrl, { ...GRPC_WEB, origin: base }, frame(request({ mode: 'echo' })))
+  t.equal(parseGrpcWeb(sameOrigin.body).trailers['grpc-status'], '0')
+})
+
+t.test('an onRequest hook authenticates HTTP calls; fastifyRequestOf(call) is its request; interceptors run', async t => {
+  const seen: string[] = []
+  const interceptor: grpc.ServerInterceptor = (descriptor, call) => new grpc.ServerInterceptingCall(call, {
+    start: next => { seen.push(descriptor.path); next({}) }
+  })
+  const url = await start({ interceptors: [interceptor] }, app => {
+    app.decorateRequest('user', '')
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.headers.authorization !== 'Bearer good') return await reply.code(401).send({ error: 'Unauthorized' })
+      ;(request as unknown as { user: string }).user = 'alice'
+    })
+  })
+  const who = `${url}/grpc/plain.Plain/Who`
+  t.equal((await post(who, { 'content-type': 'application/proto' }, 'x')).status, 401, 'Connect refused by the hook')
+  t.equal((await post(who, GRPC_WEB, frame(Buffer.from('x')))).status, 401, 'gRPC-Web refused by the hook')
+  const connect = await post(who, { 'content-type': 'application/proto', authorization: 'Bearer good' }, 'x')
+  t.same(JSON.parse(connect.body.toString()), { user: 'alice', method: 'POST', got: 'x' })
+  const web = await post(who, { ...GRPC_WEB, authorization: 'Bearer good' }, frame(Buffer.from('y')))
+  t.same(JSON.parse(parseGrpcWeb(web.body).messages[0]!.toString()), { user: 'alice', method: 'POST', got: 'y' })
+  t.same(seen, ['/plain.Plain/Who', '/plain.Plain/Who'], 'the interceptor saw both calls')
+})
+
+t.test('grpcWeb: false and connect: false turn each protocol off; both off, no route', async t => {
+  const noWeb = await start({ grpcWeb: false })
+  t.equal((await post(`${noWeb}/grpc/test.Test/Unary`, GRPC_WEB, frame(request({ mode: 'echo' })))).status, 415)
+  t.equal((await post(`${noWeb}/grpc/test.Test/Unary`, { 'content-type': 'application/json' }, '{"mode":"echo"}')).status, 200)
+  const noConnect = await start({ connect: false })
+  t.equal((await post(`${noConnect}/grpc/test.Test/Unary`, { 'content-type': 'application/json' }, '{}')).status, 415)
+  t.equal(parseGrpcWeb((await post(`${noConnect}/grpc/test.Test/Unary`, GRPC_WEB, frame(request({ mode: 'echo' })))).body).trailers['grpc-status'], '0')
+  const neither = await start({ connect: false, grpcWeb: false })
+  t.equal((await post(`${neither}/grpc/test.Test/Unary`, GRPC_WEB, frame(request({ mode: 'echo' })))).status, 404)
+  await t.rejects(start({ grpcWeb: 'yes' as unknown as boolean }), { code: 'FST_GRPCWS_INVALID_OPTION' })
+})
+
+t.test('the HTTP routes follow grpcWebSocketsPrefix', async t => {
+  const url = await start({ grpcWebSocketsPrefix: '/rpc' })
+  const answer = await post(`${url}/rpc/test.Test/Unary`, GRPC_WEB, frame(request({ mode: 'echo', message: 'moved' })))
+  t.equal(parseGrpcWeb(answer.body).trailers['grpc-status'], '0')
+})
+
+t.test('app.close(): a call in flight may finish within closeGracePeriod; one still running then ends with UNAVAILABLE', async t => {
+  const app = Fastify()
+  await app.register(fastifyGrpcWs, { closeGracePeriod: 300, services: [{ definition: testDefinition, implementation: createTestService(events) }] })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const url = `http://127.0.0.1:${(app.server.address() as { port: number }).port}/grpc/test.Test/Unary`
+  const cancelled = bounded('cancelled', new Promise<any>(resolve => events.once('http-shutdown', resolve)))
+  const quick = post(url, GRPC_WEB, frame(request({ mode: 'delay', delayMs: 100, message: 'made it' })))
+  const stuck = post(url, GRPC_WEB, frame(request({ mode: 'never', id: 'http-shutdown' })))
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const closing = app.close()
+  const [q, s] = await bounded('both answers', Promise.all([quick, stuck]))
+  const done = parseGrpcWeb(q.body)
+  t.equal(done.trailers['grpc-status'], '0', 'finished within the grace period')
+  t.equal(testDefinition.Unary!.responseDeserialize(done.messages[0]!).message, 'made it')
+  const ended = parseGrpcWeb(s.body).trailers
+  t.equal(ended['grpc-status'], String(grpc.status.UNAVAILABLE))
+  t.equal(decodeURIComponent(ended['grpc-message']!), 'Server shutting down')
+  t.equal((await cancelled).event, 'cancelled')
+  await bounded('app.close()', closing)
+})
+
+t.test('Connect: an error\'s grpc-status-details-bin becomes the error JSON\'s details; gRPC-Web passes it as a trailer', async t => {
+  const url = `${base}/grpc/plain.Plain/Fail`
+  const connect = await post(url, { 'content-type': 'application/proto' }, 'x')
+  t.equal(connect.status, 400)
+  t.same(JSON.parse(connect.body.toString()), {
+    code: 'failed_precondition',
+    message: 'no quota',
+    details: [{ type: 'google.rpc.ErrorInfo', value: errorInfo.toString('base64').replace(/=+$/, '') }]
+  })
+  t.equal(connect.headers['trailer-x-more'], 'kept', 'the other trailers as trailer- headers')
+  t.notOk('trailer-grpc-status-details-bin' in connect.headers, 'not twice')
+  const web = parseGrpcWeb((await post(url, GRPC_WEB, frame(Buffer.from('x')))).body).trailers
+  t.equal(web['grpc-status-details-bin'], statusDetails.toString('base64'))
+})
