@@ -785,10 +785,14 @@ export class Canary {
   private readonly wsClient: any
   private readonly h2Client: any
   private stopping = false
+  private paused: Promise<void> | null = null
+  private unpause: () => void = () => {}
+  /** Loops waiting at the pause (0–2). */
+  private waiting = 0
   private readonly loops: Promise<void>[]
-  private readonly result: CanaryResult = { websocket: [], http2: [], cpuUserMs: 0, cpuSystemMs: 0, wallMs: 0 }
-  private readonly cpu = process.cpuUsage()
-  private readonly started = performance.now()
+  private result: CanaryResult = { websocket: [], http2: [], cpuUserMs: 0, cpuSystemMs: 0, wallMs: 0 }
+  private cpu = process.cpuUsage()
+  private started = performance.now()
 
   /**
    * `minCalls`: each transport makes at least that many calls before stop()
@@ -798,8 +802,15 @@ export class Canary {
     this.wsClient = new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(target.wsUrl) })
     this.h2Client = new TestClient(target.http2Address, grpc.credentials.createInsecure())
     const until = performance.now() + maxMs
-    const loop = async (client: any, into: CanaryCall[]): Promise<void> => {
-      while ((!this.stopping || into.length < minCalls) && into.length < maxCalls && performance.now() < until) {
+    const loop = async (client: any, transport: 'websocket' | 'http2'): Promise<void> => {
+      while (performance.now() < until) {
+        if (this.paused !== null) {
+          this.waiting++
+          await this.paused
+          this.waiting--
+        }
+        const into = this.result[transport]
+        if ((this.stopping && into.length >= minCalls) || into.length >= maxCalls) break
         const start = performance.now()
         const outcome = await new Promise<{ code: number, details: string }>(resolve => {
           client.Unary({ mode: 'echo', message: 'canary' }, new grpc.Metadata(), { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null) => {
@@ -811,19 +822,50 @@ export class Canary {
         if (outcome.code !== 0) await sleep(10)
       }
     }
-    this.loops = [loop(this.wsClient, this.result.websocket), loop(this.h2Client, this.result.http2)]
+    this.loops = [loop(this.wsClient, 'websocket'), loop(this.h2Client, 'http2')]
+  }
+
+  /** Resolves once each transport has made `calls` calls (since the last take()): its connections are open and warm. */
+  async calling (calls: number): Promise<void> {
+    while ((this.result.websocket.length < calls || this.result.http2.length < calls) && !this.stopping) await sleep(5)
+  }
+
+  /**
+   * Stops calling, connections kept open, once each transport's call in
+   * flight has ended: what the server then holds for the canary is what it
+   * holds for two idle connections that have been used.
+   */
+  async pause (): Promise<void> {
+    if (this.paused === null) this.paused = new Promise(resolve => { this.unpause = resolve })
+    while (this.waiting < 2) await sleep(2)
+  }
+
+  resume (): void {
+    if (this.paused === null) return
+    this.paused = null
+    this.unpause()
+  }
+
+  /** The calls since the previous take() (or the start), and the test process's CPU and the wall time over them; the canary goes on. */
+  take (): CanaryResult {
+    const result = this.result
+    const cpu = process.cpuUsage(this.cpu)
+    result.cpuUserMs = Math.round(cpu.user / 1000)
+    result.cpuSystemMs = Math.round(cpu.system / 1000)
+    result.wallMs = Math.round(performance.now() - this.started)
+    this.result = { websocket: [], http2: [], cpuUserMs: 0, cpuSystemMs: 0, wallMs: 0 }
+    this.cpu = process.cpuUsage()
+    this.started = performance.now()
+    return result
   }
 
   async stop (): Promise<CanaryResult> {
     this.stopping = true
+    this.resume()
     await Promise.all(this.loops)
-    const cpu = process.cpuUsage(this.cpu)
-    this.result.cpuUserMs = Math.round(cpu.user / 1000)
-    this.result.cpuSystemMs = Math.round(cpu.system / 1000)
-    this.result.wallMs = Math.round(performance.now() - this.started)
     this.wsClient.close()
     this.h2Client.close()
-    return this.result
+    return this.take()
   }
 }
 
