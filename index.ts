@@ -19,6 +19,7 @@ import { registerGrpcWebSocketsRoute, selectSubprotocol } from './lib/server/grp
 import { JsonCodecs } from './lib/server/http/json.js'
 import { registerHttpRoutes } from './lib/server/http/route.js'
 import { upgradeGuard } from './lib/server/upgrade.js'
+import { guardWebSocketOrder } from './lib/server/websocket-order.js'
 
 export interface FastifyGrpcWs {
   /** Serves another service, on the WebSocket route and on `grpcServer`. Before `ready()` only. */
@@ -107,6 +108,7 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
         await new Promise<void>(resolve => { fastify.websocketServer.close(() => { resolve() }) })
       }
     })
+    guardWebSocketOrder(fastify)
   } else {
     fastify.addHook('preClose', shutdown)
   }
@@ -139,7 +141,7 @@ export const fastifyGrpcWs = fp(plugin, {
 })
 
 export default fastifyGrpcWs
-export { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD, ERR_INVALID_OPTION, ERR_INVALID_SERVICE } from './lib/errors.js'
+export { ERR_ADD_SERVICE_TOO_LATE, ERR_DUPLICATE_METHOD, ERR_INVALID_OPTION, ERR_INVALID_SERVICE, ERR_WEBSOCKET_ORDER } from './lib/errors.js'
 export type { FastifyGrpcWsOptions, RateLimitOption, ServiceEntry } from './lib/options.js'
 export { defaults } from './lib/options.js'
 export { SUBPROTOCOL, CloseCode } from './lib/protocol/frame.js'

@@ -25,6 +25,9 @@ export interface FastifyGrpcWsErrorConstructor<C extends string, A extends unkno
 export const ERR_INVALID_OPTION: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_OPTION', [string, string]> = createError<'FST_GRPCWS_INVALID_OPTION', [string, string]>(
   'FST_GRPCWS_INVALID_OPTION', 'fastify-grpc-ws: invalid option "%s": %s', 500, TypeError)
 
+export const ERR_WEBSOCKET_ORDER: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_WEBSOCKET_ORDER', []> = createError<'FST_GRPCWS_WEBSOCKET_ORDER', []>(
+  'FST_GRPCWS_WEBSOCKET_ORDER', 'fastify-grpc-ws: @fastify/websocket is registered after fastify-grpc-ws, which has registered it already: register @fastify/websocket before fastify-grpc-ws (its options then apply), or not at all')
+
 export const ERR_INVALID_SERVICE: FastifyGrpcWsErrorConstructor<'FST_GRPCWS_INVALID_SERVICE', [string]> = createError<'FST_GRPCWS_INVALID_SERVICE', [string]>(
   'FST_GRPCWS_INVALID_SERVICE', 'fastify-grpc-ws: invalid service: %s', 500, TypeError)
 

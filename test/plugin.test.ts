@@ -1,6 +1,8 @@
 import websocket from '@fastify/websocket'
 import * as grpc from '@grpc/grpc-js'
 import Fastify from 'fastify'
+import fp from 'fastify-plugin'
+import { fork } from 'node:child_process'
 import { EventEmitter } from 'node:events'
 import t from 'tap'
 import WebSocket from 'ws'
@@ -118,6 +120,29 @@ t.test('Should serve the app\'s own WebSocket routes after the plugin, with the 
   const [data] = await new Promise<[Buffer]>(resolve => chat.once('message', (d: Buffer) => resolve([d])))
   t.equal(data.toString(), 'chat route')
   chat.close()
+})
+
+t.test('Should end with a coded error that says to register it first when @fastify/websocket is registered after the plugin', async t => {
+  // A synchronous throw from its plugin function is uncaught in avvio: a child process shows what the app sees.
+  const child = fork(new URL('./fixtures/websocket-after.ts', import.meta.url), [], { execArgv: process.execArgv, stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  const message = await new Promise<any>(resolve => { child.once('message', resolve) })
+  const code = await new Promise<number | null>(resolve => { child.once('exit', resolve) })
+  t.equal(message.uncaught, 'FST_GRPCWS_WEBSOCKET_ORDER')
+  t.match(message.message, /register @fastify\/websocket before fastify-grpc-ws/)
+  t.equal(code, 1)
+})
+
+t.test('Should leave decorateRequest as it was once the app is ready', async t => {
+  const app = Fastify()
+  const original = app.decorateRequest
+  await app.register(fastifyGrpcWs, { services: [service()] })
+  t.not(app.decorateRequest, original, 'guarded while plugins load')
+  // Other request decorators pass through the guard.
+  await app.register(fp(async (app) => { app.decorateRequest('user', '') }))
+  await app.ready()
+  t.ok(app.hasRequestDecorator('user'))
+  t.equal(app.decorateRequest, original)
+  await app.close()
 })
 
 t.test('Should refuse an upgrade that does not offer the subprotocol with HTTP 400', async t => {
