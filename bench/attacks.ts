@@ -48,11 +48,8 @@ const mb = (bytes: number): number => bytes / (1024 * 1024)
 const pcts = (r: CanaryResult, t: 'websocket' | 'http2'): [number, number] => [percentile(r[t], 50), percentile(r[t], 99)]
 const cpuMs = (s: MemorySample): number => (s.cpuUser + s.cpuSystem) / 1000
 
-async function canaryFor (server: ServerProcess, ms: number): Promise<CanaryResult> {
-  const canary = new Canary(server)
-  await sleep(ms)
-  return await canary.stop()
-}
+/** Calls on through the whole run; paused while the server is seen to be quiet. */
+const PERSISTENT = { maxMs: 3_600_000, maxCalls: Number.MAX_SAFE_INTEGER }
 
 function spawnAttacker (id: string, server: ServerProcess, ms: number): { child: ChildProcess, next: (type: string) => Promise<any> } {
   const child = fork(SELF, ['--attacker', id, '--origin', server.origin, '--ws', server.wsUrl, '--ms', String(ms)], {
@@ -78,35 +75,43 @@ async function orchestrate (): Promise<void> {
   const ids = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'))
   const classes = ids.length === 0 ? attackClasses : attackClasses.filter(c => ids.includes(c.id))
   let server = await ServerProcess.start(ATTACK_SERVER_OPTIONS)
-  await canaryFor(server, 1000) // warm-up: JIT, lazy modules, pools
+  // One canary for the run: its connections and the code its calls run are
+  // warm and in every baseline, so that what an attack is charged is the
+  // attack's (fresh connections and first calls cost the server ~1.5 MB).
+  let canary = new Canary(server, PERSISTENT)
+  await sleep(2000)
+  await canary.pause()
   let firstBaseline = await server.baseline()
   const rows: Row[] = []
   for (const cls of classes) {
     process.stderr.write(`${cls.id}…\n`)
     // The previous attack's work and memory must be gone before the baseline.
+    await canary.pause()
     if (!(await server.quiet({ reference: firstBaseline }))) process.stderr.write('  the server did not become quiet within 15 s\n')
+    canary.resume()
+    // Paused, idle code ages out under the samples' forced collections: a second of calls compiles it again.
+    await sleep(1000)
     const base = await server.baseline()
-    const before = await canaryFor(server, 1000)
+    canary.take()
+    await sleep(1000)
+    const before = canary.take()
     const { child, next } = spawnAttacker(cls.id, server, ms)
     await next('ready')
     const atGo = await server.measure(20000, false)
     const cpuBefore = cpuMs(atGo)
     const started = performance.now()
     child.send({ type: 'go' })
-    let canary: Canary
-    if (cls.canaryAfterLoad === true) {
-      await next('loaded')
-      canary = new Canary(server)
-    } else {
-      canary = new Canary(server)
-      await next('loaded')
-    }
+    // A class about connection slots needs a canary that connects while the attacker holds them.
+    let late: Canary | undefined
+    await next('loaded')
+    if (cls.canaryAfterLoad === true) late = new Canary(server)
     const stats = (await next('finished')).stats as AttackStats
     let sample: MemorySample | null = null
     try { sample = await server.measure() } catch {}
     // CPU from the start of the attack to the sample (the server may still be working through what it was sent).
     const attackMs = performance.now() - started
-    const during = await canary.stop()
+    if (late === undefined) await canary.calling(3)
+    const during = late !== undefined ? await late.stop() : canary.take()
     child.send({ type: 'release' })
     await next('released').catch(() => {})
     const serverDied = server.exitCode !== null
@@ -132,13 +137,17 @@ async function orchestrate (): Promise<void> {
     })
     if (serverDied) {
       process.stderr.write('  the server process died; starting a new one\n')
+      await canary.stop()
       server = await ServerProcess.start(ATTACK_SERVER_OPTIONS)
-      await canaryFor(server, 1000)
+      canary = new Canary(server, PERSISTENT)
+      await sleep(2000)
+      await canary.pause()
       firstBaseline = await server.baseline()
     } else {
       await sleep(200)
     }
   }
+  await canary.stop()
   await server.close()
   process.stdout.write(table(rows, ms) + '\n')
 }
