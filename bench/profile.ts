@@ -8,11 +8,12 @@
  * `--forward`: profiles the forwarder instead (bench/servers/forward.ts,
  * forwarding to a grpc-js upstream in another process).
  */
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
-import { join, relative, resolve } from 'node:path'
+import { join } from 'node:path'
 import type { ClientSystem, RunResult, RunSpec } from './common.js'
-import { BENCH_DIR, BUILD_DIR, ClientProcess, ServerProcess, buildBundles, killAll } from './procs.js'
+import { profileTables, summarizeProfile } from './cpu-profile.js'
+import { BUILD_DIR, ClientProcess, ServerProcess, buildBundles, killAll } from './procs.js'
 
 const argv = process.argv.slice(2)
 const option = (name: string, fallback: string): string => {
@@ -25,51 +26,6 @@ const size = Number(option('--size', '100'))
 const inflight = Number(option('--inflight', '64'))
 const out = option('--out', '')
 const TOP = 25
-
-interface ProfileNode {
-  id: number
-  callFrame: { functionName: string, url: string, lineNumber: number, columnNumber: number }
-  children?: number[]
-}
-interface CpuProfile { nodes: ProfileNode[], samples: number[], timeDeltas: number[], startTime: number, endTime: number }
-
-/** The module an esbuild bundle line came from: esbuild marks each with a `// path` comment. */
-function moduleMap (bundle: string): (line: number) => string {
-  const lines = readFileSync(bundle, 'utf8').split('\n')
-  const starts: Array<[number, string]> = []
-  lines.forEach((l, i) => {
-    const m = /^\/\/ (\S+\.(?:ts|js|mjs))$/.exec(l)
-    if (m !== null) starts.push([i, m[1]!])
-  })
-  return line => {
-    let found = 'bench/.build'
-    for (const [start, name] of starts) {
-      if (start > line) break
-      found = name
-    }
-    return found
-  }
-}
-
-function where (frame: ProfileNode['callFrame'], bundleModule: (line: number) => string): string {
-  const url = frame.url
-  if (url === '') return '(native/V8)'
-  if (url.startsWith('node:')) return url
-  const path = url.replace(/^file:\/\//, '')
-  if (path.startsWith(BUILD_DIR)) return bundleModule(frame.lineNumber)
-  const nm = path.lastIndexOf('node_modules/')
-  if (nm !== -1) return path.slice(nm + 'node_modules/'.length)
-  return relative(resolve(BENCH_DIR, '..'), path)
-}
-
-function packageOf (place: string): string {
-  if (place.startsWith('node:')) return 'node (core JS)'
-  if (place.startsWith('(')) return place
-  if (place.startsWith('lib/') || place === 'index.ts') return `fastify-grpc-ws ${place.split('/').slice(0, 2).join('/')}`
-  if (place.startsWith('bench/')) return 'bench harness'
-  const parts = place.split('/')
-  return parts[0]!.startsWith('@') ? `${parts[0]}/${parts[1]}` : parts[0]!
-}
 
 async function main (): Promise<void> {
   await buildBundles()
@@ -98,34 +54,13 @@ async function main (): Promise<void> {
   }
   const file = readdirSync(dir).find(f => f.endsWith('.cpuprofile'))
   if (file === undefined) throw new Error(`no profile written in ${dir}`)
-  const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile
-  const bundleModule = moduleMap(join(BUILD_DIR, 'plugin.mjs'))
-
-  const byId = new Map(profile.nodes.map(n => [n.id, n]))
-  const self = new Map<number, number>()
-  profile.samples.forEach((id, i) => { self.set(id, (self.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)) })
-  const total = [...self.values()].reduce((x, y) => x + y, 0)
-  let idle = 0
-  const fn = new Map<string, number>()
-  const pkg = new Map<string, number>()
-  for (const [id, us] of self) {
-    const node = byId.get(id)!
-    const name = node.callFrame.functionName === '' ? '(anonymous)' : node.callFrame.functionName
-    if (name === '(idle)') { idle += us; continue }
-    const place = where(node.callFrame, bundleModule)
-    const key = `${name} — ${place}${node.callFrame.url.startsWith('node:') || place.startsWith('(') ? '' : `:${node.callFrame.lineNumber + 1}`}`
-    fn.set(key, (fn.get(key) ?? 0) + us)
-    const p = name === '(garbage collector)' ? '(garbage collector)' : name === '(program)' ? '(program: native, outside JS)' : packageOf(place)
-    pkg.set(p, (pkg.get(p) ?? 0) + us)
-  }
-  const busy = total - idle
+  const summary = summarizeProfile(join(dir, file), join(BUILD_DIR, 'plugin.mjs'))
+  const busy = summary.busyUs
+  const total = summary.totalUs
   const lines: string[] = []
   lines.push(`# Server profile: fastify-grpc-ws under unary load (${system === 'plugin-lean' ? 'lean client' : 'grpc-js client'}, ${size} B, ${inflight} in flight)`, '')
   lines.push(`\`node --cpu-prof\` on the server process (pinned to CPU 0; client on CPU 1), ${seconds} s of load after 1.5 s of warm-up; the profile covers the whole process life, start-up included. Busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms sampled (${(100 * busy / total).toFixed(0)} %). Percentages are of busy time. Bundle lines are mapped back to their source module (\`lib/...\`); \`bench/profile.ts\` regenerates this file.`, '')
-  lines.push('## By package or module', '', '| where | self ms | % of busy |', '|---|---:|---:|')
-  for (const [k, us] of [...pkg].sort((x, y) => y[1] - x[1]).slice(0, 20)) lines.push(`| ${k} | ${(us / 1000).toFixed(0)} | ${(100 * us / busy).toFixed(1)} |`)
-  lines.push('', `## Top ${TOP} functions by self time`, '', '| function — where | self ms | % of busy |', '|---|---:|---:|')
-  for (const [k, us] of [...fn].sort((x, y) => y[1] - x[1]).slice(0, TOP)) lines.push(`| ${k.replace(/\|/g, '\\|')} | ${(us / 1000).toFixed(0)} | ${(100 * us / busy).toFixed(1)} |`)
+  lines.push(...profileTables(summary, TOP).map(l => l.replace(/^### /, '## ')))
   lines.push('')
   const text = lines.join('\n')
   console.log(text)

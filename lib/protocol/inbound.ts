@@ -27,7 +27,8 @@ export interface InboundError {
 
 export class InboundMessages {
   readonly window: ReceiveWindow
-  private readonly parts = new ByteQueue()
+  // Made for the first message that comes in pieces: most never do.
+  private parts: ByteQueue | null = null
   // Credit still held for each whole message not yet taken, oldest first.
   private held: number[] = []
   // Credit of the pieces so far of the message arriving, kept while a whole message waits unread.
@@ -41,7 +42,7 @@ export class InboundMessages {
   }
 
   /** Bytes held for a message still arriving. */
-  get buffered (): number { return this.parts.length }
+  get buffered (): number { return this.parts?.length ?? 0 }
 
   /**
    * Takes one MESSAGE frame payload. Returns the completed message (a view
@@ -56,23 +57,24 @@ export class InboundMessages {
     if (!this.window.receive(cost)) {
       return { code: 8, details: `Flow control window exceeded: a MESSAGE frame of ${n} bytes counts ${cost} with ${this.window.available} left of a ${this.window.size}-byte window`, peerFault: true }
     }
-    const total = this.parts.length + n
+    const parts = this.parts
+    const total = (parts?.length ?? 0) + n
     if (this.maxMessageSize >= 0 && total > this.maxMessageSize) {
       // A message's length is known only at its last piece: refused earlier,
       // it is the bytes so far, and the message at least that large.
       return { code: 8, details: `Received message larger than max (${more ? 'at least ' : ''}${total} vs ${this.maxMessageSize})` }
     }
     if (more) {
-      this.parts.push(chunk)
+      (this.parts ??= new ByteQueue()).push(chunk)
       if (this.held.length === 0) this.release(cost)
       else this.piecesHeld += cost
       return null
     }
     this.held.push(cost + this.piecesHeld)
     this.piecesHeld = 0
-    if (this.parts.length === 0) return chunk
-    this.parts.push(chunk)
-    return this.parts.shift(total)
+    if (parts === null || parts.length === 0) return chunk
+    parts.push(chunk)
+    return parts.shift(total)
   }
 
   /** The application took the oldest whole message: its credit goes back. */

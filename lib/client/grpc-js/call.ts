@@ -10,11 +10,16 @@ import type { AuthContext, ClientCall, ClientCallListener, MessageContext } from
 import { fromGrpcMetadata, toGrpcMetadata } from '../../grpc-metadata.js'
 import { MessageQueue } from '../../protocol/byte-queue.js'
 import { whenDeadlinePasses } from '../../protocol/deadline.js'
+import { TurnQueue } from '../../protocol/turn-queue.js'
 import type { MetadataEntry } from '../../protocol/metadata.js'
 import type { CallStatus } from '../../protocol/payload.js'
 import type { ClientSession, ClientStream, StreamHandler } from '../session.js'
 
 let callNumber = 0
+
+// Statuses are reported on the next tick (as grpc-js's HTTP/2 call does):
+// those due in one turn from one tick, not a closure and a tick each.
+const statuses = new TurnQueue<WebSocketClientCall>(process.nextTick, call => { call.reportStatus() })
 
 export interface CallSetup {
   session: ClientSession
@@ -30,12 +35,14 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   private readonly number = ++callNumber
   private listener: ClientCallListener | null = null
   private stream: ClientStream | null = null
-  // Calls made on the call before its stream exists (call credentials pending).
-  private early: Array<(stream: ClientStream) => void> | null = []
+  // Calls made on the call before its stream exists (call credentials
+  // pending): undefined while there are none, null once the stream is open.
+  private early: Array<(stream: ClientStream) => void> | null | undefined
   // Messages grpc-js has not read yet, as bytes (a copy: what arrives is a
   // view of the socket's buffer), so what a server can make a call hold is
-  // bounded by the window, not by a count of objects.
-  private readonly messages = new MessageQueue()
+  // bounded by the window, not by a count of objects. Made for the first
+  // message that has to wait (a unary call's is read at once).
+  private messages: MessageQueue | null = null
   private readPending = false
   private finalStatus: StatusObject | null = null
   private statusReported = false
@@ -87,14 +94,14 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
     if (this.finalStatus !== null) return
     const stream = this.setup.session.openStream({ path: this.setup.method, metadata, deadline: this.setup.deadline }, this)
     this.stream = stream
-    const early = this.early!
+    const early = this.early
     this.early = null
-    for (const op of early) op(stream)
+    if (early !== undefined && early !== null) for (const op of early) op(stream)
   }
 
   private withStream (op: (stream: ClientStream) => void): void {
     if (this.stream !== null) op(this.stream)
-    else if (this.early !== null) this.early.push(op)
+    else if (this.early !== null) (this.early ??= []).push(op)
   }
 
   sendMessageWithContext (context: MessageContext, message: Buffer): void {
@@ -146,14 +153,15 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
 
   onMessage (message: Uint8Array): void {
     if (this.finalStatus !== null) return
-    if (this.readPending && this.messages.size === 0) {
+    const messages = this.messages
+    if (this.readPending && (messages === null || messages.size === 0)) {
       // Read at once: grpc-js deserializes it now, so a view will do.
       this.readPending = false
       this.stream!.consumed()
       this.listener!.onReceiveMessage(Buffer.from(message.buffer, message.byteOffset, message.byteLength))
       return
     }
-    this.messages.push(message)
+    (this.messages ??= new MessageQueue()).push(message)
     this.deliver()
   }
 
@@ -169,28 +177,31 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
     if (this.finalStatus !== null) return
     this.finalStatus = status
     // Like grpc-js: an error drops what the application has not read yet.
-    if (status.code !== GrpcStatus.OK) this.messages.clear()
+    if (status.code !== GrpcStatus.OK) this.messages = null
     this.deliver()
   }
 
   private deliver (): void {
     if (this.statusReported) return
-    if (this.messages.size > 0 && this.readPending) {
+    const messages = this.messages
+    if (messages !== null && messages.size > 0 && this.readPending) {
       this.readPending = false
-      const message = this.messages.shift()!
+      const message = messages.shift()!
       this.stream!.consumed()
       this.listener!.onReceiveMessage(Buffer.from(message.buffer, message.byteOffset, message.byteLength))
     }
     // The status goes out once every message has been handed over (an OK
     // status never overtakes a message), without waiting for another read.
-    const status = this.finalStatus
-    if (status === null || this.statusReported || this.messages.size > 0) return
+    if (this.finalStatus === null || this.statusReported || (this.messages?.size ?? 0) > 0) return
     this.statusReported = true
     // Only now: until the status is reported, the deadline may still end the call.
     if (this.stopDeadline !== null) this.stopDeadline()
-    process.nextTick(() => {
-      this.listener?.onReceiveStatus(status)
-      this.onEnded?.()
-    })
+    statuses.add(this)
+  }
+
+  /** @private On the tick after the status was settled. */
+  reportStatus (): void {
+    this.listener?.onReceiveStatus(this.finalStatus!)
+    this.onEnded?.()
   }
 }

@@ -20,23 +20,26 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   readonly trailers: Promise<Metadata>
   private resolveHeaders!: (metadata: Metadata) => void
   private resolveTrailers!: (metadata: Metadata) => void
-  private stream: CallStream | null = null
-  private over = false
-  private halfClosed = false
-  private error: GrpcError | null = null
+  // Fields are left undefined until set: nothing to initialize per call, and a smaller bundle.
+  private stream?: CallStream
+  private over?: boolean
+  private halfClosed?: boolean
+  private error?: GrpcError
   /** Unary responses: the one message. */
-  private response: { value: O } | null = null
+  private response?: { value: O }
   /**
    * Streamed responses not yet taken by the iteration, as bytes: each is
    * deserialized when taken, so what a server can make this call hold is
-   * bounded by the window, not by a count of objects.
+   * bounded by the window, not by a count of objects. Made by the first.
    */
-  private readonly queue = new MessageQueue()
-  private wake: (() => void) | null = null
-  private readonly sends = new Set<(sent: boolean) => void>()
-  private readonly ended: Array<() => void> = []
-  private stopDeadline: (() => void) | null = null
+  private queue?: MessageQueue
+  private wake?: () => void
+  // Made on first use: a unary call awaits no send, and settles one promise.
+  private sends?: Set<(sent: boolean) => void>
+  private settle?: () => void
+  private stopDeadline?: () => void
   private readonly signal: AbortSignal | undefined
+  private onAbort: (() => void) | undefined
 
   constructor (session: StreamOpener, private readonly method: MethodDescriptor<I, O>, private readonly streamed: boolean, options: CallOptions = {}) {
     this.headers = new Promise(resolve => { this.resolveHeaders = resolve })
@@ -50,8 +53,11 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
       this.cancelWith(Status.INTERNAL, (err as Error).message, err)
       return
     }
-    if (this.signal?.aborted === true) {
-      this.onAbort()
+    const signal = this.signal
+    // (A listener only where there is a signal: no closure per call otherwise.)
+    const onAbort = signal && (this.onAbort = () => { this.cancelWith(Status.CANCELLED, 'Cancelled on client', signal.reason) })
+    if (signal?.aborted === true) {
+      onAbort!()
       return
     }
     const deadline = deadlineOf(options)
@@ -59,42 +65,36 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
       this.cancelWith(Status.DEADLINE_EXCEEDED, 'Deadline exceeded')
       return
     }
-    this.signal?.addEventListener('abort', this.onAbort)
+    signal?.addEventListener('abort', onAbort!)
     if (deadline !== Infinity) {
       this.stopDeadline = whenDeadlinePasses(deadline, () => { this.cancelWith(Status.DEADLINE_EXCEEDED, 'Deadline exceeded') })
     }
     this.stream = session.openStream({ path: method.path, metadata, deadline }, this)
   }
 
-  private readonly onAbort = (): void => {
-    this.cancelWith(Status.CANCELLED, 'Cancelled on client', this.signal?.reason)
-  }
-
-  /** Runs `callback` once the call is over (at once if it is). */
-  onEnded (callback: () => void): void {
-    if (this.over) callback()
-    else this.ended.push(callback)
-  }
-
   // --- requests ----------------------------------------------------------------
 
   send (request: I): Promise<boolean> {
-    if (this.over || this.halfClosed) return Promise.resolve(false)
+    return new Promise(resolve => {
+      const sends = this.sends ??= new Set()
+      if (this.write(request, () => { sends.delete(resolve); resolve(true) })) sends.add(resolve)
+      else resolve(false)
+    })
+  }
+
+  /** Sends `request`, `done` once it has gone to the socket; false if it cannot go. */
+  write (request: I, done?: () => void): boolean {
+    if (this.over || this.halfClosed) return false
     let bytes: Uint8Array
     try {
       bytes = this.method.serialize(request)
     } catch (err) {
       // As grpc-js: a request that cannot be serialized fails the call.
       this.cancelWith(Status.INTERNAL, `Request message serialization failure: ${(err as Error).message}`, err)
-      return Promise.resolve(false)
+      return false
     }
-    return new Promise(resolve => {
-      this.sends.add(resolve)
-      this.stream!.send(bytes, () => {
-        this.sends.delete(resolve)
-        resolve(true)
-      })
-    })
+    this.stream!.send(bytes, done)
+    return true
   }
 
   close (): void {
@@ -119,7 +119,8 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   /** The one response of a unary or client-streaming call, with the call's headers and trailers. */
   result (): UnaryCall<O> {
     const response = new Promise<O>((resolve, reject) => {
-      this.onEnded(() => { this.error === null ? resolve(this.response!.value) : reject(this.error) })
+      this.settle = () => { this.error ? reject(this.error) : resolve(this.response!.value) }
+      if (this.over) this.settle()
     })
     return Object.assign(response, { headers: this.headers, trailers: this.trailers })
   }
@@ -137,14 +138,14 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
 
   private async next (): Promise<IteratorResult<O>> {
     for (;;) {
-      const bytes = this.queue.shift()
+      const bytes = this.queue?.shift()
       if (bytes !== undefined) {
         // Credit goes back only now: a slow reader holds the server's writer back.
         this.stream?.consumed()
         return { done: false, value: this.decode(bytes) }
       }
       if (this.over) {
-        if (this.error !== null) throw this.error
+        if (this.error) throw this.error
         return { done: true, value: undefined }
       }
       await new Promise<void>(resolve => { this.wake = resolve })
@@ -160,7 +161,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     try {
       return this.method.deserialize(bytes)
     } catch (err) {
-      this.queue.clear()
+      this.queue = undefined
       this.cancelWith(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`, err)
       throw this.error!
     }
@@ -168,7 +169,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
 
   private wakeUp (): void {
     const wake = this.wake
-    this.wake = null
+    this.wake = undefined
     wake?.()
   }
 
@@ -183,7 +184,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   onMessage (bytes: Uint8Array): void {
     if (this.over) return
     if (this.streamed) {
-      this.queue.push(bytes)
+      (this.queue ??= new MessageQueue()).push(bytes)
       this.wakeUp()
       return
     }
@@ -195,7 +196,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
       return
     }
     // The same checks as grpc-js's unary client.
-    if (this.response !== null) {
+    if (this.response) {
       this.cancelWith(Status.UNIMPLEMENTED, 'Too many responses received')
       return
     }
@@ -211,19 +212,19 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     if (this.over) return
     this.over = true
     this.stopDeadline?.()
-    this.signal?.removeEventListener('abort', this.onAbort)
+    this.signal?.removeEventListener('abort', this.onAbort!)
     const trailers = Metadata.fromEntries(entries)
     if (code !== Status.OK) {
       this.error = new GrpcError(code, details, trailers, cause === undefined ? undefined : { cause })
-    } else if (!this.streamed && this.response === null) {
+    } else if (!this.streamed && !this.response) {
       this.error = new GrpcError(Status.UNIMPLEMENTED, 'No message received', trailers)
     }
     this.resolveHeaders(new Metadata())
     this.resolveTrailers(trailers)
     // Sends still waiting for the socket will never go: say so.
-    for (const resolve of this.sends) resolve(false)
-    this.sends.clear()
-    for (const callback of this.ended.splice(0)) callback()
+    this.sends?.forEach(resolve => { resolve(false) })
+    this.sends = undefined
+    this.settle?.()
     this.wakeUp()
   }
 }

@@ -17,7 +17,7 @@ export type Transport = 'websocket' | 'http'
 
 /** What a call needs of its stream, whichever way it travels. */
 export interface CallStream {
-  send: (bytes: Uint8Array, done: () => void) => void
+  send: (bytes: Uint8Array, done?: () => void) => void
   halfClose: () => void
   cancel: () => void
   consumed: () => void
@@ -106,14 +106,14 @@ export class GrpcWsClient {
 
   unary<I, O> (method: MethodDescriptor<I, O>, request: I, options?: CallOptions): UnaryCall<O> {
     const call = new WebCall(this.session, method, false, options)
-    void call.send(request)
+    call.write(request)
     call.close()
     return call.result()
   }
 
   serverStream<I, O> (method: MethodDescriptor<I, O>, request: I, options?: CallOptions): StreamCall<O> {
     const call = new WebCall(this.session, method, true, options)
-    void call.send(request)
+    call.write(request)
     call.close()
     return call
   }

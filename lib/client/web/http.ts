@@ -148,7 +148,7 @@ class PendingStream implements CallStream {
     else this.queued.push(op)
   }
 
-  send (bytes: Uint8Array, done: () => void): void { this.run(s => { s.send(bytes, done) }) }
+  send (bytes: Uint8Array, done?: () => void): void { this.run(s => { s.send(bytes, done) }) }
   halfClose (): void { this.run(s => { s.halfClose() }) }
   cancel (): void { this.run(s => { s.cancel() }) }
   consumed (): void { this.run(s => { s.consumed() }) }
@@ -164,7 +164,7 @@ class HttpStream implements CallStream {
 
   constructor (private readonly baseUrl: string, private readonly start: StreamStart, private readonly handler: StreamHandler, private readonly cause: string, private readonly fetcher: typeof fetch) {}
 
-  send (bytes: Uint8Array, done: () => void): void {
+  send (bytes: Uint8Array, done?: () => void): void {
     if (this.over) return
     if (this.frames.length > 0) {
       this.cancelWith(Status.UNAVAILABLE, `Client streaming and bidi need a WebSocket, and ${this.cause}; unary and server-streaming calls go over HTTP meanwhile`)
@@ -174,7 +174,7 @@ class HttpStream implements CallStream {
     new DataView(frame.buffer).setUint32(1, bytes.byteLength)
     frame.set(bytes, 5)
     this.frames.push(frame)
-    queueMicrotask(done)
+    if (done !== undefined) queueMicrotask(done)
   }
 
   halfClose (): void {

@@ -1,0 +1,133 @@
+/**
+ * `npm run bench:clients`: what the clients themselves cost. Unary calls at
+ * 64 in flight (100 B and 64 KiB) from the browser client (in Node, over
+ * `ws`, protobuf-es codec), from a stock grpc-js client over
+ * createWebSocketChannel (proto-loader), both to the plugin, and from a raw
+ * `ws` client to a bare @fastify/websocket echo (the floor, per message).
+ * Each client in its own process; systems alternate within a repetition,
+ * and every ratio is taken within one.
+ *
+ *   npx tsx bench/clients.ts [--reps 5] [--seconds 2] [--sizes 100,65536] [--inflight 64]
+ *     [--systems plugin-web,plugin-grpcjs,ws] [--prof plugin-web] [--no-pin]
+ *
+ * `--prof SYSTEM` runs that client under `node --cpu-prof` and prints where
+ * its time went (the whole process, every size and repetition of the run).
+ */
+import { execFileSync } from 'node:child_process'
+import { mkdtempSync, readdirSync } from 'node:fs'
+import os from 'node:os'
+import { join } from 'node:path'
+import { median, type ClientSystem, type RunResult, type RunSpec } from './common.js'
+import { profileTables, summarizeProfile } from './cpu-profile.js'
+import { BUILD_DIR, ClientProcess, ServerProcess, buildBundles, killAll } from './procs.js'
+
+const argv = process.argv.slice(2)
+const option = (name: string, fallback: string): string => {
+  const i = argv.indexOf(name)
+  return i === -1 ? fallback : argv[i + 1]!
+}
+const reps = Number(option('--reps', '5'))
+const windowMs = Number(option('--seconds', '2')) * 1000
+const warmupMs = 500
+const sizes = option('--sizes', '100,65536').split(',').map(Number)
+const inflight = Number(option('--inflight', '64'))
+const systems = option('--systems', 'plugin-web,plugin-grpcjs,ws').split(',') as ClientSystem[]
+const profiled = option('--prof', '') as ClientSystem | ''
+const pin = !argv.includes('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
+
+// Bounded in time whatever happens.
+const budgetMs = reps * sizes.length * systems.length * (warmupMs + windowMs + 5000) + 60_000
+setTimeout(() => { console.error(`bench:clients: still running after ${budgetMs} ms; stopping`); killAll(); process.exit(2) }, budgetMs).unref()
+process.on('exit', killAll)
+
+interface Row { rep: number, size: number, system: ClientSystem, rate: number, clientUs: number, clientPct: number, serverUs: number, p50: number, p99: number, errors: number, firstError: string | null }
+
+function hasTaskset (): boolean {
+  try { execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }); return true } catch { return false }
+}
+
+async function main (): Promise<void> {
+  await buildBundles()
+  const cpu = (n: number): number | null => pin ? n : null
+  const plugin = await ServerProcess.start('plugin', { cpu: cpu(0) })
+  const ws = await ServerProcess.start('ws', { cpu: cpu(0) })
+  const profDir = mkdtempSync(join(os.tmpdir(), 'grpcws-client-prof-'))
+  const clients = new Map<ClientSystem, ClientProcess>()
+  for (const system of systems) {
+    clients.set(system, await ClientProcess.start({ cpu: cpu(1), nodeArgs: system === profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [] }))
+  }
+  const serverOf = (system: ClientSystem): ServerProcess => system === 'ws' ? ws : plugin
+  const targetOf = (system: ClientSystem): string => system === 'ws' ? `ws://127.0.0.1:${ws.port}` : `ws://127.0.0.1:${plugin.port}/grpc`
+  const rows: Row[] = []
+  const started = performance.now()
+  try {
+    for (const system of systems) {
+      const c = clients.get(system)!
+      for (const size of sizes) {
+        await c.ask({ cmd: 'run', id: c.newId(), spec: { system, target: targetOf(system), pattern: 'unary', size, inflight, warmupMs: 600, windowMs: 50, maxOps: 50_000_000 } }, 60_000)
+      }
+    }
+    for (let rep = 0; rep < reps; rep++) {
+      for (const [i, size] of sizes.entries()) {
+        const n = (rep + i) % systems.length
+        for (const system of [...systems.slice(n), ...systems.slice(0, n)]) {
+          const c = clients.get(system)!
+          const server = serverOf(system)
+          let a: Promise<number> | null = null
+          let b: Promise<number> | null = null
+          c.onMark = phase => { const s = server.sample().then(x => x.cpuUs); if (phase === 'start') a = s; else b = s }
+          const spec: RunSpec = { system, target: targetOf(system), pattern: 'unary', size, inflight, warmupMs, windowMs, maxOps: 50_000_000 }
+          const r = (await c.ask({ cmd: 'run', id: c.newId(), spec }, warmupMs + windowMs + 30_000) as { result: RunResult }).result
+          c.onMark = null
+          const serverCpu = a !== null && b !== null ? await b - await a : NaN
+          const row: Row = {
+            rep, size, system,
+            rate: r.ops / r.seconds,
+            clientUs: r.clientCpuUs / r.ops,
+            clientPct: r.clientCpuUs / (r.seconds * 1e4),
+            serverUs: serverCpu / r.ops,
+            p50: r.p50Ms ?? NaN,
+            p99: r.p99Ms ?? NaN,
+            errors: r.errors,
+            firstError: r.firstError
+          }
+          rows.push(row)
+          console.log(`rep ${rep + 1}/${reps} ${String(size).padStart(5)} B ${system.padEnd(14)} ${Math.round(row.rate).toLocaleString('en-US').padStart(8)} /s  client ${row.clientUs.toFixed(1).padStart(6)} µs/call (${row.clientPct.toFixed(0)} %)  server ${row.serverUs.toFixed(1)} µs/call  p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms  load ${os.loadavg()[0]!.toFixed(1)}${row.errors > 0 ? `  ERRORS ${row.errors}: ${row.firstError ?? ''}` : ''}`)
+        }
+      }
+    }
+  } finally {
+    for (const c of clients.values()) await c.stop()
+    await plugin.stop()
+    await ws.stop()
+  }
+
+  const floor = systems.includes('ws') ? 'ws' : null
+  const lines: string[] = []
+  lines.push(`${reps} repetitions × ${windowMs / 1000} s per measurement, ${inflight} unary calls in flight, ${(performance.now() - started) / 1000 | 0} s; pinning ${pin ? 'servers on CPU 0, clients on CPU 1' : 'off'}; load average at the end ${os.loadavg()[0]!.toFixed(1)} (${os.availableParallelism()} CPUs). Medians over the repetitions; ratios per repetition, then their median.`, '')
+  lines.push('| size | client | calls/s | client CPU µs/call | client CPU % | × raw ws client per message | server CPU µs/call | p50 / p99 ms |', '|---:|---|---:|---:|---:|---:|---:|---:|')
+  for (const size of sizes) {
+    for (const system of systems) {
+      const mine = rows.filter(r => r.size === size && r.system === system)
+      const ratios = floor === null
+        ? []
+        : mine.map(r => r.clientUs / (rows.find(f => f.size === size && f.rep === r.rep && f.system === floor)?.clientUs ?? NaN))
+      const m = (f: (r: Row) => number): number => median(mine.map(f))
+      lines.push(`| ${size === 65536 ? '64 KiB' : `${size} B`} | ${system} | ${Math.round(m(r => r.rate)).toLocaleString('en-US')} | ${m(r => r.clientUs).toFixed(1)} | ${m(r => r.clientPct).toFixed(0)} | ${floor === null ? '' : `${median(ratios).toFixed(2)} (${ratios.map(x => x.toFixed(2)).join(', ')})`} | ${m(r => r.serverUs).toFixed(1)} | ${m(r => r.p50).toFixed(2)} / ${m(r => r.p99).toFixed(2)} |`)
+    }
+  }
+  console.log(['', ...lines].join('\n'))
+  if (profiled !== '') {
+    const file = readdirSync(profDir).find(f => f.endsWith('.cpuprofile'))
+    if (file === undefined) throw new Error(`no profile written in ${profDir}`)
+    const s = summarizeProfile(join(profDir, file), join(BUILD_DIR, 'client.mjs'))
+    console.log(['', `## Profile of the ${profiled} client process`, '', `Busy ${(s.busyUs / 1000).toFixed(0)} ms of ${(s.totalUs / 1000).toFixed(0)} ms sampled; whole process, start-up and warm-up included.`, '', ...profileTables(s, 40), '', `profile: ${join(profDir, file)}`].join('\n'))
+  }
+  if (rows.some(r => r.errors > 0 && r.system !== 'ws')) process.exitCode = 1
+}
+
+main().then(() => { process.exit(process.exitCode ?? 0) }, (err: unknown) => {
+  console.error(err)
+  killAll()
+  process.exit(1)
+})
