@@ -27,14 +27,20 @@ export function answer (author: string, text: string, rooms: Room[]): string {
 
 export interface Bot { stop: () => void }
 
-export function startBot (address: string, ChatClient: grpc.ServiceClientConstructor): Bot {
+export interface BotOptions {
+  /** Taking over from a bot that was on another instance: no introduction, and whoever is there already was welcomed. */
+  takeover?: boolean
+}
+
+export function startBot (address: string, ChatClient: grpc.ServiceClientConstructor, { takeover = false }: BotOptions = {}): Bot {
   const client = new ChatClient(address, grpc.credentials.createInsecure())
   let stopped = false
   let session: grpc.ClientDuplexStream<any, ServerEvent> | null = null
   let presence: grpc.ClientReadableStream<PresenceUpdate> | null = null
   let rooms: Room[] = []
   const greeted = new Set<string>()
-  let announced = false
+  let announced = takeover
+  let seenPresence = false
 
   const post = (text: string): void => {
     // A moment of "typing…" first, which the pages show through Presence.
@@ -71,7 +77,13 @@ export function startBot (address: string, ChatClient: grpc.ServiceClientConstru
     const stream: grpc.ClientReadableStream<PresenceUpdate> = client.Presence({ room: ROOM })
     presence = stream
     stream.on('data', (update: PresenceUpdate) => {
+      const welcome = !takeover || seenPresence
+      seenPresence = true
       for (const member of update.members) {
+        if (!welcome) {
+          greeted.add(member.name)
+          continue
+        }
         if (member.bot || greeted.has(member.name)) continue
         greeted.add(member.name)
         post(`Welcome, ${member.name}! Mention @bot to talk to me.`)
