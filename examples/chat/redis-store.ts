@@ -34,7 +34,7 @@ export class RedisStore implements ChatStore {
   private readonly presenceListeners = new Set<(room: string, members: Member[]) => void>()
   private readonly roomListeners = new Set<(rooms: Room[]) => void>()
   /** People connected here, per room: the entries this instance renews. */
-  private readonly local = new Map<string, Set<string>>()
+  private readonly local = new Map<string, Map<string, Person>>()
   /** Reads in flight per change ('' is the room list), so the last read started after the last change. */
   private readonly reads = new Map<string, { again: boolean }>()
   private readonly timer: ReturnType<typeof setInterval>
@@ -80,13 +80,9 @@ export class RedisStore implements ChatStore {
       await this.redis.hSetNX(K.rooms, room, JSON.stringify({ topic: `Made by ${person.name}`, created: Date.now() }))
     }
     let people = this.local.get(room)
-    if (people === undefined) this.local.set(room, people = new Set())
-    people.add(person.id)
-    const entry: Entry = { name: person.name, bot: person.bot, typingUntil: 0 }
-    await this.redis.multi()
-      .hSet(K.people(room), person.id, JSON.stringify(entry))
-      .zAdd(K.members(room), { score: Date.now() + this.ttl, value: person.id })
-      .exec()
+    if (people === undefined) this.local.set(room, people = new Map())
+    people.set(person.id, person)
+    await this.renew(room, [person])
     await this.announce(room)
     return true
   }
@@ -159,9 +155,20 @@ export class RedisStore implements ChatStore {
     return await this.redis.set('chat:bot-announced', '1', { condition: 'NX' }) === 'OK'
   }
 
+  /** A member's entry; null if `person` is not in `room`. */
   private async entry (person: Person, room: string): Promise<Entry | null> {
     const json = await this.redis.hGet(K.people(room), person.id)
-    return json === null ? null : JSON.parse(json) as Entry
+    if (json !== null) return JSON.parse(json) as Entry
+    // Swept after a stall of this instance longer than the TTL: still here, back at the next heartbeat.
+    return this.local.get(room)?.has(person.id) === true ? { name: person.name, bot: person.bot, typingUntil: 0 } : null
+  }
+
+  /** Puts (back) the entries of people connected here; true if one was missing. */
+  private async renew (room: string, people: Person[]): Promise<boolean> {
+    const multi = this.redis.multi().zAdd(K.members(room), people.map(p => ({ score: Date.now() + this.ttl, value: p.id })))
+    for (const p of people) multi.hSetNX(K.people(room), p.id, JSON.stringify({ name: p.name, bot: p.bot, typingUntil: 0 } satisfies Entry))
+    const [added] = await multi.exec()
+    return Number(added) > 0
   }
 
   private async announce (room: string): Promise<void> {
@@ -170,11 +177,10 @@ export class RedisStore implements ChatStore {
 
   /** Renews this instance's members; removes the lapsed entries of any instance, and says so. */
   private async heartbeat (): Promise<void> {
-    const now = Date.now()
-    for (const [room, ids] of this.local) {
-      if (ids.size === 0) continue
-      await this.redis.zAdd(K.members(room), [...ids].map(value => ({ score: now + this.ttl, value })), { condition: 'XX' })
+    for (const [room, people] of this.local) {
+      if (people.size > 0 && await this.renew(room, [...people.values()])) await this.announce(room)
     }
+    const now = Date.now()
     for (const room of await this.redis.hKeys(K.rooms)) {
       const lapsed = await this.redis.zRangeByScore(K.members(room), '-inf', now)
       if (lapsed.length === 0) continue

@@ -80,19 +80,25 @@ function leadBot (store: RedisStore, grpcAddress: string, leaseMs: number): { st
   const holder = randomUUID()
   let bot: Bot | null = null
   let stopped = false
+  let busy = false
   const tick = async (): Promise<void> => {
     const held = await store.lease(holder, leaseMs).catch(() => false)
     if (stopped) return
     if (held && bot === null) {
-      const takeover = !await store.firstBot()
+      const takeover = !await store.firstBot().catch(() => true)
       if (!stopped) bot = startBot(grpcAddress, ChatClient, { takeover })
     } else if (!held && bot !== null) {
       bot.stop()
       bot = null
     }
   }
-  void tick()
-  const timer = setInterval(() => { void tick() }, leaseMs / 3)
+  const renew = (): void => {
+    if (busy) return
+    busy = true
+    void tick().finally(() => { busy = false })
+  }
+  renew()
+  const timer = setInterval(renew, leaseMs / 3)
   return {
     async stop () {
       stopped = true
