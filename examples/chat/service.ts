@@ -4,9 +4,9 @@
  * HTTP/2, unchanged.
  */
 import * as grpc from '@grpc/grpc-js'
+import type { Subscription, Topics } from 'fastify-grpc-ws'
 import { randomUUID } from 'node:crypto'
 import { FileStore, MAX_FILE_BYTES, type StoredFile } from './files.js'
-import type { Subscription, Topics } from 'fastify-grpc-ws'
 import type { ChatStore, Person } from './store.js'
 import type { Attachment } from './types.js'
 
@@ -88,7 +88,9 @@ export function createChatService (rooms: ChatStore, files: FileStore, topics: T
               joined.delete(room)
               return
             }
-            send({ joined: room })
+            // The session ended while joining: end() left before this join was in.
+            if (over) await rooms.leave(person, room)
+            else send({ joined: room })
             return
           }
           case 'leave':
