@@ -25,7 +25,11 @@ export function answer (author: string, text: string, rooms: Room[]): string {
   return `Hi ${author}! “${said === '' ? '…' : said}” reached me over HTTP/2. Try “@bot help”.`
 }
 
-export interface Bot { stop: () => void }
+export interface Bot {
+  stop: () => void
+  /** In #general now: it hears every post made there from now on. */
+  readonly ready: boolean
+}
 
 export interface BotOptions {
   /** Taking over from a bot that was on another instance: no introduction, and whoever is there already was welcomed. */
@@ -41,6 +45,7 @@ export function startBot (address: string, ChatClient: grpc.ServiceClientConstru
   const greeted = new Set<string>()
   let announced = takeover
   let seenPresence = false
+  let ready = false
 
   const post = (text: string): void => {
     // A moment of "typing…" first, which the pages show through Presence.
@@ -52,10 +57,12 @@ export function startBot (address: string, ChatClient: grpc.ServiceClientConstru
     if (stopped) return
     const call: grpc.ClientDuplexStream<any, ServerEvent> = client.Connect()
     session = call
+    ready = false
     call.write({ hello: { name: BOT_NAME, bot: true } })
     call.write({ join: ROOM })
     call.on('data', (event: ServerEvent) => {
       if (event.event === 'rooms') rooms = event.rooms!.rooms
+      if (event.event === 'joined' && event.joined === ROOM) ready = true
       const message: ChatMessage | undefined = event.message
       if (message === undefined || message.bot || message.room !== ROOM) return
       if (/@bot\b/i.test(message.text)) post(answer(message.author, message.text, rooms))
@@ -94,6 +101,7 @@ export function startBot (address: string, ChatClient: grpc.ServiceClientConstru
 
   connect()
   return {
+    get ready () { return ready && !stopped },
     stop () {
       stopped = true
       presence?.cancel()

@@ -58,6 +58,8 @@ export interface ChatServer {
   url: string
   /** Native gRPC, e.g. 127.0.0.1:50051 */
   grpcAddress: string
+  /** True while this instance runs the bot and the bot is in #general (on Redis: one instance at a time). */
+  botReady: () => boolean
   close: () => Promise<void>
 }
 
@@ -76,7 +78,7 @@ export interface ChatOptions {
 }
 
 /** The bot, on the one instance that holds its lease in Redis; it moves when that instance dies. */
-function leadBot (store: RedisStore, grpcAddress: string, leaseMs: number): { stop: () => Promise<void> } {
+function leadBot (store: RedisStore, grpcAddress: string, leaseMs: number): { stop: () => Promise<void>, readonly ready: boolean } {
   const holder = randomUUID()
   let bot: Bot | null = null
   let stopped = false
@@ -100,6 +102,7 @@ function leadBot (store: RedisStore, grpcAddress: string, leaseMs: number): { st
   renew()
   const timer = setInterval(renew, leaseMs / 3)
   return {
+    get ready () { return bot?.ready ?? false },
     async stop () {
       stopped = true
       clearInterval(timer)
@@ -160,6 +163,7 @@ export async function startChat (options: ChatOptions = {}): Promise<ChatServer>
   return {
     url: `http://${host}:${boundPort}`,
     grpcAddress,
+    botReady: () => bot.ready,
     async close () {
       await bot.stop()
       await app.close()

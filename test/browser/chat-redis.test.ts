@@ -53,6 +53,14 @@ async function waitForMessage (page: Page, author: string, text: string, timeout
     .some(row => row.dataset.author === author && (row.querySelector('.text')?.textContent ?? '').includes(text)), [author, text] as const, { timeout })
 }
 
+async function until (check: () => Promise<boolean>, ms: number): Promise<void> {
+  const end = Date.now() + ms
+  while (!await check()) {
+    if (Date.now() > end) throw new Error(`timed out after ${ms} ms`)
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
 async function post (page: Page, text: string): Promise<void> {
   await page.fill('#text', text)
   await page.press('#text', 'Enter')
@@ -102,6 +110,8 @@ t.test('Should move a page to the other instance when its instance shuts down, a
   await post(carol.page, 'Made it to B')
   await waitForMessage(bob.page, 'Carol', 'Made it to B')
   t.pass('Carol posts again, now through B')
+  // If A ran the bot, it released its lease on the way out, and B's bot takes over.
+  await until(async () => (await b.ask('bot')).ready === true, 10_000)
   await post(bob.page, '@bot time again')
   await waitForMessage(carol.page, BOT_NAME, 'on the server', 15_000)
   await new Promise(resolve => setTimeout(resolve, 2000))

@@ -18,6 +18,9 @@ const chat = await startChat({
   botLeaseMs: BOT_LEASE_MS
 })
 process.send!({ type: 'ready', url: chat.url, grpcAddress: chat.grpcAddress })
+process.on('message', (message: { type: string }) => {
+  if (message.type === 'bot') process.send!({ type: 'bot', ready: chat.botReady() })
+})
 process.on('disconnect', () => {
   chat.close().then(() => process.exit(0), () => process.exit(1))
 })

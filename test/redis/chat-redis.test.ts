@@ -118,6 +118,16 @@ async function history (t: Test, inst: Instance, room: string, limit = 200): Pro
   })
 }
 
+/** Which of `instances` run the bot, once exactly one does with its bot in #general (a takeover takes up to the lease). */
+async function oneBot (instances: Instance[], ms = 15000): Promise<boolean[]> {
+  const end = Date.now() + ms
+  for (;;) {
+    const ready = await Promise.all(instances.map(async inst => (await inst.ask('bot')).ready as boolean))
+    if (ready.filter(Boolean).length === 1 || Date.now() > end) return ready
+    await new Promise(resolve => setTimeout(resolve, 100))
+  }
+}
+
 const range = (prefix: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${prefix}${i}`)
 
 t.test('Should give 20 members on two instances every one of 100 posts from each side, once, with presence and history the same on both', async t => {
@@ -157,6 +167,7 @@ t.test('Should answer each post that mentions @bot exactly once with two instanc
   const [onA, onB] = await presenceIs(t, [a, b], 'general', 21)
   t.same(onA!.filter(m => m.bot).map(m => m.name), [BOT_NAME], 'one bot in #general, seen from A')
   t.same(onB, onA, 'the same seen from B')
+  t.equal((await oneBot([a, b])).filter(Boolean).length, 1, 'one of the two instances runs the bot')
   const askers = [people[0]!, people[19]!] // one on each instance
   for (let i = 0; i < 3; i++) for (const asker of askers) asker.post(`@bot time ${i}`)
   await until(() => people.every(p => answers(p).length >= 6), 15000)
@@ -182,6 +193,8 @@ t.test('Should go on when an instance is killed: its people lapse, the bot lives
   const [lapsed] = await presenceIs(t, [a], 'crash', 10, PRESENCE_TTL_MS * 6)
   t.same(lapsed!.map(m => m.name), onA.map(p => p.name).sort(), 'presence on A: only A\'s members, once B\'s entries lapsed')
 
+  // The bot was on A, or it moves there once B's lease lapses: a post before that has no bot to hear it.
+  t.same(await oneBot([a]), [true], 'A runs the bot')
   const general = new Person('asker', 'A', 'h2', clientOf(t, a, 'h2'), 'general')
   t.teardown(() => { general.leave() })
   await general.joined

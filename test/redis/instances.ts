@@ -24,6 +24,13 @@ export class Instance {
     return message.stats
   }
 
+  /** Sends `{ type }` and resolves with the child's next message. */
+  async ask (type: string): Promise<any> {
+    this.child.send({ type })
+    const [message] = await once(this.child, 'message')
+    return message
+  }
+
   /** Closes it cleanly. */
   async stop (): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return
