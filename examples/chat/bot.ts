@@ -25,16 +25,27 @@ export function answer (author: string, text: string, rooms: Room[]): string {
   return `Hi ${author}! “${said === '' ? '…' : said}” reached me over HTTP/2. Try “@bot help”.`
 }
 
-export interface Bot { stop: () => void }
+export interface Bot {
+  stop: () => void
+  /** In #general now: it hears every post made there from now on. */
+  readonly ready: boolean
+}
 
-export function startBot (address: string, ChatClient: grpc.ServiceClientConstructor): Bot {
+export interface BotOptions {
+  /** Taking over from a bot that was on another instance: no introduction, and whoever is there already was welcomed. */
+  takeover?: boolean
+}
+
+export function startBot (address: string, ChatClient: grpc.ServiceClientConstructor, { takeover = false }: BotOptions = {}): Bot {
   const client = new ChatClient(address, grpc.credentials.createInsecure())
   let stopped = false
   let session: grpc.ClientDuplexStream<any, ServerEvent> | null = null
   let presence: grpc.ClientReadableStream<PresenceUpdate> | null = null
   let rooms: Room[] = []
   const greeted = new Set<string>()
-  let announced = false
+  let announced = takeover
+  let seenPresence = false
+  let ready = false
 
   const post = (text: string): void => {
     // A moment of "typing…" first, which the pages show through Presence.
@@ -46,10 +57,12 @@ export function startBot (address: string, ChatClient: grpc.ServiceClientConstru
     if (stopped) return
     const call: grpc.ClientDuplexStream<any, ServerEvent> = client.Connect()
     session = call
+    ready = false
     call.write({ hello: { name: BOT_NAME, bot: true } })
     call.write({ join: ROOM })
     call.on('data', (event: ServerEvent) => {
       if (event.event === 'rooms') rooms = event.rooms!.rooms
+      if (event.event === 'joined' && event.joined === ROOM) ready = true
       const message: ChatMessage | undefined = event.message
       if (message === undefined || message.bot || message.room !== ROOM) return
       if (/@bot\b/i.test(message.text)) post(answer(message.author, message.text, rooms))
@@ -71,7 +84,13 @@ export function startBot (address: string, ChatClient: grpc.ServiceClientConstru
     const stream: grpc.ClientReadableStream<PresenceUpdate> = client.Presence({ room: ROOM })
     presence = stream
     stream.on('data', (update: PresenceUpdate) => {
+      const welcome = !takeover || seenPresence
+      seenPresence = true
       for (const member of update.members) {
+        if (!welcome) {
+          greeted.add(member.name)
+          continue
+        }
         if (member.bot || greeted.has(member.name)) continue
         greeted.add(member.name)
         post(`Welcome, ${member.name}! Mention @bot to talk to me.`)
@@ -82,6 +101,7 @@ export function startBot (address: string, ChatClient: grpc.ServiceClientConstru
 
   connect()
   return {
+    get ready () { return ready && !stopped },
     stop () {
       stopped = true
       presence?.cancel()

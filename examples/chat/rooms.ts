@@ -1,16 +1,11 @@
 /**
- * The chat's state, in memory: rooms, their recent messages, who is in each
- * and who is typing. Listeners hear about every change; the gRPC handlers
- * turn them into stream writes.
+ * The chat's state in memory (`npm start`): one process, nothing to install.
+ * Listeners hear about every change; the gRPC handlers turn them into
+ * stream writes.
  */
 import { randomUUID } from 'node:crypto'
+import { HISTORY_KEPT, MAX_ROOMS, since, sortMembers, subscribe, TYPING_LAPSES_MS, type ChatStore, type Person } from './store.js'
 import type { Attachment, ChatMessage, Member, Room } from './types.js'
-
-const HISTORY_KEPT = 500
-const TYPING_LAPSES_MS = 4000
-const MAX_ROOMS = 30
-
-export interface Person { id: string, name: string, bot: boolean }
 
 interface RoomState {
   name: string
@@ -20,13 +15,10 @@ interface RoomState {
   members: Map<string, { person: Person, typingUntil: number }>
 }
 
-type Listener<T> = (value: T) => void
-
-export class ChatRooms {
+export class ChatRooms implements ChatStore {
   private readonly rooms = new Map<string, RoomState>()
-  private readonly messageListeners = new Set<Listener<ChatMessage>>()
-  private readonly presenceListeners = new Set<Listener<string>>()
-  private readonly roomListeners = new Set<Listener<Room[]>>()
+  private readonly presenceListeners = new Set<(room: string, members: Member[]) => void>()
+  private readonly roomListeners = new Set<(rooms: Room[]) => void>()
   private readonly typingTimer: ReturnType<typeof setInterval>
 
   constructor (seed: Array<{ name: string, topic: string }>) {
@@ -36,20 +28,19 @@ export class ChatRooms {
     this.typingTimer.unref()
   }
 
-  close (): void {
+  async close (): Promise<void> {
     clearInterval(this.typingTimer)
   }
 
-  list (): Room[] {
-    return [...this.rooms.values()].map(r => ({ name: r.name, topic: r.topic, members: r.members.size }))
+  async list (): Promise<Room[]> {
+    return this.roomList()
   }
 
-  has (room: string): boolean {
+  async has (room: string): Promise<boolean> {
     return this.rooms.has(room)
   }
 
-  /** Joins `room`, creating it if new; returns false when no more rooms may be made. */
-  join (person: Person, room: string): boolean {
+  async join (person: Person, room: string): Promise<boolean> {
     let state = this.rooms.get(room)
     if (state === undefined) {
       if (this.rooms.size >= MAX_ROOMS) return false
@@ -63,19 +54,13 @@ export class ChatRooms {
     return true
   }
 
-  leave (person: Person, room: string): void {
+  async leave (person: Person, room: string): Promise<void> {
     if (this.rooms.get(room)?.members.delete(person.id) !== true) return
     this.changedPresence(room)
     this.changedRooms()
   }
 
-  leaveAll (person: Person): void {
-    for (const room of this.rooms.values()) {
-      if (room.members.has(person.id)) this.leave(person, room.name)
-    }
-  }
-
-  typing (person: Person, room: string): void {
+  async typing (person: Person, room: string): Promise<void> {
     const member = this.rooms.get(room)?.members.get(person.id)
     if (member === undefined) return
     const wasTyping = member.typingUntil > Date.now()
@@ -83,7 +68,7 @@ export class ChatRooms {
     if (!wasTyping) this.changedPresence(room)
   }
 
-  post (person: Person, room: string, text: string, attachment: Attachment | null): ChatMessage | null {
+  async post (person: Person, room: string, text: string, attachment: Attachment | null): Promise<ChatMessage | null> {
     const state = this.rooms.get(room)
     const member = state?.members.get(person.id)
     if (state === undefined || member === undefined) return null
@@ -94,32 +79,37 @@ export class ChatRooms {
       member.typingUntil = 0
       this.changedPresence(room)
     }
-    for (const listener of [...this.messageListeners]) listener(message)
     return message
   }
 
-  history (room: string, limit: number): ChatMessage[] {
-    return this.rooms.get(room)?.messages.slice(-limit) ?? []
+  async history (room: string, limit: number, sinceId?: string): Promise<ChatMessage[]> {
+    return since(this.rooms.get(room)?.messages ?? [], limit, sinceId)
   }
 
-  presence (room: string): Member[] {
+  async presence (room: string): Promise<Member[]> {
+    return this.members(room)
+  }
+
+  onPresence (listener: (room: string, members: Member[]) => void): () => void { return subscribe(this.presenceListeners, listener) }
+  onRooms (listener: (rooms: Room[]) => void): () => void { return subscribe(this.roomListeners, listener) }
+
+  private roomList (): Room[] {
+    return [...this.rooms.values()].map(r => ({ name: r.name, topic: r.topic, members: r.members.size }))
+  }
+
+  private members (room: string): Member[] {
     const now = Date.now()
-    return [...(this.rooms.get(room)?.members.values() ?? [])]
-      .map(({ person, typingUntil }) => ({ name: person.name, bot: person.bot, typing: typingUntil > now }))
-      .sort((a, b) => Number(a.bot) - Number(b.bot) || a.name.localeCompare(b.name))
+    return sortMembers([...(this.rooms.get(room)?.members.values() ?? [])]
+      .map(({ person, typingUntil }) => ({ name: person.name, bot: person.bot, typing: typingUntil > now })))
   }
-
-  onMessage (listener: Listener<ChatMessage>): () => void { return subscribe(this.messageListeners, listener) }
-  /** Hears the name of each room whose presence changed. */
-  onPresence (listener: Listener<string>): () => void { return subscribe(this.presenceListeners, listener) }
-  onRooms (listener: Listener<Room[]>): () => void { return subscribe(this.roomListeners, listener) }
 
   private changedPresence (room: string): void {
-    for (const listener of [...this.presenceListeners]) listener(room)
+    const members = this.members(room)
+    for (const listener of [...this.presenceListeners]) listener(room, members)
   }
 
   private changedRooms (): void {
-    const rooms = this.list()
+    const rooms = this.roomList()
     for (const listener of [...this.roomListeners]) listener(rooms)
   }
 
@@ -136,9 +126,4 @@ export class ChatRooms {
       if (lapsed) this.changedPresence(room.name)
     }
   }
-}
-
-function subscribe<T> (set: Set<Listener<T>>, listener: Listener<T>): () => void {
-  set.add(listener)
-  return () => { set.delete(listener) }
 }

@@ -4,10 +4,11 @@
  * HTTP/2, unchanged.
  */
 import * as grpc from '@grpc/grpc-js'
+import type { Subscription, Topics } from 'fastify-grpc-ws'
 import { randomUUID } from 'node:crypto'
 import { FileStore, MAX_FILE_BYTES, type StoredFile } from './files.js'
-import type { ChatRooms, Person } from './rooms.js'
-import type { Attachment, ChatMessage } from './types.js'
+import type { ChatStore, Person } from './store.js'
+import type { Attachment } from './types.js'
 
 const MAX_TEXT = 2000
 
@@ -31,22 +32,30 @@ function fail (call: grpc.ServerWritableStream<any, any> | grpc.ServerDuplexStre
   call.emit('error', { code, details })
 }
 
-export function createChatService (rooms: ChatRooms, files: FileStore): grpc.UntypedServiceImplementation {
+/** Where a room's messages are published: every session in the room, on every instance, is subscribed. */
+const roomTopic = (room: string): string => `chat:room:${room}`
+
+export function createChatService (rooms: ChatStore, files: FileStore, topics: Topics, definition: grpc.ServiceDefinition): grpc.UntypedServiceImplementation {
+  // A message is encoded once, as the ServerEvent every session receives.
+  const encodeEvent = definition.Connect!.responseSerialize
   return {
     Connect (call: grpc.ServerDuplexStream<any, any>) {
       let person: Person | null = null
       let over = false
-      const joined = new Set<string>()
+      const joined = new Map<string, Subscription>()
       const unsubscribe: Array<() => void> = []
       const end = (): void => {
         if (over) return
         over = true
         for (const stop of unsubscribe) stop()
-        if (person !== null) rooms.leaveAll(person)
+        for (const [room, subscription] of joined) {
+          subscription.unsubscribe()
+          if (person !== null) void rooms.leave(person, room).catch(() => {})
+        }
       }
       const send = (event: object): void => { if (!over) call.write(event) }
 
-      call.on('data', (event: any) => {
+      const handle = async (event: any): Promise<void> => {
         if (over) return
         if (person === null) {
           if (event.event !== 'hello') {
@@ -61,59 +70,98 @@ export function createChatService (rooms: ChatRooms, files: FileStore): grpc.Unt
             return
           }
           person = { id: randomUUID(), name, bot: event.hello.bot === true }
-          send({ rooms: { rooms: rooms.list() } })
           unsubscribe.push(rooms.onRooms(list => { send({ rooms: { rooms: list } }) }))
-          unsubscribe.push(rooms.onMessage((message: ChatMessage) => { if (joined.has(message.room)) send({ message }) }))
+          send({ rooms: { rooms: await rooms.list() } })
           return
         }
         switch (event.event) {
           case 'join': {
             const room = cleanRoom(event.join)
-            if (room !== null && rooms.join(person, room)) joined.add(room)
+            if (room === null || joined.has(room)) return
+            // Subscribed before joining, so that nothing posted after "joined" is missed.
+            const subscription = topics.subscribe(roomTopic(room), call)
+            joined.set(room, subscription)
+            await subscription.ready
+            if (over) return
+            if (!await rooms.join(person, room)) {
+              subscription.unsubscribe()
+              joined.delete(room)
+              return
+            }
+            // The session ended while joining: end() left before this join was in.
+            if (over) await rooms.leave(person, room)
+            else send({ joined: room })
             return
           }
           case 'leave':
+            if (!joined.has(event.leave)) return
+            joined.get(event.leave)!.unsubscribe()
             joined.delete(event.leave)
-            rooms.leave(person, event.leave)
+            await rooms.leave(person, event.leave)
             return
           case 'typing':
-            rooms.typing(person, event.typing)
+            await rooms.typing(person, event.typing)
             return
           case 'post': {
             const text = String(event.post.text ?? '').trim().slice(0, MAX_TEXT)
             // Only files this server stored: a client cannot point others anywhere else.
             const file = typeof event.post.attachment?.id === 'string' ? files.get(event.post.attachment.id) : undefined
             if (text === '' && file === undefined) return
-            rooms.post(person, event.post.room, text, file === undefined ? null : attachmentOf(file))
+            const message = await rooms.post(person, event.post.room, text, file === undefined ? null : attachmentOf(file))
+            if (message !== null) await topics.publishEncoded(roomTopic(message.room), encodeEvent({ message }))
           }
         }
+      }
+      // One event at a time, in order: a post waits for the join before it.
+      let queue = Promise.resolve()
+      call.on('data', (event: any) => {
+        queue = queue.then(async () => { await handle(event) }).catch(() => {
+          end()
+          fail(call, grpc.status.UNAVAILABLE, 'The chat\'s store is unavailable')
+        })
       })
       call.on('end', () => {
-        end()
-        call.end()
+        void queue.then(() => {
+          end()
+          call.end()
+        })
       })
       call.on('cancelled', end)
     },
 
     Presence (call: grpc.ServerWritableStream<any, any>) {
       const room = call.request.room as string
-      if (!rooms.has(room)) {
-        fail(call, grpc.status.NOT_FOUND, `No room named ${room}`)
-        return
-      }
-      const push = (): void => { call.write({ room, members: rooms.presence(room) }) }
-      push()
-      const stop = rooms.onPresence(changed => { if (changed === room) push() })
+      let updated = false
+      const stop = rooms.onPresence((changed, members) => {
+        if (changed !== room) return
+        updated = true
+        call.write({ room, members })
+      })
       call.on('cancelled', stop)
+      rooms.has(room).then(async exists => {
+        if (!exists) {
+          stop()
+          fail(call, grpc.status.NOT_FOUND, `No room named ${room}`)
+          return
+        }
+        const members = await rooms.presence(room)
+        // An update that came meanwhile is newer.
+        if (!updated) call.write({ room, members })
+      }).catch(() => {
+        stop()
+        fail(call, grpc.status.UNAVAILABLE, 'The chat\'s store is unavailable')
+      })
     },
 
     History (call: grpc.ServerUnaryCall<any, any>, callback: grpc.sendUnaryData<any>) {
-      const { room, limit } = call.request
-      if (!rooms.has(room)) {
-        callback({ code: grpc.status.NOT_FOUND, details: `No room named ${String(room)}` })
-        return
-      }
-      callback(null, { messages: rooms.history(room, Math.min(200, limit > 0 ? limit : 50)) })
+      const { room, limit, sinceId } = call.request
+      rooms.has(room).then(async exists => {
+        if (!exists) {
+          callback({ code: grpc.status.NOT_FOUND, details: `No room named ${String(room)}` })
+          return
+        }
+        callback(null, { messages: await rooms.history(room, Math.min(200, limit > 0 ? limit : 50), sinceId) })
+      }).catch(() => { callback({ code: grpc.status.UNAVAILABLE, details: 'The chat\'s store is unavailable' }) })
     },
 
     Upload (call: grpc.ServerReadableStream<any, any>, callback: grpc.sendUnaryData<any>) {

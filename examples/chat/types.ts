@@ -30,12 +30,13 @@ export type ClientEvent =
 
 /** `event` names the field that is set (the oneof). */
 export interface ServerEvent {
-  event?: 'rooms' | 'message'
+  event?: 'rooms' | 'message' | 'joined'
   rooms?: { rooms: Room[] }
   message?: ChatMessage
+  joined?: string
 }
 
 export interface PresenceUpdate { room: string, members: Member[] }
-export interface HistoryRequest { room: string, limit?: number }
+export interface HistoryRequest { room: string, limit?: number, sinceId?: string }
 export interface HistoryResponse { messages: ChatMessage[] }
 export interface UploadChunk { name?: string, mimeType?: string, data: Uint8Array }

@@ -1,4 +1,4 @@
-/** Starts and stops instance.ts processes. */
+/** Starts and stops instance processes: instance.ts (the fan-out app), or another script given to start(). */
 import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
@@ -8,9 +8,9 @@ const CHILD = fileURLToPath(new URL('./instance.ts', import.meta.url))
 export class Instance {
   private constructor (readonly child: ChildProcess, readonly url: string, readonly grpcAddress: string) {}
 
-  static async start (redisSocket: string): Promise<Instance> {
+  static async start (redisSocket: string, script = CHILD): Promise<Instance> {
     // The parent's own TypeScript loader (tap's), as test/helpers/server-process.ts.
-    const child = fork(CHILD, [redisSocket], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+    const child = fork(script, [redisSocket], { execArgv: process.execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
     const [message] = await Promise.race([
       once(child, 'message') as Promise<[{ url: string, grpcAddress: string }]>,
       once(child, 'exit').then(([code]) => { throw new Error(`instance exited (${String(code)}) before it was ready`) })
@@ -22,6 +22,13 @@ export class Instance {
     this.child.send({ type: 'stats', topic })
     const [message] = await once(this.child, 'message') as [{ stats: unknown }]
     return message.stats
+  }
+
+  /** Sends `{ type }` and resolves with the child's next message. */
+  async ask (type: string): Promise<any> {
+    this.child.send({ type })
+    const [message] = await once(this.child, 'message')
+    return message
   }
 
   /** Closes it cleanly. */

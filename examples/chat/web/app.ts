@@ -71,7 +71,6 @@ const messages = new Map<string, ChatMessage[]>()
 const seen = new Set<string>()
 const unread = new Map<string, number>()
 let session: Outbox | null = null
-let loadedThisSession = false
 let presenceStop: AbortController | null = null
 let lastTypingSent = 0
 
@@ -85,12 +84,14 @@ function send (event: ClientEvent): boolean {
 }
 
 // --- the session: a bidi call, reopened whenever it ends ------------------------
+// When the server shuts down (GOAWAY) or the socket drops, the next session
+// goes out on a new connection, maybe to another instance; each room then
+// catches up from history after the last message seen, so nothing is lost.
 
 async function runSession (): Promise<void> {
   for (;;) {
     const outbox = new Outbox()
     session = outbox
-    loadedThisSession = false
     outbox.push({ event: { case: 'hello', value: { name: me } } })
     for (const room of joined) outbox.push({ event: { case: 'join', value: room } })
     try {
@@ -110,14 +111,14 @@ function onServerEvent (event: ServerEvent): void {
   if (event.event.case === 'rooms') {
     rooms = event.event.value.rooms
     renderRooms()
-    // Load the room once the server has it (a new room exists once joined).
-    if (!loadedThisSession && rooms.some(r => r.name === current)) {
-      loadedThisSession = true
-      void loadRoom(current)
-    }
+  } else if (event.event.case === 'joined') {
+    // Live from now on: fill in what came before (or while disconnected).
+    const room = event.event.value
+    void catchUp(room)
+    if (room === current) void watchPresence(room)
   } else if (event.event.case === 'message') {
     const message = event.event.value
-    if (!addMessages(message.room, [message])) return
+    if (addMessages(message.room, [message]) === 0) return
     if (message.room === current) {
       renderMessages()
     } else {
@@ -127,18 +128,28 @@ function onServerEvent (event: ServerEvent): void {
   }
 }
 
-/** History (unary) fills the room; then its Presence stream runs until the room changes. */
-async function loadRoom (room: string): Promise<void> {
+/** History (unary): the latest messages of a room, or those after the last one seen. */
+async function catchUp (room: string): Promise<void> {
+  const sinceId = messages.get(room)?.at(-1)?.id ?? ''
+  try {
+    const { messages: history } = await chat.history({ room, limit: sinceId === '' ? 100 : 200, sinceId }, { timeoutMs: 10_000 })
+    const added = addMessages(room, history)
+    if (added === 0) return
+    if (room === current) renderMessages()
+    else if (sinceId !== '') {
+      unread.set(room, (unread.get(room) ?? 0) + added)
+      renderRooms()
+    }
+  } catch (err) {
+    toast(describe(err))
+  }
+}
+
+/** The room's Presence stream (server streaming), until the room changes or the session ends. */
+async function watchPresence (room: string): Promise<void> {
   presenceStop?.abort()
   const stop = new AbortController()
   presenceStop = stop
-  try {
-    const { messages: history } = await chat.history({ room, limit: 100 }, { timeoutMs: 10_000 })
-    addMessages(room, history)
-    if (room === current) renderMessages()
-  } catch (err) {
-    if (!stop.signal.aborted) toast(describe(err))
-  }
   try {
     for await (const update of chat.presence({ room }, { signal: stop.signal })) {
       if (room === current) renderPeople(update.members)
@@ -148,14 +159,15 @@ async function loadRoom (room: string): Promise<void> {
   }
 }
 
-function addMessages (room: string, incoming: ChatMessage[]): boolean {
+/** Adds the messages not seen yet; returns how many. */
+function addMessages (room: string, incoming: ChatMessage[]): number {
   const list = messages.get(room) ?? []
-  let added = false
+  let added = 0
   for (const message of incoming) {
     if (seen.has(message.id)) continue
     seen.add(message.id)
     list.push(message)
-    added = true
+    added++
   }
   list.sort((a, b) => a.sentAt - b.sentAt)
   messages.set(room, list)
@@ -165,7 +177,8 @@ function addMessages (room: string, incoming: ChatMessage[]): boolean {
 function selectRoom (room: string): void {
   current = room
   unread.delete(room)
-  if (!joined.has(room)) {
+  const fresh = !joined.has(room)
+  if (fresh) {
     joined.add(room)
     send({ event: { case: 'join', value: room } })
   }
@@ -174,8 +187,8 @@ function selectRoom (room: string): void {
   renderRooms()
   renderMessages(true)
   renderPeople([])
-  if (rooms.some(r => r.name === room)) void loadRoom(room)
-  else loadedThisSession = false
+  // A room joined before is live already; a new one starts with "joined".
+  if (!fresh) void watchPresence(room)
   $<HTMLInputElement>('text').focus()
 }
 

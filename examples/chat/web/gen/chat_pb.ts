@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file chat.proto.
  */
 export const file_chat: GenFile = /*@__PURE__*/
-  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IoMBCgtDbGllbnRFdmVudBIcCgVoZWxsbxgBIAEoCzILLmNoYXQuSGVsbG9IABIOCgRqb2luGAIgASgJSAASDwoFbGVhdmUYAyABKAlIABIaCgRwb3N0GAQgASgLMgouY2hhdC5Qb3N0SAASEAoGdHlwaW5nGAUgASgJSABCBwoFZXZlbnQiIgoFSGVsbG8SDAoEbmFtZRgBIAEoCRILCgNib3QYAiABKAgiSAoEUG9zdBIMCgRyb29tGAEgASgJEgwKBHRleHQYAiABKAkSJAoKYXR0YWNobWVudBgDIAEoCzIQLmNoYXQuQXR0YWNobWVudCJdCgtTZXJ2ZXJFdmVudBIfCgVyb29tcxgBIAEoCzIOLmNoYXQuUm9vbUxpc3RIABIkCgdtZXNzYWdlGAIgASgLMhEuY2hhdC5DaGF0TWVzc2FnZUgAQgcKBWV2ZW50IiUKCFJvb21MaXN0EhkKBXJvb21zGAEgAygLMgouY2hhdC5Sb29tIjQKBFJvb20SDAoEbmFtZRgBIAEoCRINCgV0b3BpYxgCIAEoCRIPCgdtZW1iZXJzGAMgASgNIpkBCgtDaGF0TWVzc2FnZRIKCgJpZBgBIAEoCRIMCgRyb29tGAIgASgJEg4KBmF1dGhvchgDIAEoCRILCgNib3QYBCABKAgSDAoEdGV4dBgFIAEoCRIPCgdzZW50X2F0GAYgASgBEiQKCmF0dGFjaG1lbnQYByABKAsyEC5jaGF0LkF0dGFjaG1lbnQSDgoGc3lzdGVtGAggASgIIlQKCkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCgltaW1lX3R5cGUYAyABKAkSDAoEc2l6ZRgEIAEoDRILCgN1cmwYBSABKAkiPAoLVXBsb2FkQ2h1bmsSDAoEbmFtZRgBIAEoCRIRCgltaW1lX3R5cGUYAiABKAkSDAoEZGF0YRgDIAEoDCIfCg9QcmVzZW5jZVJlcXVlc3QSDAoEcm9vbRgBIAEoCSI9Cg5QcmVzZW5jZVVwZGF0ZRIMCgRyb29tGAEgASgJEh0KB21lbWJlcnMYAiADKAsyDC5jaGF0Lk1lbWJlciIzCgZNZW1iZXISDAoEbmFtZRgBIAEoCRILCgNib3QYAiABKAgSDgoGdHlwaW5nGAMgASgIIi0KDkhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSDQoFbGltaXQYAiABKA0iNgoPSGlzdG9yeVJlc3BvbnNlEiMKCG1lc3NhZ2VzGAEgAygLMhEuY2hhdC5DaGF0TWVzc2FnZTLfAQoEQ2hhdBIzCgdDb25uZWN0EhEuY2hhdC5DbGllbnRFdmVudBoRLmNoYXQuU2VydmVyRXZlbnQoATABEjkKCFByZXNlbmNlEhUuY2hhdC5QcmVzZW5jZVJlcXVlc3QaFC5jaGF0LlByZXNlbmNlVXBkYXRlMAESNgoHSGlzdG9yeRIULmNoYXQuSGlzdG9yeVJlcXVlc3QaFS5jaGF0Lkhpc3RvcnlSZXNwb25zZRIvCgZVcGxvYWQSES5jaGF0LlVwbG9hZENodW5rGhAuY2hhdC5BdHRhY2htZW50KAFiBnByb3RvMw");
+  fileDesc("CgpjaGF0LnByb3RvEgRjaGF0IoMBCgtDbGllbnRFdmVudBIcCgVoZWxsbxgBIAEoCzILLmNoYXQuSGVsbG9IABIOCgRqb2luGAIgASgJSAASDwoFbGVhdmUYAyABKAlIABIaCgRwb3N0GAQgASgLMgouY2hhdC5Qb3N0SAASEAoGdHlwaW5nGAUgASgJSABCBwoFZXZlbnQiIgoFSGVsbG8SDAoEbmFtZRgBIAEoCRILCgNib3QYAiABKAgiSAoEUG9zdBIMCgRyb29tGAEgASgJEgwKBHRleHQYAiABKAkSJAoKYXR0YWNobWVudBgDIAEoCzIQLmNoYXQuQXR0YWNobWVudCJvCgtTZXJ2ZXJFdmVudBIfCgVyb29tcxgBIAEoCzIOLmNoYXQuUm9vbUxpc3RIABIkCgdtZXNzYWdlGAIgASgLMhEuY2hhdC5DaGF0TWVzc2FnZUgAEhAKBmpvaW5lZBgDIAEoCUgAQgcKBWV2ZW50IiUKCFJvb21MaXN0EhkKBXJvb21zGAEgAygLMgouY2hhdC5Sb29tIjQKBFJvb20SDAoEbmFtZRgBIAEoCRINCgV0b3BpYxgCIAEoCRIPCgdtZW1iZXJzGAMgASgNIpkBCgtDaGF0TWVzc2FnZRIKCgJpZBgBIAEoCRIMCgRyb29tGAIgASgJEg4KBmF1dGhvchgDIAEoCRILCgNib3QYBCABKAgSDAoEdGV4dBgFIAEoCRIPCgdzZW50X2F0GAYgASgBEiQKCmF0dGFjaG1lbnQYByABKAsyEC5jaGF0LkF0dGFjaG1lbnQSDgoGc3lzdGVtGAggASgIIlQKCkF0dGFjaG1lbnQSCgoCaWQYASABKAkSDAoEbmFtZRgCIAEoCRIRCgltaW1lX3R5cGUYAyABKAkSDAoEc2l6ZRgEIAEoDRILCgN1cmwYBSABKAkiPAoLVXBsb2FkQ2h1bmsSDAoEbmFtZRgBIAEoCRIRCgltaW1lX3R5cGUYAiABKAkSDAoEZGF0YRgDIAEoDCIfCg9QcmVzZW5jZVJlcXVlc3QSDAoEcm9vbRgBIAEoCSI9Cg5QcmVzZW5jZVVwZGF0ZRIMCgRyb29tGAEgASgJEh0KB21lbWJlcnMYAiADKAsyDC5jaGF0Lk1lbWJlciIzCgZNZW1iZXISDAoEbmFtZRgBIAEoCRILCgNib3QYAiABKAgSDgoGdHlwaW5nGAMgASgIIj8KDkhpc3RvcnlSZXF1ZXN0EgwKBHJvb20YASABKAkSDQoFbGltaXQYAiABKA0SEAoIc2luY2VfaWQYAyABKAkiNgoPSGlzdG9yeVJlc3BvbnNlEiMKCG1lc3NhZ2VzGAEgAygLMhEuY2hhdC5DaGF0TWVzc2FnZTLfAQoEQ2hhdBIzCgdDb25uZWN0EhEuY2hhdC5DbGllbnRFdmVudBoRLmNoYXQuU2VydmVyRXZlbnQoATABEjkKCFByZXNlbmNlEhUuY2hhdC5QcmVzZW5jZVJlcXVlc3QaFC5jaGF0LlByZXNlbmNlVXBkYXRlMAESNgoHSGlzdG9yeRIULmNoYXQuSGlzdG9yeVJlcXVlc3QaFS5jaGF0Lkhpc3RvcnlSZXNwb25zZRIvCgZVcGxvYWQSES5jaGF0LlVwbG9hZENodW5rGhAuY2hhdC5BdHRhY2htZW50KAFiBnByb3RvMw");
 
 /**
  * @generated from message chat.ClientEvent
@@ -133,6 +133,15 @@ export type ServerEvent = Message<"chat.ServerEvent"> & {
      */
     value: ChatMessage;
     case: "message";
+  } | {
+    /**
+     * A room name: the join is done, its messages come live from now on (the
+     * moment to read its history, or catch up after a reconnect).
+     *
+     * @generated from field: string joined = 3;
+     */
+    value: string;
+    case: "joined";
   } | { case: undefined; value?: undefined };
 };
 
@@ -387,11 +396,19 @@ export type HistoryRequest = Message<"chat.HistoryRequest"> & {
   room: string;
 
   /**
-   * At most this many (default 50, at most 200).
+   * At most this many (default 50, at most 200), the latest.
    *
    * @generated from field: uint32 limit = 2;
    */
   limit: number;
+
+  /**
+   * Only the messages after this one (a page catching up after a reconnect);
+   * if it is no longer kept, the latest ones.
+   *
+   * @generated from field: string since_id = 3;
+   */
+  sinceId: string;
 };
 
 /**
