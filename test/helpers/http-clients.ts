@@ -52,6 +52,8 @@ export interface HttpClient {
   serverStream (request: Request, o?: CallOpts): Promise<Outcome>
   /** Present for clients that stream request bodies. */
   clientStream?: (requests: Request[], o?: CallOpts) => Promise<Outcome>
+  /** The largest request message the client can send unary, when it is bounded (a GET carries it in the URL). */
+  maxUnaryRequest?: number
   /** Present for clients that do full-duplex bidi: sends each message once the previous answer arrived. */
   bidi?: (messages: string[]) => Promise<string[]>
   /** A declared method without an implementation, and one of an unknown service. */
@@ -77,7 +79,7 @@ const empty = (): Outcome => ({ code: 0, details: '', messages: [], headers: {},
 
 // --- connect-es (connect-web's fetch transports, connect-node's) ---
 
-export function connectClient (name: string, transport: ConnectTransport, { clientStreaming = false, bidi = false } = {}): HttpClient {
+export function connectClient (name: string, transport: ConnectTransport, { clientStreaming = false, bidi = false, maxUnaryRequest = undefined as number | undefined } = {}): HttpClient {
   const client: any = createConnectClient(TestService, transport)
   const path = (method: string): any => ({ ...TestService.method[method], name: 'Nope', parent: { ...TestService, typeName: 'test.Nope' } })
   const run = async (o: CallOpts, fn: (options: object, out: Outcome) => Promise<void>): Promise<Outcome> => {
@@ -104,6 +106,7 @@ export function connectClient (name: string, transport: ConnectTransport, { clie
   const toResponse = (m: any): Response => ({ message: m.message, payload: Buffer.from(m.payload) })
   const c: HttpClient = {
     name,
+    maxUnaryRequest,
     unary: async (request, o = {}) => await run(o, async (options, out) => { out.messages.push(toResponse(await client.unary(request, options))) }),
     serverStream: async (request, o = {}) => await run(o, async (options, out) => { for await (const m of client.serverStream(request, options)) out.messages.push(toResponse(m)) }),
     missing: async () => await run({}, async (options, out) => { out.messages.push(toResponse(await client.missing({}, options))) }),
