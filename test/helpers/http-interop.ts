@@ -6,7 +6,7 @@
  * reaching the handler, unimplemented method and service, 100 concurrent
  * calls, and client streaming where the client can stream a request body.
  */
-import Fastify from 'fastify'
+import Fastify, { type FastifyRequest } from 'fastify'
 import { EventEmitter } from 'node:events'
 import type { Test } from 'tap'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
@@ -32,7 +32,7 @@ export async function startHttpEnv (t: Test, options: Partial<FastifyGrpcWsOptio
   // forceCloseConnections: close() would otherwise wait for the clients' idle sessions.
   const app = (http2 ? Fastify({ http2: true, forceCloseConnections: true }) : Fastify()) as unknown as ReturnType<typeof Fastify>
   const requests: string[] = []
-  app.addHook('onRequest', async request => { requests.push(`${request.method} ${request.url.split('?')[0]!}`) })
+  app.addHook('onRequest', async (request: FastifyRequest) => { requests.push(`${request.method} ${request.url.split('?')[0]!}`) })
   await app.register(fastifyGrpcWs, { ...options, services: [{ definition: testDefinition, implementation: createTestService(events) }] })
   await app.listen({ port: 0, host: '127.0.0.1' })
   t.teardown(async () => { await app.close() })

@@ -143,16 +143,15 @@ export async function registerHttpRoutes (fastify: FastifyInstance, server: Http
     }
   }
 
-  // Connect's unary GET. A GET to a path that is no method of the server,
-  // and whose query does not ask for Connect either, is not this route's:
-  // the app's not-found handler answers it, as before these routes.
+  // Connect's unary GET. A GET whose query has none of Connect's
+  // parameters is not a Connect call: the app's not-found handler answers
+  // it, as it did before these routes.
   async function handleGet (request: FastifyRequest, reply: FastifyReply): Promise<void> {
     const req = request.raw
     const path = '/' + (request.params as { '*': string })['*']
     const url = req.url ?? ''
     const q = url.indexOf('?')
-    const query = q === -1 ? '' : url.slice(q + 1)
-    if (server.dispatcher.lookup(path) === undefined && !/(^|&)(connect|encoding)=/.test(query)) {
+    if (q === -1 || !/(^|&)(connect|encoding|message|base64|compression)=/.test(url.slice(q + 1))) {
       reply.callNotFound()
       return
     }
@@ -179,7 +178,18 @@ export async function registerHttpRoutes (fastify: FastifyInstance, server: Http
     scope.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
     scope.post(`${prefix === '/' ? '' : prefix}/*`, handle)
     // No HEAD route: a HEAD would run the call for nothing.
-    if (getHere) scope.get(`${prefix === '/' ? '' : prefix}/*`, { exposeHeadRoute: false }, handleGet)
+    // An upgrade request is refused as if there were no route (the
+    // grpc-websockets route is off), before @fastify/websocket would take it.
+    if (getHere) {
+      scope.get(`${prefix === '/' ? '' : prefix}/*`, {
+        exposeHeadRoute: false,
+        onRequest: async (request, reply) => {
+          if (!request.ws) return
+          reply.callNotFound()
+          return reply
+        }
+      }, handleGet)
+    }
   })
   return options.connect && !getHere ? handleGet : undefined
 }
