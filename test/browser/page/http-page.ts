@@ -1,7 +1,8 @@
 /**
  * The page test/browser/http.test.ts loads: stock HTTP clients, unmodified,
  * bundled by esbuild for the browser: connect-web's gRPC-Web and Connect
- * transports (binary and JSON) and the official grpc-web client (XHR) in
+ * transports (binary and JSON, and Connect with GET for the side-effect-free
+ * unary method) and the official grpc-web client (XHR) in
  * text and binary mode, calling the test service on the plugin's HTTP
  * routes, at the page's own origin or (for the CORS scenario) another one.
  *
@@ -113,11 +114,14 @@ const scenarios = {
   grpcWeb: async (nonAscii: string, id: string) => await connectScenarios(createGrpcWebTransport({ baseUrl: `${location.origin}/grpc` }), nonAscii, id),
   connectBinary: async (nonAscii: string, id: string) => await connectScenarios(createConnectTransport({ baseUrl: `${location.origin}/grpc`, useBinaryFormat: true }), nonAscii, id),
   connectJson: async (nonAscii: string, id: string) => await connectScenarios(createConnectTransport({ baseUrl: `${location.origin}/grpc` }), nonAscii, id),
+  // Unary calls as GET (test.Test/Unary is marked NO_SIDE_EFFECTS); server streaming stays POST.
+  connectGetBinary: async (nonAscii: string, id: string) => await connectScenarios(createConnectTransport({ baseUrl: `${location.origin}/grpc`, useBinaryFormat: true, useHttpGet: true }), nonAscii, id),
+  connectGetJson: async (nonAscii: string, id: string) => await connectScenarios(createConnectTransport({ baseUrl: `${location.origin}/grpc`, useHttpGet: true }), nonAscii, id),
   officialText: async (nonAscii: string, id: string) => await officialScenarios('text', nonAscii, id),
   officialBinary: async (nonAscii: string, id: string) => await officialScenarios('binary', nonAscii, id),
   /** From this page's origin to another: a call with metadata, a response header read. */
-  crossOrigin: async (baseUrl: string) => {
-    const client: any = createClient(TestService, createGrpcWebTransport({ baseUrl }))
+  crossOrigin: async (baseUrl: string, get = false) => {
+    const client: any = createClient(TestService, get ? createConnectTransport({ baseUrl, useHttpGet: true }) : createGrpcWebTransport({ baseUrl }))
     try {
       let header: string | null = null
       const info = await client.unary({ mode: 'headers' }, { headers: { 'x-text': 'cross' }, onHeader: (h: Headers) => { header = h.get('x-header-text') } })
