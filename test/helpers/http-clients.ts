@@ -200,7 +200,7 @@ export function officialClient (base: string, format: 'text' | 'binary'): HttpCl
   }
 }
 
-// --- @improbable-eng/grpc-web with its Node HTTP transport, hand-made message classes ---
+// --- @improbable-eng/grpc-web with its Node HTTP transport or its CrossBrowserHttpTransport, hand-made message classes ---
 
 const { grpc } = improbable
 
@@ -221,7 +221,15 @@ class ResponseMessage {
 const improbableMethod = (serviceName: string, methodName: string, responseStream: boolean): any =>
   ({ methodName, service: { serviceName }, requestStream: false, responseStream, requestType: RequestMessage, responseType: ResponseMessage })
 
-export function improbableClient (base: string): HttpClient {
+/**
+ * `'cross-browser'`: the transport improbable picks for browsers, which in
+ * Node 20 (a Response with a body stream, Headers) is its fetch transport
+ * (FetchReadableStreamTransport).
+ */
+export function improbableClient (base: string, kind: 'node' | 'cross-browser' = 'node'): HttpClient {
+  // Its fetch transport reads `self.AbortController`: a browser's global, which Node 20 lacks.
+  if (kind === 'cross-browser') (globalThis as { self?: unknown }).self ??= globalThis
+  const transport = kind === 'node' ? NodeHttpTransport() : grpc.CrossBrowserHttpTransport({ withCredentials: false })
   const call = (method: any, request: Request, o: CallOpts = {}): Promise<Outcome> => new Promise(resolve => {
     const out = empty()
     const md: Record<string, string> = {}
@@ -236,7 +244,7 @@ export function improbableClient (base: string): HttpClient {
       request: new RequestMessage(request),
       host: base,
       metadata: md,
-      transport: NodeHttpTransport(),
+      transport,
       onHeaders: h => { out.headers = metaOf(h) },
       onMessage: (m: any) => { out.messages.push(m.value) },
       onEnd: (code, message, trailers) => {
@@ -254,7 +262,7 @@ export function improbableClient (base: string): HttpClient {
     })
   })
   return {
-    name: 'improbable NodeHttpTransport',
+    name: kind === 'node' ? 'improbable NodeHttpTransport' : 'improbable CrossBrowserHttpTransport',
     unary: async (request, o) => await call(improbableMethod('test.Test', 'Unary', false), request, o),
     serverStream: async (request, o) => await call(improbableMethod('test.Test', 'ServerStream', true), request, o),
     missing: async () => await call(improbableMethod('test.Test', 'Missing', false), {}),
