@@ -1,7 +1,9 @@
 /**
  * Stock HTTP clients, unmodified, in Debian's Chromium against the plugin's
  * HTTP routes: connect-web's gRPC-Web and Connect transports (binary and
- * JSON, and Connect with useHttpGet) and the official grpc-web client in text and in binary mode, from a
+ * JSON, and Connect with useHttpGet), the official grpc-web client in text
+ * and in binary mode, @improbable-eng/grpc-web's CrossBrowserHttpTransport
+ * and nice-grpc-web's FetchTransport, from a
  * page the plugin's app serves (same origin); and the README's CORS recipe
  * with @fastify/cors, from a page of another origin.
  */
@@ -69,7 +71,7 @@ function check (t: any, r: Summary, cancelled: Promise<any>): Promise<void> {
   return cancelled.then(e => { t.equal(e.event, 'cancelled', 'the handler was cancelled at the deadline') })
 }
 
-for (const name of ['grpcWeb', 'connectBinary', 'connectJson', 'connectGetBinary', 'connectGetJson', 'officialText', 'officialBinary'] as const) {
+for (const name of ['grpcWeb', 'connectBinary', 'connectJson', 'connectGetBinary', 'connectGetJson', 'officialText', 'officialBinary', 'improbableCrossBrowser', 'niceFetch'] as const) {
   t.test(`${name} from a page: unary, server streaming, status, metadata both ways, deadline`, async t => {
     const id = `browser-${name}-${++ids}`
     const cancelled = within(new Promise(resolve => events.once(id, resolve)), 5000, `handler event ${id}`)
