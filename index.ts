@@ -127,12 +127,13 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
     server.accept(socket, request.raw, { log: request.log, request })
   })
 
-  // --- grpc-websockets compatibility route (improbable-eng / nice-grpc-web clients): lib/server/grpc-websockets/ ---
-  registerGrpcWebSocketsRoute(fastify, server, options)
-
-  // --- gRPC-Web and Connect over HTTP on the same paths: lib/server/http/ ---
+  // --- gRPC-Web and Connect over HTTP: lib/server/http/ ---
   if (options.connect) await jsonCodecs.load()
-  await registerHttpRoutes(fastify, server, options, jsonCodecs)
+  const connectGet = await registerHttpRoutes(fastify, server, options, jsonCodecs)
+
+  // --- grpc-websockets compatibility route (improbable-eng / nice-grpc-web clients) on the same paths: lib/server/grpc-websockets/ ---
+  // Its GET route also serves Connect GETs (plain GETs, not upgrades).
+  registerGrpcWebSocketsRoute(fastify, server, options, connectGet)
 }
 
 export const fastifyGrpcWs = fp(plugin, {

@@ -1,7 +1,9 @@
 /**
  * Stock HTTP clients, unmodified, in Debian's Chromium against the plugin's
  * HTTP routes: connect-web's gRPC-Web and Connect transports (binary and
- * JSON) and the official grpc-web client in text and in binary mode, from a
+ * JSON, and Connect with useHttpGet), the official grpc-web client in text
+ * and in binary mode, @improbable-eng/grpc-web's CrossBrowserHttpTransport
+ * and nice-grpc-web's FetchTransport, from a
  * page the plugin's app serves (same origin); and the README's CORS recipe
  * with @fastify/cors, from a page of another origin.
  */
@@ -40,7 +42,10 @@ async function serve (app: FastifyInstance): Promise<number> {
 const app = Fastify({ forceCloseConnections: true })
 t.teardown(async () => await app.close())
 const httpMethods: string[] = []
-app.addHook('onRequest', async request => { if (request.method === 'POST') httpMethods.push(`${String(request.headers['content-type'])} ${request.url}`) })
+app.addHook('onRequest', async request => {
+  if (request.method === 'POST') httpMethods.push(`${String(request.headers['content-type'])} ${request.url}`)
+  if (request.method === 'GET' && request.url.startsWith('/grpc/')) httpMethods.push(`GET ${request.url}`)
+})
 await app.register(fastifyGrpcWs, { services: [{ definition: testDefinition, implementation: createTestService(events) }] })
 const port = await serve(app)
 
@@ -66,7 +71,7 @@ function check (t: any, r: Summary, cancelled: Promise<any>): Promise<void> {
   return cancelled.then(e => { t.equal(e.event, 'cancelled', 'the handler was cancelled at the deadline') })
 }
 
-for (const name of ['grpcWeb', 'connectBinary', 'connectJson', 'officialText', 'officialBinary'] as const) {
+for (const name of ['grpcWeb', 'connectBinary', 'connectJson', 'connectGetBinary', 'connectGetJson', 'officialText', 'officialBinary', 'improbableCrossBrowser', 'niceFetch'] as const) {
   t.test(`${name} from a page: unary, server streaming, status, metadata both ways, deadline`, async t => {
     const id = `browser-${name}-${++ids}`
     const cancelled = within(new Promise(resolve => events.once(id, resolve)), 5000, `handler event ${id}`)
@@ -77,6 +82,10 @@ for (const name of ['grpcWeb', 'connectBinary', 'connectJson', 'officialText', '
 t.test('each client used its own protocol', async t => {
   const types = new Set(httpMethods.map(line => line.split(' ')[0]))
   for (const type of ['application/grpc-web+proto', 'application/proto', 'application/json', 'application/grpc-web-text']) t.ok(types.has(type), type)
+  const gets = httpMethods.filter(line => line.startsWith('GET '))
+  t.ok(gets.some(line => line.includes('/test.Test/Unary?') && line.includes('encoding=proto') && line.includes('base64=1')), 'Connect GET, binary')
+  t.ok(gets.some(line => line.includes('/test.Test/Unary?') && line.includes('encoding=json')), 'Connect GET, JSON')
+  t.notOk(gets.some(line => !line.includes('/test.Test/Unary?')), 'GET for the side-effect-free method only')
 })
 
 t.test('CORS: a page of another origin calls with the README recipe, and is refused without it', async t => {
@@ -88,7 +97,7 @@ t.test('CORS: a page of another origin calls with the README recipe, and is refu
   const origin = `http://127.0.0.1:${pagePort}`
   await api.register(cors, {
     origin: [origin],
-    methods: ['POST'],
+    methods: ['POST', 'GET'],
     allowedHeaders: ['content-type', 'x-grpc-web', 'x-user-agent', 'grpc-timeout', 'connect-protocol-version', 'connect-timeout-ms', 'x-text'],
     exposedHeaders: ['grpc-status', 'grpc-message', 'grpc-status-details-bin', 'x-header-text']
   })
@@ -103,6 +112,8 @@ t.test('CORS: a page of another origin calls with the README recipe, and is refu
   await other.waitForFunction(() => 'scenarios' in globalThis)
   const allowed = await run(other, 'crossOrigin', `http://127.0.0.1:${(api.server.address() as { port: number }).port}/grpc`)
   t.same(allowed, { ok: true, message: 'after headers', header: 'value one' }, 'the call, its metadata and an exposed response header')
+  const allowedGet = await run(other, 'crossOrigin', `http://127.0.0.1:${(api.server.address() as { port: number }).port}/grpc`, true)
+  t.same(allowedGet, { ok: true, message: 'after headers', header: 'value one' }, 'the same as a Connect GET (preflighted for its x-text header)')
   const refused = await run(other, 'crossOrigin', `http://127.0.0.1:${(closed.server.address() as { port: number }).port}/grpc`)
   t.equal(refused.ok, false, 'no CORS, no call')
   t.same(otherErrors, [])

@@ -4,8 +4,9 @@
  * connect-web's createGrpcWebTransport (fetch), connect-node's gRPC-Web
  * transport (which streams request bodies: client streaming), the official
  * grpc-web client (XHR, through xhr2) in text and in binary mode,
- * @improbable-eng/grpc-web's NodeHttpTransport and nice-grpc-web's
- * FetchTransport. Each runs the interop list of test/helpers/http-interop.ts.
+ * @improbable-eng/grpc-web's NodeHttpTransport and its
+ * CrossBrowserHttpTransport (which takes Node 20's fetch, as it would a
+ * browser's) and nice-grpc-web's FetchTransport. Each runs the interop list of test/helpers/http-interop.ts.
  *
  * Client quirks: the official client, improbable and nice-grpc-web have no
  * deadline option that reaches the server, so they send `grpc-timeout`
@@ -25,4 +26,5 @@ interop(t, env, connectClient('connect-node gRPC-Web HTTP/1.1', createNodeGrpcWe
 interop(t, env, officialClient(env.base, 'text'))
 interop(t, env, officialClient(env.base, 'binary'))
 interop(t, env, improbableClient(env.base))
+interop(t, env, improbableClient(env.base, 'cross-browser'))
 interop(t, env, niceClient(env.base))

@@ -52,6 +52,8 @@ export interface HttpClient {
   serverStream (request: Request, o?: CallOpts): Promise<Outcome>
   /** Present for clients that stream request bodies. */
   clientStream?: (requests: Request[], o?: CallOpts) => Promise<Outcome>
+  /** The largest request message the client can send unary, when it is bounded (a GET carries it in the URL). */
+  maxUnaryRequest?: number
   /** Present for clients that do full-duplex bidi: sends each message once the previous answer arrived. */
   bidi?: (messages: string[]) => Promise<string[]>
   /** A declared method without an implementation, and one of an unknown service. */
@@ -77,7 +79,7 @@ const empty = (): Outcome => ({ code: 0, details: '', messages: [], headers: {},
 
 // --- connect-es (connect-web's fetch transports, connect-node's) ---
 
-export function connectClient (name: string, transport: ConnectTransport, { clientStreaming = false, bidi = false } = {}): HttpClient {
+export function connectClient (name: string, transport: ConnectTransport, { clientStreaming = false, bidi = false, maxUnaryRequest = undefined as number | undefined } = {}): HttpClient {
   const client: any = createConnectClient(TestService, transport)
   const path = (method: string): any => ({ ...TestService.method[method], name: 'Nope', parent: { ...TestService, typeName: 'test.Nope' } })
   const run = async (o: CallOpts, fn: (options: object, out: Outcome) => Promise<void>): Promise<Outcome> => {
@@ -104,6 +106,7 @@ export function connectClient (name: string, transport: ConnectTransport, { clie
   const toResponse = (m: any): Response => ({ message: m.message, payload: Buffer.from(m.payload) })
   const c: HttpClient = {
     name,
+    maxUnaryRequest,
     unary: async (request, o = {}) => await run(o, async (options, out) => { out.messages.push(toResponse(await client.unary(request, options))) }),
     serverStream: async (request, o = {}) => await run(o, async (options, out) => { for await (const m of client.serverStream(request, options)) out.messages.push(toResponse(m)) }),
     missing: async () => await run({}, async (options, out) => { out.messages.push(toResponse(await client.missing({}, options))) }),
@@ -197,7 +200,7 @@ export function officialClient (base: string, format: 'text' | 'binary'): HttpCl
   }
 }
 
-// --- @improbable-eng/grpc-web with its Node HTTP transport, hand-made message classes ---
+// --- @improbable-eng/grpc-web with its Node HTTP transport or its CrossBrowserHttpTransport, hand-made message classes ---
 
 const { grpc } = improbable
 
@@ -218,7 +221,15 @@ class ResponseMessage {
 const improbableMethod = (serviceName: string, methodName: string, responseStream: boolean): any =>
   ({ methodName, service: { serviceName }, requestStream: false, responseStream, requestType: RequestMessage, responseType: ResponseMessage })
 
-export function improbableClient (base: string): HttpClient {
+/**
+ * `'cross-browser'`: the transport improbable picks for browsers, which in
+ * Node 20 (a Response with a body stream, Headers) is its fetch transport
+ * (FetchReadableStreamTransport).
+ */
+export function improbableClient (base: string, kind: 'node' | 'cross-browser' = 'node'): HttpClient {
+  // Its fetch transport reads `self.AbortController`: a browser's global, which Node 20 lacks.
+  if (kind === 'cross-browser') (globalThis as { self?: unknown }).self ??= globalThis
+  const transport = kind === 'node' ? NodeHttpTransport() : grpc.CrossBrowserHttpTransport({ withCredentials: false })
   const call = (method: any, request: Request, o: CallOpts = {}): Promise<Outcome> => new Promise(resolve => {
     const out = empty()
     const md: Record<string, string> = {}
@@ -233,7 +244,7 @@ export function improbableClient (base: string): HttpClient {
       request: new RequestMessage(request),
       host: base,
       metadata: md,
-      transport: NodeHttpTransport(),
+      transport,
       onHeaders: h => { out.headers = metaOf(h) },
       onMessage: (m: any) => { out.messages.push(m.value) },
       onEnd: (code, message, trailers) => {
@@ -251,7 +262,7 @@ export function improbableClient (base: string): HttpClient {
     })
   })
   return {
-    name: 'improbable NodeHttpTransport',
+    name: kind === 'node' ? 'improbable NodeHttpTransport' : 'improbable CrossBrowserHttpTransport',
     unary: async (request, o) => await call(improbableMethod('test.Test', 'Unary', false), request, o),
     serverStream: async (request, o) => await call(improbableMethod('test.Test', 'ServerStream', true), request, o),
     missing: async () => await call(improbableMethod('test.Test', 'Missing', false), {}),

@@ -36,6 +36,8 @@ const errorInfo = ld(1, Buffer.from('QUOTA'))
 const statusDetails = Buffer.concat([Buffer.from([0x08, 9]), ld(2, Buffer.from('no quota')),
   ld(3, Buffer.concat([ld(1, Buffer.from('type.googleapis.com/google.rpc.ErrorInfo')), ld(2, errorInfo)]))])
 plainDefinition.Fail = { ...plainDefinition.Who!, path: '/plain.Plain/Fail' }
+// A hand-written definition may mark a method free of side effects as proto-loader does.
+plainDefinition.Peek = { ...plainDefinition.Who!, path: '/plain.Plain/Peek', options: { idempotency_level: 'NO_SIDE_EFFECTS' } } as grpc.MethodDefinition<Buffer, Buffer>
 
 const plainImplementation = {
   Fail (_call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
@@ -43,6 +45,9 @@ const plainImplementation = {
     metadata.set('grpc-status-details-bin', statusDetails)
     metadata.set('x-more', 'kept')
     callback({ code: grpc.status.FAILED_PRECONDITION, details: 'no quota', metadata } as any)
+  },
+  Peek (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
+    plainImplementation.Who(call, callback)
   },
   Who (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) {
     const request = fastifyRequestOf(call) as unknown as { user?: string, method?: string } | undefined
@@ -76,6 +81,20 @@ function post (url: string, headers: Record<string, string>, body: Buffer | stri
     req.on('error', reject)
     if (typeof body === 'function') body(req)
     else req.end(body)
+  })
+}
+
+/** One GET. */
+function get (url: string, headers: Record<string, string> = {}, method = 'GET', agent?: false): Promise<Answer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(url, { method, headers, agent }, res => {
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => { resolve({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks) }) })
+      res.on('error', reject)
+    })
+    req.on('error', reject)
+    req.end()
   })
 }
 
@@ -303,6 +322,115 @@ t.test('Connect: bad input gets the protocol\'s errors', async t => {
   t.equal(deadline.status, 504)
   t.equal(JSON.parse(deadline.body.toString()).code, 'deadline_exceeded')
   await stillServes(t)
+})
+
+const getUrl = (path: string, query: string): string => `${base}/grpc/${path}?${query}`
+const b64url = (r: Request): string => request(r).toString('base64url')
+
+t.test('Connect GET: proto (base64) and JSON (percent-encoded) messages in the query, parameters in any order, the connection kept', async t => {
+  const proto = await get(getUrl('test.Test/Unary', `connect=v1&encoding=proto&base64=1&message=${b64url({ mode: 'echo', message: 'by GET' })}`))
+  t.equal(proto.status, 200)
+  t.equal(proto.headers['content-type'], 'application/proto')
+  t.equal(testDefinition.Unary!.responseDeserialize(proto.body).message, 'by GET')
+  t.not(proto.headers.connection, 'close', 'a GET has no body to leave unread')
+  const json = await get(getUrl('test.Test/Unary', `message=${encodeURIComponent('{"mode":"echo","message":"ü by GET"}')}&unknown=1&encoding=json`))
+  t.equal(json.status, 200)
+  t.equal(json.headers['content-type'], 'application/json')
+  t.same(JSON.parse(json.body.toString()), { message: 'ü by GET' })
+  // Padded (the padding percent-encoded) and standard base64 are taken too; an empty message is an empty request.
+  const bytes = request({ mode: 'echo', message: 'padded?' })
+  const padded = await get(getUrl('test.Test/Unary', `encoding=proto&base64=1&message=${encodeURIComponent(bytes.toString('base64'))}`))
+  t.equal(testDefinition.Unary!.responseDeserialize(padded.body).message, 'padded?')
+  const empty = await get(getUrl('plain.Plain/Peek', 'encoding=proto&base64=1&message='))
+  t.equal(empty.status, 200)
+  t.equal(JSON.parse(empty.body.toString()).got, '', 'an empty request')
+  // The same metadata and deadline headers as a POST.
+  const info = JSON.parse(JSON.parse((await get(getUrl('test.Test/Unary', `encoding=json&message=${encodeURIComponent('{"mode":"info"}')}`), { 'x-text': 'v', 'x-bin': 'AAEC' })).body.toString()).message)
+  t.same(info.metadata['x-text'], ['v'])
+  t.same(info.metadata['x-bin'], [{ bin: '000102' }])
+  const deadline = await get(getUrl('test.Test/Unary', `encoding=json&message=${encodeURIComponent('{"mode":"never"}')}`), { 'connect-timeout-ms': '100' })
+  t.equal(deadline.status, 504)
+  t.equal(JSON.parse(deadline.body.toString()).code, 'deadline_exceeded')
+})
+
+t.test('Connect GET: a bad query gets the protocol\'s errors; nothing else is affected', async t => {
+  const cases: Array<[string, string, number, string, RegExp]> = [
+    ['no encoding', `message=${b64url({})}&base64=1`, 415, 'unimplemented', /encoding=proto or encoding=json: got none/],
+    ['an unknown encoding', 'encoding=xml&message=x', 415, 'unimplemented', /got "xml"/],
+    ['no message', 'encoding=proto', 400, 'invalid_argument', /message parameter/],
+    ['invalid base64', 'encoding=proto&base64=1&message=no*base64', 400, 'invalid_argument', /not valid base64/],
+    ['base64 of an impossible length', 'encoding=proto&base64=1&message=AAAAA', 400, 'invalid_argument', /not valid base64/],
+    ['a broken percent-escape', 'encoding=json&message=%7B%zz', 400, 'invalid_argument', /percent-encoding/],
+    ['invalid JSON', `encoding=json&message=${encodeURIComponent('{"mode": ')}`, 400, 'invalid_argument', /Invalid JSON for test\.Request/],
+    ['bytes that are not the message', 'encoding=proto&base64=1&message=_w', 500, 'internal', /./],
+    ['another protocol version', 'connect=v2&encoding=json&message={}', 400, 'invalid_argument', /connect must be "v1"/],
+    ['compression', `compression=gzip&base64=1&encoding=proto&message=${b64url({})}`, 501, 'unimplemented', /supported: identity/]
+  ]
+  for (const [what, query, status, code, message] of cases) {
+    const answer = await get(getUrl('test.Test/Unary', query))
+    t.equal(answer.status, status, `${what}: HTTP ${status}`)
+    const error = JSON.parse(answer.body.toString())
+    t.equal(error.code, code, `${what}: ${code}`)
+    t.match(error.message, message, `${what}: says why`)
+  }
+  await stillServes(t)
+})
+
+t.test('Connect GET: only for unary methods marked NO_SIDE_EFFECTS (else 405, Allow: POST); a hand-written definition can mark one', async t => {
+  const who = await get(getUrl('plain.Plain/Who', 'encoding=proto&message=x'))
+  t.equal(who.status, 405)
+  t.equal(who.headers.allow, 'POST')
+  t.match(JSON.parse(who.body.toString()).message, /idempotency_level = NO_SIDE_EFFECTS/)
+  const stream = await get(getUrl('test.Test/ServerStream', `encoding=proto&base64=1&message=${b64url({ mode: 'count', count: 1 })}`))
+  t.equal(stream.status, 405)
+  t.match(JSON.parse(stream.body.toString()).message, /serverStream method: GET serves unary methods only/)
+  const peek = await get(getUrl('plain.Plain/Peek', 'encoding=proto&message=raw%20bytes'))
+  t.equal(peek.status, 200)
+  t.same(JSON.parse(peek.body.toString()), { user: null, method: 'GET', got: 'raw bytes' }, 'fastifyRequestOf(call) is the GET')
+  t.equal((await get(getUrl('test.Test/Unary', 'encoding=proto&message='), {}, 'HEAD')).status, 404, 'no HEAD route')
+  t.equal((await get(getUrl('test.Test/Unary', 'encoding=proto&message='), {}, 'PUT')).status, 404, 'nor PUT')
+})
+
+t.test('Connect GET: an unknown method is UNIMPLEMENTED (501) when the query asks for Connect, else the app\'s 404', async t => {
+  const connect = await get(getUrl('nope.Nope/Call', 'encoding=json&message={}'))
+  t.equal(connect.status, 501)
+  t.same(JSON.parse(connect.body.toString()), { code: 'unimplemented', message: 'The server does not implement the method /nope.Nope/Call' })
+  const plain = await get(`${base}/grpc/some/page`)
+  t.equal(plain.status, 404)
+  t.equal(JSON.parse(plain.body.toString()).error, 'Not Found', 'Fastify\'s not-found answer')
+})
+
+t.test('Connect GET: maxReceiveMessageSize bounds the decoded message; a URL over Node\'s header bound gets 431', async t => {
+  const small = await start({ maxReceiveMessageSize: 1024 })
+  const message = b64url({ mode: 'echo', payload: Buffer.alloc(2000) })
+  const tooBig = await get(`${small}/grpc/test.Test/Unary?encoding=proto&base64=1&message=${message}`)
+  t.equal(tooBig.status, 429)
+  t.equal(JSON.parse(tooBig.body.toString()).code, 'resource_exhausted')
+  const fits = await get(`${small}/grpc/test.Test/Unary?encoding=proto&base64=1&message=${b64url({ mode: 'echo', payload: Buffer.alloc(900) })}`)
+  t.equal(fits.status, 200)
+  // Node's maxHeaderSize (16 KiB by default) holds the request line too.
+  // A connection of its own: Fastify closes it after the 431.
+  const long = await get(getUrl('test.Test/Unary', `encoding=proto&base64=1&message=${b64url({ mode: 'echo', payload: Buffer.alloc(20 * 1024) })}`), {}, 'GET', false)
+  t.equal(long.status, 431)
+  await stillServes(t)
+})
+
+t.test('Connect GET: hooks, origin policy and the options apply as to POST', async t => {
+  const url = await start({}, app => {
+    app.addHook('onRequest', async (request, reply) => {
+      if (request.headers.authorization !== 'Bearer good') return await reply.code(401).send({ error: 'Unauthorized' })
+    })
+  })
+  const peek = `${url}/grpc/plain.Plain/Peek?encoding=proto&message=x`
+  t.equal((await get(peek)).status, 401, 'refused by the hook')
+  t.equal((await get(peek, { authorization: 'Bearer good' })).status, 200)
+  t.equal((await get(peek, { authorization: 'Bearer good', origin: 'http://evil.example' })).status, 403, 'a cross-origin page')
+  const noConnect = await start({ connect: false })
+  t.equal((await get(`${noConnect}/grpc/plain.Plain/Peek?encoding=proto&message=x`)).status, 404, 'connect: false')
+  const noCompatRoute = await start({ grpcWebSocketsPrefix: false })
+  const own = await get(`${noCompatRoute}/grpc/plain.Plain/Peek?encoding=proto&message=x`)
+  t.equal(own.status, 200, 'without the grpc-websockets route, the HTTP routes hold GET themselves')
+  t.equal(JSON.parse(own.body.toString()).got, 'x')
 })
 
 t.test('Connect: a definition without descriptors serves binary, and answers JSON with 415 saying why', async t => {

@@ -42,7 +42,8 @@ export interface GrpcWebSocketsServer {
  * @fastify/websocket is registered. Returns the open sessions (for tests and
  * diagnostics).
  */
-export function registerGrpcWebSocketsRoute (fastify: FastifyInstance, server: GrpcWebSocketsServer, options: ResolvedOptions): void {
+export function registerGrpcWebSocketsRoute (fastify: FastifyInstance, server: GrpcWebSocketsServer, options: ResolvedOptions,
+  httpHandler?: (request: FastifyRequest, reply: FastifyReply) => Promise<void>): void {
   const prefix = options.grpcWebSocketsPrefix
   if (prefix === false) return
   const limits = {
@@ -59,21 +60,27 @@ export function registerGrpcWebSocketsRoute (fastify: FastifyInstance, server: G
   }
   const checkUpgrade = upgradeGuard(GRPC_WEBSOCKETS, options)
 
-  fastify.get(`${prefix === '/' ? '' : prefix}/*`, {
-    websocket: true,
+  fastify.route({
+    method: 'GET',
+    url: `${prefix === '/' ? '' : prefix}/*`,
+    // Plain GETs (Connect's unary GET) go to the HTTP routes' handler; without it, 404 as @fastify/websocket answers them.
+    handler: httpHandler ?? (async (_request: FastifyRequest, reply: FastifyReply) => { await reply.code(404).send() }),
+    // No HEAD route: it cannot be upgraded, and would run a GET's call for nothing.
+    exposeHeadRoute: false,
     onRequest: async (request: FastifyRequest, reply: FastifyReply) => {
       const refused = await checkUpgrade(request, reply)
       if (request.ws && !reply.sent) routed.add(request.raw)
       return refused
+    },
+    wsHandler: (socket, request) => {
+      if (socket.protocol !== GRPC_WEBSOCKETS) {
+        // Another handleProtocols (the app's own @fastify/websocket) chose otherwise.
+        socket.close(CloseCode.PROTOCOL_ERROR, `subprotocol ${GRPC_WEBSOCKETS} was not negotiated`)
+        return
+      }
+      const path = '/' + (request.params as { '*': string })['*']
+      const session = new GrpcWebSocketsSession(socket, request.raw, path, server.dispatcher, limits, { log: request.log, request }, closed => { server.untrack(closed) })
+      server.track(session)
     }
-  }, (socket, request) => {
-    if (socket.protocol !== GRPC_WEBSOCKETS) {
-      // Another handleProtocols (the app's own @fastify/websocket) chose otherwise.
-      socket.close(CloseCode.PROTOCOL_ERROR, `subprotocol ${GRPC_WEBSOCKETS} was not negotiated`)
-      return
-    }
-    const path = '/' + (request.params as { '*': string })['*']
-    const session = new GrpcWebSocketsSession(socket, request.raw, path, server.dispatcher, limits, { log: request.log, request }, closed => { server.untrack(closed) })
-    server.track(session)
   })
 }

@@ -123,9 +123,10 @@ export abstract class HttpCall extends ServerCallBase {
       sent?.()
       return
     }
-    if (!this.bodyDone && !res.headersSent && this.req.httpVersionMajor < 2) {
+    if (!this.bodyDone && !this.req.complete && !res.headersSent && this.req.httpVersionMajor < 2) {
       // The rest of the body will not be read: the connection cannot carry
-      // another request after it (an HTTP/2 stream just ends).
+      // another request after it (an HTTP/2 stream just ends). A body Node
+      // has wholly received (a GET's, which is none) is dropped by Node.
       res.setHeader('connection', 'close')
     }
     if (bytes === null) res.end(sent)

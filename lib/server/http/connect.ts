@@ -1,5 +1,6 @@
 /**
- * The Connect protocol (connectrpc.com/docs/protocol), POST only.
+ * The Connect protocol (connectrpc.com/docs/protocol): POST here, the
+ * unary GET of side-effect-free methods in connect-get.ts.
  *
  * Unary (`application/proto`, `application/json`): the body is the request
  * message; a success is HTTP 200 with the response message as the body, the
@@ -242,21 +243,30 @@ export interface ConnectRequest {
   track: () => ManagedConnection & { call: HttpCall | null, ended: () => void }
 }
 
-/** Serves one Connect request (the route has checked content type and origin). */
-export function serveConnect (r: ConnectRequest): void {
-  const { req, res, body, path, type } = r
-  const refuse = (code: number, details: string, httpStatus?: number): void => {
-    body.resume()
-    if (type.stream && httpStatus === undefined) {
-      const frame = encodeFrame(END_STREAM, Buffer.from(JSON.stringify({ error: errorJson(code, details) })))
-      res.writeHead(200, { 'content-type': type.json ? 'application/connect+json' : 'application/connect+proto', 'content-length': frame.byteLength, ...closeHeader(req) })
-      res.end(frame)
-      return
-    }
-    const json = Buffer.from(JSON.stringify(errorJson(code, details)))
-    res.writeHead(httpStatus ?? httpStatusOf(code), { 'content-type': 'application/json', 'content-length': json.byteLength, ...closeHeader(req) })
-    res.end(json)
+/**
+ * Answers a Connect request with an error before any call started: the
+ * error JSON with the code's HTTP status (or `httpStatus`), or for a
+ * streaming type an end-stream message. The unread rest of `body`, if any,
+ * is read and dropped.
+ */
+export function refuseConnect (req: IncomingMessage, res: ServerResponse, body: Readable | null, type: ConnectType,
+  code: number, details: string, httpStatus?: number, headers: Record<string, string> = {}): void {
+  body?.resume()
+  if (type.stream && httpStatus === undefined) {
+    const frame = encodeFrame(END_STREAM, Buffer.from(JSON.stringify({ error: errorJson(code, details) })))
+    res.writeHead(200, { ...headers, 'content-type': type.json ? 'application/connect+json' : 'application/connect+proto', 'content-length': frame.byteLength, ...closeHeader(req) })
+    res.end(frame)
+    return
   }
+  const json = Buffer.from(JSON.stringify(errorJson(code, details)))
+  res.writeHead(httpStatus ?? httpStatusOf(code), { ...headers, 'content-type': 'application/json', 'content-length': json.byteLength, ...closeHeader(req) })
+  res.end(json)
+}
+
+/** Serves one Connect POST (the route has checked content type and origin). */
+export function serveConnect (r: ConnectRequest): void {
+  const { req, path, type } = r
+  const refuse = (code: number, details: string, httpStatus?: number): void => { refuseConnect(req, r.res, r.body, type, code, details, httpStatus) }
   const version = single(req.headers['connect-protocol-version'])
   if (version !== undefined && version !== '1') {
     refuse(GrpcStatus.INVALID_ARGUMENT, `connect-protocol-version must be "1": got "${version}"`)
@@ -272,6 +282,16 @@ export function serveConnect (r: ConnectRequest): void {
     refuse(GrpcStatus.UNIMPLEMENTED, `${path} is a ${handler.type} method: it takes ${handler.type === 'unary' ? 'application/proto or application/json' : 'application/connect+proto or application/connect+json'}`, 415)
     return
   }
+  serveConnectMethod(r, handler)
+}
+
+/**
+ * What a POST and a GET share once the method is known: the deadline, the
+ * JSON codec, the metadata, and the call.
+ */
+export function serveConnectMethod (r: ConnectRequest, handler: RegisteredHandler): void {
+  const { req, res, body, path, type } = r
+  const refuse = (code: number, details: string, httpStatus?: number): void => { refuseConnect(req, res, body, type, code, details, httpStatus) }
   let deadline = Infinity
   const timeout = single(req.headers['connect-timeout-ms'])
   if (timeout !== undefined) {
@@ -304,7 +324,7 @@ export function serveConnect (r: ConnectRequest): void {
   const exchange: HttpExchange = { req, res, body, env: environmentOf(req, r.options.maxSendMessageSize), onEnded: () => { tracked.ended(); r.server.untrack(tracked) } }
   const call = new ConnectCall(exchange, handler, metadata, deadline, r.limits, type, json)
   tracked.call = call
-  r.request.log.debug({ method: path }, 'Connect call started')
+  r.request.log.debug({ method: path, httpMethod: req.method }, 'Connect call started')
   try {
     r.server.dispatcher.run(call, handler)
   } catch (err) {

@@ -9,6 +9,10 @@
  * @bufbuild/protobuf is an optional peer dependency, loaded once when the
  * routes are registered; without it, or for a definition without
  * descriptors, JSON requests get HTTP 415 with a message saying why.
+ *
+ * The same registry of definitions says which methods are marked free of
+ * side effects (`option idempotency_level = NO_SIDE_EFFECTS`), the ones
+ * the Connect protocol lets clients call with GET.
  */
 import type { ServiceDefinition } from '@grpc/grpc-js'
 import { CallError } from '../grpc-websockets/frames.js'
@@ -50,6 +54,7 @@ export class JsonCodecs {
   private lib: { pb: Protobuf, wkt: Wkt } | null = null
   private missing = 'JSON needs the optional dependency @bufbuild/protobuf (npm install @bufbuild/protobuf)'
   private readonly byPath = new Map<string, ServiceEntry>()
+  private readonly sideEffectFree = new Set<string>()
 
   /** Loads @bufbuild/protobuf if it is installed. */
   async load (): Promise<void> {
@@ -64,7 +69,15 @@ export class JsonCodecs {
   /** A service the plugin serves. */
   add (definition: ServiceDefinition): void {
     const entry: ServiceEntry = { definition, methods: null, problem: null }
-    for (const method of Object.values(definition)) this.byPath.set(method.path, entry)
+    for (const method of Object.values(definition)) {
+      this.byPath.set(method.path, entry)
+      if (markedNoSideEffects(method)) this.sideEffectFree.add(method.path)
+    }
+  }
+
+  /** Whether the definition of `path` marks it `idempotency_level = NO_SIDE_EFFECTS`. */
+  noSideEffects (path: string): boolean {
+    return this.sideEffectFree.has(path)
   }
 
   /** The JSON codec of `path`, or why there is none. */
@@ -110,4 +123,14 @@ export class JsonCodecs {
       entry.problem = `${serviceName}: its descriptors could not be read for JSON: ${(err as Error).message}`
     }
   }
+}
+
+/**
+ * proto-loader copies each method's options into its definition, the
+ * idempotency level by name (`options.idempotency_level`); a definition
+ * built from a descriptor set may hold the enum's number (NO_SIDE_EFFECTS = 1).
+ */
+function markedNoSideEffects (method: unknown): boolean {
+  const level = (method as { options?: { idempotency_level?: unknown } }).options?.idempotency_level
+  return level === 'NO_SIDE_EFFECTS' || level === 1
 }

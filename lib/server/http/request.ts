@@ -107,7 +107,10 @@ export function headersOf (entries: readonly MetadataEntry[], prefix = ''): Reco
 // What a handler's metadata may not override in an HTTP response.
 const reservedResponseKeys = new Set(['content-type', 'content-length', 'transfer-encoding', 'connection', 'keep-alive', 'upgrade', 'grpc-status', 'grpc-message', 'date'])
 
-/** `connection: close` for an HTTP/1.x answer sent before its request body was read; HTTP/2 forbids the header. */
+/**
+ * `connection: close` for an HTTP/1.x answer sent before its request body
+ * was received (a GET has none); HTTP/2 forbids the header.
+ */
 export function closeHeader (req: IncomingMessage): Record<string, string> {
-  return req.httpVersionMajor < 2 ? { connection: 'close' } : {}
+  return req.httpVersionMajor < 2 && !req.complete ? { connection: 'close' } : {}
 }

@@ -2,9 +2,12 @@
  * The HTTP routes: `POST <prefix>/<package.Service>/<Method>` serving
  * gRPC-Web (and, see connect.ts, the Connect protocol) with the same
  * handlers, interceptors, limits, origin policy and Fastify hooks as the
- * WebSocket routes. The routes live in a scope of their own whose one
+ * WebSocket routes, and `GET` on the same paths for Connect's unary GET
+ * (connect-get.ts). The routes live in a scope of their own whose one
  * content-type parser hands Fastify's body stream to the call unread, so
- * Fastify never buffers these bodies.
+ * Fastify never buffers these bodies. When the grpc-websockets route holds
+ * `GET <prefix>/*` (for its upgrades), it serves plain GETs with the handler
+ * returned from here.
  */
 import { status as GrpcStatus } from '@grpc/grpc-js'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
@@ -20,6 +23,7 @@ import type { HttpCall, HttpCallLimits, HttpExchange } from './call.js'
 import { GrpcWebCall, grpcWebType } from './grpc-web.js'
 import { RequestHeaderError, closeHeader, environmentOf, headerEntries, mediaType, metadataOf } from './request.js'
 import { connectType, serveConnect, type ConnectCodecs } from './connect.js'
+import { serveConnectGet } from './connect-get.js'
 
 export interface HttpServer {
   readonly dispatcher: Dispatcher
@@ -45,9 +49,15 @@ class TrackedCall implements ManagedConnection {
   }
 }
 
-/** Registers the routes, unless both protocols are off. */
-export async function registerHttpRoutes (fastify: FastifyInstance, server: HttpServer, options: ResolvedOptions, connectCodecs: ConnectCodecs): Promise<void> {
-  if (!options.grpcWeb && !options.connect) return
+export type GetHandler = (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+
+/**
+ * Registers the routes, unless both protocols are off. Returns the handler
+ * of Connect GETs when the grpc-websockets route has `GET <prefix>/*` and is
+ * to serve them, undefined otherwise.
+ */
+export async function registerHttpRoutes (fastify: FastifyInstance, server: HttpServer, options: ResolvedOptions, connectCodecs: ConnectCodecs): Promise<GetHandler | undefined> {
+  if (!options.grpcWeb && !options.connect) return undefined
   const prefix = options.grpcWebSocketsPrefix === false ? (options.path.replace(/\/+$/, '') || '/') : options.grpcWebSocketsPrefix
   const limits: HttpCallLimits = {
     maxReceiveMessageSize: options.maxReceiveMessageSize,
@@ -133,17 +143,55 @@ export async function registerHttpRoutes (fastify: FastifyInstance, server: Http
     }
   }
 
+  // Connect's unary GET. A GET whose query has none of Connect's
+  // parameters is not a Connect call: the app's not-found handler answers
+  // it, as it did before these routes.
+  async function handleGet (request: FastifyRequest, reply: FastifyReply): Promise<void> {
+    const req = request.raw
+    const path = '/' + (request.params as { '*': string })['*']
+    const url = req.url ?? ''
+    const q = url.indexOf('?')
+    if (q === -1 || !/(^|&)(connect|encoding|message|base64|compression)=/.test(url.slice(q + 1))) {
+      reply.callNotFound()
+      return
+    }
+    if (!originAllowed(req.headers.origin, req.headers.host, options.allowedOrigins)) {
+      await reply.code(403).send({ error: 'Forbidden', message: `Origin ${String(req.headers.origin)} may not call this service (see allowedOrigins)` })
+      return
+    }
+    const res = reply.raw
+    for (const [key, value] of Object.entries(reply.getHeaders())) if (value !== undefined) res.setHeader(key, value)
+    reply.hijack()
+    serveConnectGet({ request, req, res, path, server, options, limits, codecs: connectCodecs, track: () => track(), noSideEffects: connectCodecs.noSideEffects(path) })
+  }
+
   function track (): TrackedCall {
     const tracked = new TrackedCall()
     server.track(tracked)
     return tracked
   }
 
+  // The grpc-websockets route is at the same prefix when it is on.
+  const getHere = options.connect && options.grpcWebSocketsPrefix === false
   await fastify.register(async function grpcHttpRoutes (scope) {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_request, payload, done) => { done(null, payload) })
     scope.post(`${prefix === '/' ? '' : prefix}/*`, handle)
+    // No HEAD route: a HEAD would run the call for nothing.
+    // An upgrade request is refused as if there were no route (the
+    // grpc-websockets route is off), before @fastify/websocket would take it.
+    if (getHere) {
+      scope.get(`${prefix === '/' ? '' : prefix}/*`, {
+        exposeHeadRoute: false,
+        onRequest: async (request, reply) => {
+          if (!request.ws) return
+          reply.callNotFound()
+          return reply
+        }
+      }, handleGet)
+    }
   })
+  return options.connect && !getHere ? handleGet : undefined
 }
 
 function accepted (options: ResolvedOptions): string[] {

@@ -5,34 +5,18 @@
  * page's own origin (ws://127.0.0.1:<port>/grpc/test.Test/<Method>). Each
  * scenario returns plain data (bytes as hex) for the Node side to assert on.
  *
- * grpc-js and proto-loader are Node-only, so the messages are encoded here
+ * grpc-js and proto-loader are Node-only, so the messages are encoded
  * with protobufjs/light from a JSON descriptor of test/fixtures/test.proto
- * (the 'test-descriptor' virtual module the test provides).
+ * (the 'test-descriptor' virtual module the test provides; test-messages.ts).
  */
 import improbable from '@improbable-eng/grpc-web'
-import {
-  ClientError, Metadata, WebsocketTransport, createChannel, createClient, type MethodDefinition
-} from 'nice-grpc-web'
-import protobuf from 'protobufjs/light.js'
-import descriptor from 'test-descriptor'
+import { ClientError, Metadata, WebsocketTransport, createChannel, createClient } from 'nice-grpc-web'
 import { bounded } from '../../helpers/bounded.js'
 import { lockstepBidi } from '../../helpers/lockstep.js'
+import { RequestMessage, ResponseMessage, encodeRequest, improbableMethod, niceMethod, type ImprobableMethod, type Request, type Response } from './test-messages.js'
 
 const { grpc } = improbable
 type ImprobableMetadata = InstanceType<typeof grpc.Metadata>
-
-interface Request { mode?: string, message?: string, payload?: Uint8Array, code?: number, details?: string, count?: number, size?: number, delayMs?: number, id?: string }
-interface Response { message: string, payload: Uint8Array }
-
-const root = protobuf.Root.fromJSON(descriptor)
-const RequestType = root.lookupType('test.Request')
-const ResponseType = root.lookupType('test.Response')
-const CONVERSION = { defaults: true, longs: String }
-
-const encodeRequest = (value: Request): Uint8Array => RequestType.encode(RequestType.fromObject(value)).finish()
-const decodeRequest = (bytes: Uint8Array): Request => RequestType.toObject(RequestType.decode(bytes), CONVERSION) as Request
-const encodeResponse = (value: Response): Uint8Array => ResponseType.encode(ResponseType.fromObject(value)).finish()
-const decodeResponse = (bytes: Uint8Array): Response => ResponseType.toObject(ResponseType.decode(bytes), CONVERSION) as Response
 
 const BASE = `${location.origin}/grpc`
 
@@ -43,28 +27,10 @@ const wait = async (ms: number): Promise<void> => await new Promise(resolve => s
 
 /** Every wait in the page is bounded too, so a hang reports which call hung. */
 
-// --- @improbable-eng/grpc-web: hand-built "generated" message classes and descriptors -----
+// --- @improbable-eng/grpc-web: hand-built "generated" message classes and descriptors (test-messages.ts) -----
 
-// improbable wants protoc-gen-ts style classes (serializeBinary,
-// static deserializeBinary, toObject); these wrap protobufjs.
-class RequestMessage {
-  constructor (readonly value: Request = {}) {}
-  toObject (): Request { return this.value }
-  serializeBinary (): Uint8Array { return encodeRequest(this.value) }
-  static deserializeBinary (bytes: Uint8Array): RequestMessage { return new RequestMessage(decodeRequest(bytes)) }
-}
-
-class ResponseMessage {
-  constructor (readonly value: Response = { message: '', payload: new Uint8Array() }) {}
-  toObject (): Response { return this.value }
-  serializeBinary (): Uint8Array { return encodeResponse(this.value) }
-  static deserializeBinary (bytes: Uint8Array): ResponseMessage { return new ResponseMessage(decodeResponse(bytes)) }
-}
-
-function method (methodName: string, requestStream: boolean, responseStream: boolean) {
-  return { methodName, service: { serviceName: 'test.Test' }, requestStream, responseStream, requestType: RequestMessage, responseType: ResponseMessage }
-}
-type Method = ReturnType<typeof method>
+const method = improbableMethod
+type Method = ImprobableMethod
 
 const Test = {
   Unary: method('Unary', false, false),
@@ -121,19 +87,6 @@ async function improbableClient (m: Method, drive: (client: ReturnType<typeof gr
 }
 
 // --- nice-grpc-web: a generic definition over the same protobufjs types -------------------
-
-function niceMethod<RS extends boolean, SS extends boolean> (name: string, requestStream: RS, responseStream: SS): MethodDefinition<Request, Request, Response, Response, RS, SS> {
-  return {
-    path: `/test.Test/${name}`,
-    requestStream,
-    responseStream,
-    requestSerialize: encodeRequest,
-    requestDeserialize: decodeRequest,
-    responseSerialize: encodeResponse,
-    responseDeserialize: decodeResponse,
-    options: {}
-  }
-}
 
 const nice = createClient({
   unary: niceMethod('Unary', false, false),
