@@ -85,8 +85,12 @@ async function server (system: string, streams: number, redisUrl: string): Promi
       const sub = pub.duplicate()
       await Promise.all([pub.connect(), sub.connect()])
       io.adapter(createAdapter(pub, sub))
-      // Each namespace's adapter psubscribes on its own: the publisher waits until every instance's are in place.
-      subscribers = async () => Number(await pub.sendCommand(['PUBSUB', 'NUMPAT']))
+      // Each namespace's adapter psubscribes on its own: the publisher waits until every instance's are in
+      // place. PUBSUB NUMPAT counts distinct patterns (the same on every instance): CLIENT LIST has each connection's.
+      subscribers = async () => {
+        const list = String(await pub.sendCommand(['CLIENT', 'LIST']))
+        return [...list.matchAll(/ psub=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0)
+      }
       cleanups.push(async () => { pub.destroy(); sub.destroy() })
     }
     const namespaces = Array.from({ length: streams }, (_, j) => io.of(`/s${j}`))

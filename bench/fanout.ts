@@ -303,9 +303,10 @@ async function startSession (system: FanoutSystem, sockets: number, streams: num
     if (failed !== undefined) throw new Error(`subscribers did not connect: ${failed.error!}`)
     session.connectMs = performance.now() - t0
     if (system === 'socketio-redis') {
-      // Every instance's namespaces subscribed in Redis (PUBSUB NUMPAT), or the first messages miss some.
-      const { count } = await ask<{ count: number }>(servers[0]!, { cmd: 'subscribers', atLeast: instances * streams, timeoutMs: 10_000 }, 'subscribers', 15_000)
-      if (!(count >= instances * streams)) throw new Error(`the Socket.IO adapters subscribed ${count} patterns in Redis, not ${instances * streams}`)
+      // Every instance's namespaces (and the main one) subscribed in Redis, or the first messages miss some.
+      const patterns = instances * (streams + 1)
+      const { count } = await ask<{ count: number }>(servers[0]!, { cmd: 'subscribers', atLeast: patterns, timeoutMs: 10_000 }, 'subscribers', 15_000)
+      if (!(count >= patterns)) throw new Error(`the Socket.IO adapters subscribed ${count} patterns in Redis, not ${patterns}`)
     }
     return session
   } catch (err) {
@@ -411,7 +412,7 @@ async function runCell (system: FanoutSystem, size: { sockets: number, streams: 
     for (const intervalMs of intervals) {
       if (performance.now() > deadline) { log('  fan-out time budget reached: no further step'); break }
       const count = Math.max(2, Math.round(plan.windowMs / intervalMs))
-      const s = await step(session, session.clients, intervalMs, count, redis?.pid, plan.p99TargetMs)
+      const s = await step(session, session.clients, intervalMs, count, cell.instances > 1 ? redis?.pid : undefined, plan.p99TargetMs)
       cell.steps.push(s)
       log(`  every ${intervalMs} ms: ${s.deliveriesPerS.toLocaleString('en-US')} deliveries/s, p50 ${s.p50Ms.toFixed(1)} p99 ${s.p99Ms.toFixed(1)} ms, server ${s.serverUsPerDelivery} µs/delivery (${s.serverCpuPct.join('+')} %${s.redisCpuPct === null ? '' : ` + redis ${s.redisCpuPct} %`}), clients ${s.clientCpuPct.join('/')} %${s.clientSaturated ? ' (a client saturated its core)' : ''}${s.pass ? '' : `: stop (${s.why})`}`)
       if (!s.pass) break
@@ -503,7 +504,7 @@ export async function runFanout (plan: FanoutPlan, log: (line: string) => void):
     try {
       await redis.start()
       const v = /v=(\S+)/.exec((await import('node:child_process')).execFileSync('redis-server', ['--version'], { encoding: 'utf8' }))
-      results.redis = `redis-server ${v?.[1] ?? '?'} on 127.0.0.1:${redis.port} (--save '' --appendonly no)`
+      results.redis = `redis-server ${v?.[1] ?? '?'}, 127.0.0.1:${redis.port}, \`--save '' --appendonly no\``
     } catch (err) {
       results.notes.push(`the two-instance cells did not run: ${err instanceof Error ? err.message : String(err)}`)
       log(`fan-out: ${results.notes.at(-1)!}`)
@@ -612,17 +613,18 @@ export function fanoutTargets (r: FanoutResults): FanoutTarget[] {
   return out
 }
 
-export function fanoutMarkdown (r: FanoutResults, heading = '##'): string {
+/** The section's markdown; `targets: false` where the targets are in a table of their own (docs/bench.md). */
+export function fanoutMarkdown (r: FanoutResults, options: { targets?: boolean } = {}): string {
   const out: string[] = []
   const p = r.plan
-  out.push(`${heading} Fan-out: one message to many subscribers`, '')
+  out.push('## Fan-out: one message to many subscribers', '')
   out.push(`One ${96}-byte payload (a sequence number and the publish time; about 100 bytes on the wire) published every N ms to every subscriber. Sizes: ${p.sizes.map(s => `${s.sockets.toLocaleString('en-US')} sockets × ${s.streams} stream${s.streams > 1 ? 's' : ''}`).join(' and ')}; the subscribers are spread over ${p.clients} client processes. Each cell steps the publish interval down (${p.intervalsMs.join(', ')} ms${p.search ? '' : ': the first only, a smoke'}; ${p.warmupMs} ms warm-up, then about ${p.windowMs} ms per step) and stops at the first step whose p99 from publish to receipt reaches ${p.p99TargetMs} ms or that loses or doubles a message; "highest rate" is the last step that held. Server CPU is every server process's (\`process.cpuUsage()\`; redis-server's from /proc) over the step, divided by the deliveries. Systems alternate: the order turns from one size to the next. One run of each cell, not repeated: read the ratios, not the absolute figures.`, '')
   out.push('- Streams per socket: the plugin opens that many server-streaming calls on the socket; Socket.IO that many namespaces on one connection (one `emit` per namespace per publish); the raw `ws` loop sends that many frames per socket, told apart by a byte.')
   out.push(`- Two instances: two server processes on one redis-server (${r.redis ?? 'not run'}), sockets split evenly over both, the publisher on the first. The raw \`ws\` broadcast is single-instance only (a bare \`ws\` server cannot reach another instance's sockets).`)
   out.push(`- Client CPU is each client process's share of one core over the step; ≥ 90 % (marked ⚠) means that client, not the server, may set the latency. The machine has ${r.cores} cores for every server, client and redis-server.`)
   out.push(`- Load average ${r.loadAvgStart.toFixed(2)} at the start, ${r.loadAvgEnd.toFixed(2)} at the end of the section (other work shares the machine); ${r.durationS.toFixed(0)} s. Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`)
   out.push('')
-  const targets = fanoutTargets(r)
+  const targets = options.targets === false ? [] : fanoutTargets(r)
   if (targets.length > 0) {
     out.push('| target | measured | verdict |', '|---|---|---|')
     for (const t of targets) out.push(`| ${t.name} | ${t.measured} | ${t.pass === true ? 'met' : t.pass === false ? '**not met**' : 'n/a'} |`)
