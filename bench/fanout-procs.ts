@@ -84,6 +84,9 @@ async function server (system: string, streams: number, redisUrl: string): Promi
       const pub = createClient({ url: redisUrl })
       const sub = pub.duplicate()
       await Promise.all([pub.connect(), sub.connect()])
+      // The adapter of every namespace listens for the clients' errors: more than Node's default 10.
+      pub.setMaxListeners(0)
+      sub.setMaxListeners(0)
       io.adapter(createAdapter(pub, sub))
       // Each namespace's adapter psubscribes on its own: the publisher waits until every instance's are in
       // place. PUBSUB NUMPAT counts distinct patterns (the same on every instance): CLIENT LIST has each connection's.

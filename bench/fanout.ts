@@ -76,7 +76,7 @@ export const FANOUT_FULL: FanoutPlan = {
   windowMs: 2000,
   p99TargetMs: 50,
   slow: { rounds: 3, windowMs: 2000 },
-  budgetMs: 480_000
+  budgetMs: 540_000
 }
 
 export const FANOUT_QUICK: FanoutPlan = {
@@ -116,6 +116,9 @@ export interface FanoutStep {
   clientCpuPct: number[]
   /** A client process used ≥ 90 % of a core: the latency is partly the client's. */
   clientSaturated: boolean
+  /** Every message of the step arrived (within 3 s of the last publish), none lost or doubled. */
+  sustained: boolean
+  /** Sustained, and p99 under the target. */
   pass: boolean
   why: string
 }
@@ -129,8 +132,10 @@ export interface FanoutCell {
   clients: number
   connectMs: number
   steps: FanoutStep[]
-  /** The last step that held (p99 under target, nothing lost), or null. */
+  /** The last step of the first run of steps that held (p99 under target, nothing lost), or null. */
   best: FanoutStep | null
+  /** The fastest step delivered in full (whatever its p99), or null. */
+  fastest: FanoutStep | null
   /** Over the whole cell, warm-up included, once the last message was due. */
   lost: number
   duplicated: number
@@ -353,7 +358,8 @@ async function step (session: Session, clients: ChildProcess[], intervalMs: numb
   const clientCpuPct = results.map(r => Math.round(r.cpuMs / r.wallMs * 100))
   const p50 = quantile(hist, 0.5)
   const p99 = quantile(hist, 0.99)
-  const pass = lost === 0 && duplicated === 0 && p99 < p99TargetMs
+  const sustained = lost === 0 && duplicated === 0 && received === expected
+  const pass = sustained && p99 < p99TargetMs
   return {
     intervalMs,
     publishesPerS: +(1000 / intervalMs).toFixed(2),
@@ -372,8 +378,9 @@ async function step (session: Session, clients: ChildProcess[], intervalMs: numb
     redisCpuPct: redisUs === null ? null : Math.round(redisUs / 10 / wallMs),
     clientCpuPct,
     clientSaturated: clientCpuPct.some(p => p >= 90),
+    sustained,
     pass,
-    why: pass ? '' : lost > 0 || duplicated > 0 ? `${lost} lost, ${duplicated} duplicated` : `p99 ${p99.toFixed(1)} ms ≥ ${p99TargetMs} ms`
+    why: pass ? '' : lost > 0 || duplicated > 0 ? `${lost} lost, ${duplicated} duplicated` : !sustained ? `${expected - received} not delivered 3 s after the last publish` : `p99 ${p99.toFixed(1)} ms ≥ ${p99TargetMs} ms`
   }
 }
 
@@ -400,7 +407,7 @@ async function finalCheck (session: Session, clients = session.clients): Promise
 async function runCell (system: FanoutSystem, size: { sockets: number, streams: number }, plan: FanoutPlan, redis: RedisServer | null, deadline: number, log: (line: string) => void): Promise<FanoutCell> {
   const cell: FanoutCell = {
     system, instances: system.endsWith('-redis') ? 2 : 1, sockets: size.sockets, streams: size.streams, subscribers: size.sockets * size.streams,
-    clients: Math.min(plan.clients, size.sockets), connectMs: 0, steps: [], best: null, lost: 0, duplicated: 0, serverRssMiB: [], error: null
+    clients: Math.min(plan.clients, size.sockets), connectMs: 0, steps: [], best: null, fastest: null, lost: 0, duplicated: 0, serverRssMiB: [], error: null
   }
   let session: Session | null = null
   try {
@@ -414,9 +421,11 @@ async function runCell (system: FanoutSystem, size: { sockets: number, streams: 
       const count = Math.max(2, Math.round(plan.windowMs / intervalMs))
       const s = await step(session, session.clients, intervalMs, count, cell.instances > 1 ? redis?.pid : undefined, plan.p99TargetMs)
       cell.steps.push(s)
-      log(`  every ${intervalMs} ms: ${s.deliveriesPerS.toLocaleString('en-US')} deliveries/s, p50 ${s.p50Ms.toFixed(1)} p99 ${s.p99Ms.toFixed(1)} ms, server ${s.serverUsPerDelivery} µs/delivery (${s.serverCpuPct.join('+')} %${s.redisCpuPct === null ? '' : ` + redis ${s.redisCpuPct} %`}), clients ${s.clientCpuPct.join('/')} %${s.clientSaturated ? ' (a client saturated its core)' : ''}${s.pass ? '' : `: stop (${s.why})`}`)
-      if (!s.pass) break
-      cell.best = s
+      log(`  every ${intervalMs} ms: ${s.deliveriesPerS.toLocaleString('en-US')} deliveries/s, p50 ${s.p50Ms.toFixed(1)} p99 ${s.p99Ms.toFixed(1)} ms, server ${s.serverUsPerDelivery} µs/delivery (${s.serverCpuPct.join('+')} %${s.redisCpuPct === null ? '' : ` + redis ${s.redisCpuPct} %`}), clients ${s.clientCpuPct.join('/')} %${s.clientSaturated ? ' (a client saturated its core)' : ''}${s.pass ? '' : s.sustained ? ` (${s.why})` : `: stop (${s.why})`}`)
+      // Past the p99 target the search goes on while every message still arrives: the highest rate delivered in full.
+      if (!s.sustained) break
+      cell.fastest = s
+      if (s.pass && cell.steps.every(x => x.pass)) cell.best = s
     }
     const check = await finalCheck(session)
     cell.lost = check.lost
@@ -525,7 +534,8 @@ export async function runFanout (plan: FanoutPlan, log: (line: string) => void):
       const size = plan.sizes[0]!
       // Below the knee: one step under the highest rate topics held at this size.
       const topicsCell = results.cells.find(c => c.system === 'topics' && c.sockets === size.sockets && c.streams === size.streams)
-      const held = topicsCell?.steps.filter(s => s.pass).map(s => s.intervalMs) ?? []
+      const passed = topicsCell?.steps.filter(s => s.pass) ?? []
+      const held = (passed.length > 0 ? passed : topicsCell?.steps.filter(s => s.sustained) ?? []).map(s => s.intervalMs)
       const intervalMs = held.length >= 2 ? held[held.length - 2]! : held[0] ?? plan.intervalsMs[0]!
       log(`fan-out slow subscriber: topics ${size.sockets}×${size.streams}, one publish every ${intervalMs} ms, ${plan.slow.rounds * 2} rounds`)
       try {
@@ -569,9 +579,9 @@ const LABEL: Record<FanoutSystem, string> = {
 const f1 = (x: number | null | undefined): string => x == null || !Number.isFinite(x) ? '–' : x.toFixed(1)
 const int = (x: number | null | undefined): string => x == null || !Number.isFinite(x) ? '–' : Math.round(x).toLocaleString('en-US')
 
-/** Both cells' figures at the fastest step both held (or, if one held none, their first step). */
+/** Both cells' figures at the fastest step both delivered in full (or, if one did none, their first step). */
 function common (a: FanoutCell, b: FanoutCell): [FanoutStep, FanoutStep] | null {
-  const held = a.steps.filter(s => s.pass).map(s => s.intervalMs).filter(i => b.steps.some(s => s.pass && s.intervalMs === i))
+  const held = a.steps.filter(s => s.sustained).map(s => s.intervalMs).filter(i => b.steps.some(s => s.sustained && s.intervalMs === i))
   const interval = held.length > 0 ? Math.min(...held) : a.steps[0]?.intervalMs
   const sa = a.steps.find(s => s.intervalMs === interval)
   const sb = b.steps.find(s => s.intervalMs === interval)
@@ -598,9 +608,14 @@ export function fanoutTargets (r: FanoutResults): FanoutTarget[] {
       const x = cell(a, size)
       const y = cell(b, size)
       if (x === undefined || y === undefined) continue
-      const ratio = (x.best?.deliveriesPerS ?? 0) / (y.best?.deliveriesPerS ?? NaN)
-      const capped = x.best?.intervalMs === top && y.best?.intervalMs === top ? ' (both held the fastest step tried: the ratio is capped by the search)' : ''
-      out.push({ name: `${at}${a.endsWith('-redis') ? ', two instances' : ''}: deliveries/s at the highest rate with p99 < ${r.plan.p99TargetMs} ms ≥ 2× Socket.IO's`, measured: `${int(x.best?.deliveriesPerS)} vs ${int(y.best?.deliveriesPerS)}: ${Number.isFinite(ratio) ? ratio.toFixed(2) : '–'}×${capped}`, pass: Number.isFinite(ratio) ? ratio >= 2 : null })
+      // At the p99 knee when both have one; else (a loaded machine) at the highest rate each delivered in full, said so.
+      const knee = x.best !== null && y.best !== null
+      const sx = knee ? x.best : x.fastest
+      const sy = knee ? y.best : y.fastest
+      const ratio = (sx?.deliveriesPerS ?? 0) / (sy?.deliveriesPerS ?? NaN)
+      const capped = sx?.intervalMs === top && sy?.intervalMs === top ? '; both reached the fastest step tried: the ratio is capped by the search' : ''
+      const how = knee ? `at the highest rate with p99 < ${r.plan.p99TargetMs} ms` : `no p99 < ${r.plan.p99TargetMs} ms step for both (${x.best === null ? LABEL[a] : LABEL[b]} had none), so at the highest rate each delivered in full`
+      out.push({ name: `${at}${a.endsWith('-redis') ? ', two instances' : ''}: deliveries/s ≥ 2× Socket.IO's`, measured: `${int(sx?.deliveriesPerS)} vs ${int(sy?.deliveriesPerS)}: ${Number.isFinite(ratio) ? ratio.toFixed(2) : '–'}× (${how}${capped})`, pass: !knee ? null : Number.isFinite(ratio) ? ratio >= 2 : null })
     }
   }
   const plugin = r.cells.filter(c => PLUGIN_SYSTEMS.includes(c.system))

@@ -88,7 +88,7 @@ const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(
 const log = (line: string): void => { console.log(`[${elapsed()}] ${line}`) }
 
 // Bounded in time whatever happens: children die with us.
-const HARD_STOP_MS = plan.budgetMs + fanoutPlan.budgetMs + 60_000 // default: 13 min 40 s
+const HARD_STOP_MS = plan.budgetMs + fanoutPlan.budgetMs + 60_000 // default: 14 min 40 s
 const hardStop = setTimeout(() => {
   console.error(`bench: still running after ${HARD_STOP_MS} ms; stopping`)
   killAll()
