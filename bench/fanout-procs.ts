@@ -87,6 +87,9 @@ async function server (system: string, streams: number, redisUrl: string): Promi
       // The adapter of every namespace listens for the clients' errors: more than Node's default 10.
       pub.setMaxListeners(0)
       sub.setMaxListeners(0)
+      // A command timing out under overload is reported, not a crash of this instance (the cell's counts show the loss).
+      pub.on('error', (err: Error) => { console.error(`socket.io redis client: ${err.message}`) })
+      sub.on('error', (err: Error) => { console.error(`socket.io redis client: ${err.message}`) })
       io.adapter(createAdapter(pub, sub))
       // Each namespace's adapter psubscribes on its own: the publisher waits until every instance's are in
       // place. PUBSUB NUMPAT counts distinct patterns (the same on every instance): CLIENT LIST has each connection's.
@@ -123,6 +126,7 @@ async function server (system: string, streams: number, redisUrl: string): Promi
     if (redisUrl !== '') {
       const { createClient } = await import('redis')
       const client = createClient({ url: redisUrl })
+      client.on('error', (err: Error) => { console.error(`redis client: ${err.message}`) })
       await client.connect()
       bus = redisBus({ client })
       cleanups.push(async () => { client.destroy() })
