@@ -15,13 +15,13 @@ export const BUILD_DIR = join(BENCH_DIR, '.build')
 export const SERVER_KINDS = ['node', 'bare', 'plugin', 'grpc', 'ws', 'connect', 'forward'] as const
 export type ServerKind = (typeof SERVER_KINDS)[number]
 
-/** Bundles bench/servers/*.ts and bench/client.ts into bench/.build (node_modules stay external). */
+/** Bundles bench/servers/*.ts, bench/client.ts and bench/fanout-procs.ts into bench/.build (node_modules stay external). */
 export async function buildBundles (): Promise<void> {
   const esbuild = await import('esbuild')
   mkdirSync(BUILD_DIR, { recursive: true })
   writeFileSync(join(BUILD_DIR, '.gitignore'), '*\n')
   await esbuild.build({
-    entryPoints: [...SERVER_KINDS.map(k => join(BENCH_DIR, 'servers', `${k}.ts`)), join(BENCH_DIR, 'client.ts')],
+    entryPoints: [...SERVER_KINDS.map(k => join(BENCH_DIR, 'servers', `${k}.ts`)), join(BENCH_DIR, 'client.ts'), join(BENCH_DIR, 'fanout-procs.ts')],
     outdir: BUILD_DIR,
     outExtension: { '.js': '.mjs' },
     entryNames: '[name]',

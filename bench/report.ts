@@ -5,6 +5,7 @@
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { median, type ClientSystem, type Pattern } from './common.js'
+import { fanoutMarkdown, fanoutTargets, type FanoutResults } from './fanout.js'
 
 export interface Plan {
   name: string
@@ -122,6 +123,8 @@ export interface BenchResults {
   throughput: Measurement[]
   memory: MemoryResult[]
   hold: HoldResult | null
+  /** The fan-out section (bench/fanout.ts), or null when skipped. */
+  fanout: FanoutResults | null
   durationS: number
   notes: string[]
 }
@@ -399,6 +402,10 @@ export function summarize (results: BenchResults): Summary {
     pass: startupRatio === null ? null : startupRatio.median <= 1.2
   })
 
+  if (results.fanout != null) {
+    for (const t of fanoutTargets(results.fanout)) targets.push({ name: `fan-out, ${t.name}`, client: 'topics', measured: t.measured, value: null, pass: t.pass })
+  }
+
   return { rows, ratios, memory, memoryV8Defaults, memoryRatio, startup, startupRatio, targets }
 }
 
@@ -541,6 +548,8 @@ function markdown (r: BenchResults, s: Summary): string {
   out.push('| server | median ms | range | in-process ms at listening |', '|---|---:|---:|---:|')
   for (const x of s.startup) out.push(`| ${kindLabel[x.kind] ?? x.kind} | ${x.median.toFixed(0)} | ${x.min.toFixed(0)}–${x.max.toFixed(0)} | ${x.inProcess.toFixed(0)} |`)
   out.push('')
+
+  if (r.fanout != null) out.push(fanoutMarkdown(r.fanout, { targets: false }))
 
   out.push('## Method and caveats', '')
   out.push('- Every server and every client is its own Node process on 127.0.0.1; the orchestrator (`bench/run.ts`) only forwards IPC. Servers of all four systems run side by side, idle except the one under load; each system has its own client process. Systems alternate within each scenario, and the order rotates between scenarios and repetitions.')

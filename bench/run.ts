@@ -1,13 +1,15 @@
 /**
- * `npm run bench` (about 4 minutes) and `npm run bench:quick` (about 30 s):
+ * `npm run bench` (about 12 minutes) and `npm run bench:quick` (about 40 s):
  * the Echo service served by this plugin over WebSocket, by grpc-js over
  * HTTP/2, by a bare @fastify/websocket echo (the floor) and by Connect-node
- * on Fastify, each server and each client in its own process on 127.0.0.1.
+ * on Fastify, each server and each client in its own process on 127.0.0.1;
+ * then the fan-out section (bench/fanout.ts: topics beside a raw ws
+ * broadcast and Socket.IO, on one instance and on two over Redis).
  *
  * Writes docs/bench.json, docs/bench.md and docs/bench.svg (--quick: into
  * the OS temp folder, fastify-grpc-ws-bench/; or the folder given with --out). Options: --quick, --reps N, --no-pin,
  * --no-bufferutil, --out DIR; for investigating: --systems a,b,
- * --scenarios REGEX, --skip startup,throughput,memory,hold.
+ * --scenarios REGEX, --skip startup,throughput,memory,hold,fanout.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync } from 'node:fs'
@@ -16,7 +18,8 @@ import { join, resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ClientSystem, MemSpec, Pattern, RunResult, RunSpec, ServerSample } from './common.js'
-import { BENCH_DIR, ClientProcess, ServerProcess, buildBundles, killAll, type ServerKind, type SpawnOptions } from './procs.js'
+import { BENCH_DIR, ClientProcess, ServerProcess, buildBundles, killAll as killProcs, type ServerKind, type SpawnOptions } from './procs.js'
+import { FANOUT_FULL, FANOUT_QUICK, fanoutFailures, killFanout, runFanout } from './fanout.js'
 import { summarize, writeReports, type Measurement, type MemoryResult, type HoldResult, type StartupResult, type BenchResults, type Plan } from './report.js'
 
 const argv = process.argv.slice(2)
@@ -68,6 +71,9 @@ const plan: Plan = quick
       retries: 12,
       budgetMs: 280_000
     }
+// The quick plan's fan-out is a smoke: 200 subscribers, one step, on one instance and on two over Redis.
+const fanoutPlan = quick ? FANOUT_QUICK : FANOUT_FULL
+const killAll = (): void => { killProcs(); killFanout() }
 // Pinned when the machine can: two CPUs at least, and taskset (util-linux) present.
 const pin = !flag('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
 const SERVER_CPU = pin ? 0 : null
@@ -82,7 +88,7 @@ const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(
 const log = (line: string): void => { console.log(`[${elapsed()}] ${line}`) }
 
 // Bounded in time whatever happens: children die with us.
-const HARD_STOP_MS = plan.budgetMs + 15_000 // default: 4 min 55 s
+const HARD_STOP_MS = plan.budgetMs + fanoutPlan.budgetMs + 60_000 // default: 14 min 40 s
 const hardStop = setTimeout(() => {
   console.error(`bench: still running after ${HARD_STOP_MS} ms; stopping`)
   killAll()
@@ -426,6 +432,7 @@ async function main (): Promise<void> {
     throughput: [],
     memory: [],
     hold: null,
+    fanout: null,
     durationS: 0,
     notes: []
   }
@@ -445,6 +452,10 @@ async function main (): Promise<void> {
     for (const system of ['ws', 'plugin'] as const) results.memory.push(await memoryRun(0, system, true))
   }
   if (!skip.has('hold')) results.hold = await holdPhase()
+  if (!skip.has('fanout')) {
+    log(`fan-out (${fanoutPlan.name}): ${fanoutPlan.sizes.map(s => `${s.sockets}×${s.streams}`).join(', ')} subscribers; ${fanoutPlan.systems.join(', ')}; not pinned (servers, clients and redis-server share both cores)`)
+    results.fanout = await runFanout(fanoutPlan, log)
+  }
   results.durationS = (performance.now() - started) / 1000
   results.machine.loadAvgEnd = os.loadavg()[0]!
   const summary = summarize(results)
@@ -478,6 +489,7 @@ function pluginFailures (results: BenchResults): string[] {
   for (const m of results.memory) {
     if (m.system === 'plugin' && m.failed > 0) out.push(`idle memory, rep ${m.rep + 1}: ${m.failed} connection(s) failed, first: ${m.firstError ?? '?'}`)
   }
+  if (results.fanout !== null) out.push(...fanoutFailures(results.fanout))
   const h = results.hold
   if (h !== null && (h.failed > 0 || h.callsFailed > 0 || h.opened < h.target)) {
     out.push(`holding ${h.target} connections: ${h.opened} opened, ${h.failed} failed, ${h.callsFailed} call(s) failed${h.firstError !== null ? `, first: ${h.firstError}` : ''}`)

@@ -1,10 +1,13 @@
 /**
  * A real redis-server for the tests: Debian's, on a unix socket in a fresh
  * directory (`--port 0`: no TCP, so no port to race for), nothing persisted.
+ * Or, with `{ tcp: true }` (the fan-out benchmark), on a random loopback
+ * port instead (found free, then taken; tried again if lost meanwhile).
  * Fails loudly, with the install command, when redis-server is missing.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
+import { createServer } from 'node:net'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -16,15 +19,47 @@ export function assertRedisInstalled (): void {
   if (probe.error !== undefined || probe.status !== 0) throw new Error(REDIS_MISSING)
 }
 
+async function freePort (): Promise<number> {
+  const probe = createServer()
+  probe.listen(0, '127.0.0.1')
+  await once(probe, 'listening')
+  const { port } = probe.address() as { port: number }
+  probe.close()
+  await once(probe, 'close')
+  return port
+}
+
 export class RedisServer {
   readonly dir = mkdtempSync(join(tmpdir(), 'grpcws-redis-'))
   readonly socket = join(this.dir, 'redis.sock')
+  /** The TCP port with `{ tcp: true }` (0 until started). */
+  port = 0
   private child: ChildProcess | null = null
+
+  constructor (private readonly options: { tcp?: boolean } = {}) {}
+
+  /** redis://127.0.0.1:<port> with `{ tcp: true }`. */
+  get url (): string { return `redis://127.0.0.1:${this.port}` }
+
+  /** The redis-server process id, while it runs. */
+  get pid (): number | undefined { return this.child?.pid }
 
   async start (): Promise<void> {
     assertRedisInstalled()
-    const child = spawn('redis-server', ['--port', '0', '--unixsocket', this.socket, '--unixsocketperm', '700',
-      '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: ['ignore', 'pipe', 'pipe'] })
+    if (this.options.tcp !== true) return await this.spawn(['--port', '0', '--unixsocket', this.socket, '--unixsocketperm', '700'])
+    for (let attempt = 1; ; attempt++) {
+      this.port = await freePort()
+      try {
+        return await this.spawn(['--port', String(this.port), '--bind', '127.0.0.1'])
+      } catch (err) {
+        // Another process took the port between the probe and redis-server's bind.
+        if (attempt >= 5 || !/in use/i.test(String(err))) throw err
+      }
+    }
+  }
+
+  private async spawn (listen: string[]): Promise<void> {
+    const child = spawn('redis-server', [...listen, '--save', '', '--appendonly', 'no', '--dir', this.dir], { stdio: ['ignore', 'pipe', 'pipe'] })
     this.child = child
     let out = ''
     await new Promise<void>((resolve, reject) => {

@@ -1,0 +1,336 @@
+/**
+ * The processes of the fan-out benchmark (bench/fanout.ts forks this file):
+ * a server (`--role server`) and a subscriber client (`--role client`),
+ * driven over IPC.
+ *
+ * Server systems: `topics` (app.grpc.topics, serialized once per publish),
+ * `per-call` (the handler writes the message object to every call), `ws` (a
+ * raw `ws` broadcast loop), `socketio` (Socket.IO 4, WebSocket transport,
+ * `io.to(room).emit`). With `--redis URL`, topics go through redisBus and
+ * Socket.IO through @socket.io/redis-adapter; only instance 0 publishes.
+ * `--streams K` gives every socket K subscribers: K server-streaming calls
+ * (plugin), K namespaces on one connection (Socket.IO), or K frames per
+ * publish told apart by a byte (raw ws).
+ *
+ * Payload, 96 bytes (about 100 on the wire with the message's field tag):
+ * u32 sequence number, f64 publish time (ms, performance.timeOrigin-based,
+ * so one clock on the machine), u8 stream index (raw ws only).
+ */
+import * as grpc from '@grpc/grpc-js'
+import * as loader from '@grpc/proto-loader'
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import { performance } from 'node:perf_hooks'
+import WebSocket, { WebSocketServer } from 'ws'
+
+// Run as a bundle in bench/.build (bench/procs.ts): the orchestrator passes the path.
+const protoPath = process.env.FANOUT_PROTO ?? fileURLToPath(new URL('../test/fixtures/test.proto', import.meta.url))
+const definition = (grpc.loadPackageDefinition(loader.loadSync(protoPath, { defaults: true })) as any).test.Test.service as grpc.ServiceDefinition
+const method = definition.ServerStream!
+const now = (): number => performance.timeOrigin + performance.now()
+const PAYLOAD = 96
+const TOPIC = 'bench'
+
+function payload (seq: number): Buffer {
+  const b = Buffer.alloc(PAYLOAD)
+  b.writeUInt32LE(seq, 0)
+  b.writeDoubleLE(now(), 4)
+  return b
+}
+
+const arg = (name: string, fallback: string): string => {
+  const i = process.argv.indexOf(`--${name}`)
+  return i === -1 ? fallback : process.argv[i + 1]!
+}
+
+export type ServerCommand =
+  | { cmd: 'cpu' }
+  | { cmd: 'publish', count: number, intervalMs: number }
+  | { cmd: 'stats' }
+  | { cmd: 'subscribers', atLeast: number, timeoutMs: number }
+  | { cmd: 'exit' }
+
+export type ClientCommand =
+  | { cmd: 'window', fromSeq: number, toSeq: number }
+  | { cmd: 'progress' }
+  | { cmd: 'result' }
+  | { cmd: 'check', lastSeq: number }
+  | { cmd: 'open', ports: number[] }
+  | { cmd: 'close' }
+  | { cmd: 'exit' }
+
+/** Latencies in 0.1 ms buckets, sent as [bucket, count] pairs. */
+export type Histogram = Array<[number, number]>
+
+export interface WindowResult { received: number, expected: number, lost: number, duplicated: number, hist: Histogram, cpuMs: number, wallMs: number }
+export interface CheckResult { lost: number, duplicated: number, subscribers: number, ended: number }
+
+// --- server -------------------------------------------------------------------
+
+async function server (system: string, streams: number, redisUrl: string): Promise<void> {
+  let publishOne: (seq: number) => void
+  let port: number
+  let stats = (): unknown => null
+  let subscribers = (): Promise<number> => Promise.resolve(NaN)
+  const cleanups: Array<() => Promise<unknown>> = []
+  if (system === 'socketio') {
+    const { createServer } = await import('node:http')
+    const { Server } = await import('socket.io')
+    const http = createServer()
+    const io = new Server(http, { transports: ['websocket'], serveClient: false })
+    if (redisUrl !== '') {
+      const { createClient } = await import('redis')
+      const { createAdapter } = await import('@socket.io/redis-adapter')
+      const pub = createClient({ url: redisUrl })
+      const sub = pub.duplicate()
+      await Promise.all([pub.connect(), sub.connect()])
+      // The adapter of every namespace listens for the clients' errors: more than Node's default 10.
+      pub.setMaxListeners(0)
+      sub.setMaxListeners(0)
+      // A command timing out under overload is reported, not a crash of this instance (the cell's counts show the loss).
+      pub.on('error', (err: Error) => { console.error(`socket.io redis client: ${err.message}`) })
+      sub.on('error', (err: Error) => { console.error(`socket.io redis client: ${err.message}`) })
+      io.adapter(createAdapter(pub, sub))
+      // Each namespace's adapter psubscribes on its own: the publisher waits until every instance's are in
+      // place. PUBSUB NUMPAT counts distinct patterns (the same on every instance): CLIENT LIST has each connection's.
+      subscribers = async () => {
+        const list = String(await pub.sendCommand(['CLIENT', 'LIST']))
+        return [...list.matchAll(/ psub=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0)
+      }
+      cleanups.push(async () => { pub.destroy(); sub.destroy() })
+    }
+    const namespaces = Array.from({ length: streams }, (_, j) => io.of(`/s${j}`))
+    for (const ns of namespaces) ns.on('connection', socket => { void socket.join(TOPIC) })
+    http.listen(0, '127.0.0.1')
+    await once(http, 'listening')
+    port = (http.address() as { port: number }).port
+    publishOne = seq => {
+      const bytes = payload(seq)
+      for (const ns of namespaces) ns.to(TOPIC).emit('m', bytes)
+    }
+  } else if (system === 'ws') {
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
+    await once(wss, 'listening')
+    port = (wss.address() as { port: number }).port
+    publishOne = seq => {
+      const base = payload(seq)
+      const frames = Array.from({ length: streams }, (_, j) => { const b = Buffer.from(base); b[12] = j; return b })
+      for (const socket of wss.clients) for (const frame of frames) socket.send(frame, { binary: true })
+    }
+  } else {
+    const { default: Fastify } = await import('fastify')
+    const { default: fastifyGrpcWs, redisBus } = await import('../index.js')
+    const app = Fastify()
+    const calls = new Set<grpc.ServerWritableStream<any, any>>()
+    let bus
+    if (redisUrl !== '') {
+      const { createClient } = await import('redis')
+      const client = createClient({ url: redisUrl })
+      client.on('error', (err: Error) => { console.error(`redis client: ${err.message}`) })
+      await client.connect()
+      bus = redisBus({ client })
+      cleanups.push(async () => { client.destroy() })
+    }
+    await app.register(fastifyGrpcWs, {
+      services: [{
+        definition,
+        implementation: {
+          ServerStream (call: grpc.ServerWritableStream<any, any>) {
+            if (system === 'topics') {
+              // The never-reading subscriber asks for its own bound and policy (bench/fanout.ts says why).
+              const r = call.request as { mode: string, count: number }
+              const options = r.mode === '' ? undefined : { overflow: r.mode as 'drop-oldest', maxQueueMessages: r.count }
+              const sub = app.grpc.topics.subscribe(TOPIC, call, options)
+              sub.ready.then(() => { call.sendMetadata(new grpc.Metadata()) }, () => { call.destroy() })
+            } else {
+              calls.add(call)
+              call.on('cancelled', () => { calls.delete(call) })
+              call.sendMetadata(new grpc.Metadata())
+            }
+          }
+        }
+      }],
+      maxConnections: 0,
+      ...(bus === undefined ? {} : { topics: { bus } })
+    })
+    await app.listen({ port: 0, host: '127.0.0.1' })
+    port = (app.server.address() as { port: number }).port
+    stats = () => app.grpc.topics.stats(TOPIC) ?? null
+    publishOne = system === 'topics'
+      ? seq => { void app.grpc.topics.publish(TOPIC, { payload: payload(seq) }) }
+      : seq => { const message = { payload: payload(seq) }; for (const call of calls) call.write(message) }
+    cleanups.unshift(async () => { await app.close() })
+  }
+  let seq = 0
+  process.on('message', (m: ServerCommand) => {
+    if (m.cmd === 'publish') {
+      // Paced on the clock (no drift): message k goes at start + k × interval.
+      const start = performance.now()
+      const first = seq
+      let k = 0
+      const next = (): void => {
+        while (k < m.count && performance.now() >= start + k * m.intervalMs) { publishOne(seq++); k++ }
+        if (k < m.count) setTimeout(next, Math.max(0, start + k * m.intervalMs - performance.now()))
+        else process.send!({ type: 'published', fromSeq: first, toSeq: seq - 1, ms: performance.now() - start })
+      }
+      next()
+    } else if (m.cmd === 'cpu') {
+      const cpu = process.cpuUsage()
+      process.send!({ type: 'cpu', cpuUs: cpu.user + cpu.system, rss: process.memoryUsage().rss })
+    } else if (m.cmd === 'stats') {
+      process.send!({ type: 'stats', stats: stats(), rss: process.memoryUsage().rss })
+    } else if (m.cmd === 'subscribers') {
+      void (async () => {
+        const until = performance.now() + m.timeoutMs
+        let n = await subscribers()
+        while (!(n >= m.atLeast) && performance.now() < until) {
+          await new Promise(resolve => setTimeout(resolve, 50))
+          n = await subscribers()
+        }
+        process.send!({ type: 'subscribers', count: n })
+      })()
+    } else if (m.cmd === 'exit') {
+      void Promise.allSettled(cleanups.map(async f => await f())).finally(() => process.exit(0))
+      setTimeout(() => process.exit(0), 2000).unref()
+    }
+  })
+  process.send!({ type: 'ready', port, pid: process.pid })
+}
+
+// --- client ---------------------------------------------------------------------
+
+const BUCKETS = 600_000 // 0.1 ms up to 60 s
+
+async function client (system: string, first: number, sockets: number, streams: number, neverReader: boolean): Promise<void> {
+  const n = sockets * streams
+  const next = new Float64Array(n) // the sequence number each subscriber expects next
+  let lost = 0
+  let duplicated = 0
+  let ended = 0
+  // The measured window: sequence numbers [from, to] of one step.
+  let from = Infinity
+  let to = -1
+  let inWindow = 0
+  let winLost = 0
+  let winDup = 0
+  const hist = new Uint32Array(BUCKETS)
+  const onPayload = (i: number, p: Uint8Array): void => {
+    const t = now()
+    const view = Buffer.from(p.buffer, p.byteOffset, p.byteLength)
+    const seq = view.readUInt32LE(0)
+    const expected = next[i]!
+    if (seq < expected) { duplicated++; if (seq >= from && seq <= to) winDup++; return }
+    if (seq > expected) {
+      lost += seq - expected
+      // Only what falls in the window counts against it.
+      winLost += Math.max(0, Math.min(seq, to + 1) - Math.max(expected, from))
+    }
+    next[i] = seq + 1
+    if (seq >= from && seq <= to) {
+      inWindow++
+      hist[Math.min(BUCKETS - 1, Math.max(0, Math.floor((t - view.readDoubleLE(4)) * 10)))]!++
+    }
+  }
+  let ports: number[] = []
+  const url = (g: number): string => `127.0.0.1:${ports[g % ports.length]!}`
+  const ready: Array<Promise<unknown>> = []
+  const closers: Array<() => void> = []
+  const { createClient } = await import('../lib/client/web/index.js')
+  const descriptor = {
+    path: method.path,
+    serialize: (r: unknown) => method.requestSerialize(r),
+    // The payload, not decoded into an object: the client's CPU stays the server's to measure.
+    deserialize: (b: Uint8Array) => method.responseDeserialize(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+  }
+  const open = async (): Promise<void> => {
+    for (let s = 0; s < sockets; s++) {
+      const g = first + s // this socket's number over all client processes (the instance it goes to)
+      if (system === 'socketio') {
+        const { Manager } = await import('socket.io-client')
+        const manager = new Manager(`http://${url(g)}`, { transports: ['websocket'], reconnection: false })
+        for (let j = 0; j < streams; j++) {
+          const socket = manager.socket(`/s${j}`)
+          const i = s * streams + j
+          socket.on('m', (data: Buffer) => { onPayload(i, data) })
+          socket.on('disconnect', () => { ended++ })
+          ready.push(once(socket as any, 'connect'))
+          closers.push(() => socket.disconnect())
+        }
+      } else if (system === 'ws') {
+        const ws = new WebSocket(`ws://${url(g)}`, { perMessageDeflate: false })
+        ws.on('message', (data: Buffer) => { onPayload(s * streams + data[12]!, data) })
+        ws.on('close', () => { ended++ })
+        ready.push(once(ws, 'open'))
+        closers.push(() => ws.terminate())
+      } else {
+        let raw: WebSocket | null = null
+        // Captures the socket so that a never-reader can stop reading it at the TCP level.
+        class Captured extends WebSocket {
+          constructor (address: string, protocols?: string | string[]) {
+            super(address, protocols, { perMessageDeflate: false })
+            raw = this // eslint-disable-line @typescript-eslint/no-this-alias
+          }
+        }
+        const c = createClient(`ws://${url(g)}/grpc`, { WebSocket: Captured as any, ...(neverReader ? { initialWindowSize: 1024 } : {}) })
+        closers.push(() => { c.close() })
+        for (let j = 0; j < streams; j++) {
+          const i = s * streams + j
+          const call = c.serverStream(descriptor as any, neverReader ? { mode: 'drop-oldest', count: 20 } : {})
+          ready.push(call.headers)
+          if (neverReader) {
+            void call.headers.then(() => { (raw as any)?._socket?.pause() }, () => {})
+            continue
+          }
+          void (async () => { for await (const r of call as AsyncIterable<any>) onPayload(i, r.payload) })().catch(() => { ended++ })
+        }
+      }
+      if (s % 100 === 99) await Promise.all(ready.slice(-100 * streams))
+    }
+    await Promise.all(ready)
+  }
+  let cpu0 = process.cpuUsage()
+  let wall0 = now()
+  process.on('message', (m: ClientCommand) => {
+    if (m.cmd === 'window') {
+      from = m.fromSeq
+      to = m.toSeq
+      inWindow = 0
+      winLost = 0
+      winDup = 0
+      hist.fill(0)
+      cpu0 = process.cpuUsage()
+      wall0 = now()
+      process.send!({ type: 'window' })
+    } else if (m.cmd === 'progress') {
+      process.send!({ type: 'progress', received: inWindow, expected: n * (to - from + 1) })
+    } else if (m.cmd === 'result') {
+      const cpu = process.cpuUsage(cpu0)
+      const pairs: Histogram = []
+      for (let b = 0; b < BUCKETS; b++) if (hist[b]! > 0) pairs.push([b, hist[b]!])
+      process.send!({ type: 'result', result: { received: inWindow, expected: n * (to - from + 1), lost: winLost, duplicated: winDup, hist: pairs, cpuMs: (cpu.user + cpu.system) / 1000, wallMs: now() - wall0 } satisfies WindowResult })
+    } else if (m.cmd === 'check') {
+      // Whatever was published and never arrived counts as lost, up to the last message.
+      let tail = 0
+      for (let i = 0; i < n; i++) tail += Math.max(0, m.lastSeq + 1 - next[i]!)
+      process.send!({ type: 'check', check: { lost: lost + tail, duplicated, subscribers: n, ended } satisfies CheckResult })
+    } else if (m.cmd === 'open') {
+      ports = m.ports
+      void open().then(() => process.send!({ type: 'opened' }), (err: unknown) => process.send!({ type: 'opened', error: String(err) }))
+    } else if (m.cmd === 'close') {
+      for (const close of closers.splice(0)) close()
+      ready.length = 0
+      process.send!({ type: 'closed' })
+    } else if (m.cmd === 'exit') {
+      for (const close of closers.splice(0)) close()
+      setTimeout(() => process.exit(0), 100)
+    }
+  })
+  process.send!({ type: 'ready' })
+}
+
+const role = arg('role', '')
+if (role === 'server') {
+  await server(arg('system', 'topics'), Number(arg('streams', '1')), arg('redis', ''))
+} else if (role === 'client') {
+  await client(arg('system', 'topics'), Number(arg('first', '0')), Number(arg('sockets', '1')), Number(arg('streams', '1')), arg('never', '0') === '1')
+}
