@@ -6,7 +6,9 @@
  *   npx tsx bench/profile.ts [--client plugin-lean|plugin-grpcjs] [--seconds 6] [--size 100] [--inflight 64] [--out docs/bench-profile.md]
  *
  * `--forward`: profiles the forwarder instead (bench/servers/forward.ts,
- * forwarding to a grpc-js upstream in another process).
+ * forwarding to a grpc-js upstream in another process), called over its
+ * WebSocket route (`--client forward-lean`, the default then) or its
+ * grpcServer (`--client forward-grpcjs`).
  */
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -19,7 +21,8 @@ const option = (name: string, fallback: string): string => {
   const i = argv.indexOf(name)
   return i === -1 ? fallback : argv[i + 1]!
 }
-const system = option('--client', 'plugin-lean') as ClientSystem
+const forward = argv.includes('--forward')
+const system = option('--client', forward ? 'forward-lean' : 'plugin-lean') as ClientSystem
 const seconds = Number(option('--seconds', '6'))
 const size = Number(option('--size', '100'))
 const inflight = Number(option('--inflight', '64'))
@@ -74,12 +77,12 @@ function packageOf (place: string): string {
 async function main (): Promise<void> {
   await buildBundles()
   const dir = mkdtempSync(join(os.tmpdir(), 'grpcws-prof-'))
-  const upstream = argv.includes('--forward') ? await ServerProcess.start('grpc', { cpu: null }) : null
+  const upstream = forward ? await ServerProcess.start('grpc', { cpu: null }) : null
   const server = upstream === null
     ? await ServerProcess.start('plugin', { cpu: 0, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] })
     : await ServerProcess.start('forward', { cpu: 0, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir], env: { UPSTREAM_TARGET: `127.0.0.1:${upstream.port}` } })
   const client = await ClientProcess.start({ cpu: 1 })
-  const target = `ws://127.0.0.1:${server.port}/grpc`
+  const target = system === 'forward-grpcjs' ? `127.0.0.1:${server.grpcPort}` : `ws://127.0.0.1:${server.port}/grpc`
   try {
     const warm: RunSpec = { system, target, pattern: 'unary', size, inflight, warmupMs: 1500, windowMs: 50, maxOps: 50_000_000 }
     await client.ask({ cmd: 'run', id: client.newId(), spec: warm }, 60_000)
@@ -99,7 +102,7 @@ async function main (): Promise<void> {
   const file = readdirSync(dir).find(f => f.endsWith('.cpuprofile'))
   if (file === undefined) throw new Error(`no profile written in ${dir}`)
   const profile = JSON.parse(readFileSync(join(dir, file), 'utf8')) as CpuProfile
-  const bundleModule = moduleMap(join(BUILD_DIR, 'plugin.mjs'))
+  const bundleModule = moduleMap(join(BUILD_DIR, forward ? 'forward.mjs' : 'plugin.mjs'))
 
   const byId = new Map(profile.nodes.map(n => [n.id, n]))
   const self = new Map<number, number>()
@@ -120,7 +123,7 @@ async function main (): Promise<void> {
   }
   const busy = total - idle
   const lines: string[] = []
-  lines.push(`# Server profile: fastify-grpc-ws under unary load (${system === 'plugin-lean' ? 'lean client' : 'grpc-js client'}, ${size} B, ${inflight} in flight)`, '')
+  lines.push(`# Server profile: fastify-grpc-ws${forward ? ' forwarding to a grpc-js upstream' : ''} under unary load (${system.endsWith('lean') ? 'lean client' : 'grpc-js client'}, ${size} B, ${inflight} in flight)`, '')
   lines.push(`\`node --cpu-prof\` on the server process (pinned to CPU 0; client on CPU 1), ${seconds} s of load after 1.5 s of warm-up; the profile covers the whole process life, start-up included. Busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms sampled (${(100 * busy / total).toFixed(0)} %). Percentages are of busy time. Bundle lines are mapped back to their source module (\`lib/...\`); \`bench/profile.ts\` regenerates this file.`, '')
   lines.push('## By package or module', '', '| where | self ms | % of busy |', '|---|---:|---:|')
   for (const [k, us] of [...pkg].sort((x, y) => y[1] - x[1]).slice(0, 20)) lines.push(`| ${k} | ${(us / 1000).toFixed(0)} | ${(100 * us / busy).toFixed(1)} |`)
