@@ -72,7 +72,7 @@ const plan: Plan = quick
       startupKinds: ['node', 'bare', 'plugin', 'connect'],
       maxForeignCpuPct: 20,
       retries: 12,
-      budgetMs: 330_000
+      budgetMs: 360_000
     }
 // Pinned when the machine can: two CPUs at least, and taskset (util-linux) present.
 const pin = !flag('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
