@@ -95,7 +95,7 @@ const elapsed = (): string => `${((performance.now() - started) / 1000).toFixed(
 const log = (line: string): void => { console.log(`[${elapsed()}] ${line}`) }
 
 // Bounded in time whatever happens: children die with us.
-const HARD_STOP_MS = plan.budgetMs + 15_000 // default: 4 min 55 s
+const HARD_STOP_MS = plan.budgetMs + 15_000 // default: 6 min 15 s
 const hardStop = setTimeout(() => {
   console.error(`bench: still running after ${HARD_STOP_MS} ms; stopping`)
   killAll()
