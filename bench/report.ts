@@ -523,7 +523,10 @@ function markdown (r: BenchResults, s: Summary): string {
   out.push('')
 
   out.push('## Systems', '')
-  for (const system of SYSTEM_ORDER) out.push(`- **${LABELS[system]}**: ${DESCRIPTIONS[system]}`)
+  const measured = new Set(s.rows.map(x => x.system))
+  for (const system of [...SYSTEM_ORDER, ...FORWARD_SYSTEMS, ...HTTP_PAIRS.flatMap(p => [p.plugin, p.cf])]) {
+    if (SYSTEM_ORDER.includes(system) || measured.has(system)) out.push(`- **${LABELS[system]}**: ${DESCRIPTIONS[system]}`)
+  }
   out.push('')
 
   out.push('## Unary calls: calls/s (median; min–max over repetitions)', '')
