@@ -15,9 +15,15 @@
  *   protobuf-es's binary codec
  * - plugin-connect: a Connect client over fastify-grpc-ws/connect, on the
  *   same plain client and codec: beside plugin-web, the Connect layer's cost
+ * - forward-grpcjs, forward-lean: the grpc and plugin-lean drivers, aimed at
+ *   the forwarder (its grpcServer, its WebSocket route)
+ * - plugin-http-grpcweb, plugin-http-connect, cf-http-grpcweb,
+ *   cf-http-connect: connect-node's gRPC-Web and Connect (binary)
+ *   transports over HTTP/1.1 (Node's agent: one keep-alive socket per call
+ *   in flight), to the plugin's HTTP routes and to connect-fastify
  */
 import { createClient, type Client } from '@connectrpc/connect'
-import { createConnectTransport, Http2SessionManager } from '@connectrpc/connect-node'
+import { createConnectTransport, createGrpcWebTransport, Http2SessionManager } from '@connectrpc/connect-node'
 import * as grpc from '@grpc/grpc-js'
 import WebSocket from 'ws'
 import { fromBinary, toBinary, type DescMessage } from '@bufbuild/protobuf'
@@ -290,11 +296,32 @@ async function webConnectDriver (target: string, size: number): Promise<Driver> 
   return unaryOnly(done => { (client.echo(request) as Promise<unknown>).then(() => { done(null) }, (err: unknown) => { done(errorText(err)) }) }, () => { transport.client.close() })
 }
 
+/** Unary over HTTP/1.1: the gRPC-Web or the Connect protocol (binary), to an http://… base URL. */
+async function httpDriver (protocol: 'grpc-web' | 'connect', target: string, size: number): Promise<Driver> {
+  const transport = protocol === 'grpc-web'
+    ? createGrpcWebTransport({ baseUrl: target, httpVersion: '1.1' })
+    : createConnectTransport({ baseUrl: target, httpVersion: '1.1', useBinaryFormat: true })
+  const client = createClient(echoService(), transport) as Client<any> as any
+  const request = { message: '', payload: payloadOf(size) }
+  await client.echo(request)
+  return unaryOnly(done => {
+    (client.echo(request) as Promise<{ payload: Uint8Array }>).then(reply => {
+      done(reply.payload.byteLength === size ? null : `reply of ${reply.payload.byteLength} bytes, expected ${size}`)
+    }, (err: unknown) => { done(errorText(err)) })
+  }, () => {})
+}
+
 async function driverFor (spec: RunSpec): Promise<Driver> {
   switch (spec.system) {
     case 'plugin-grpcjs': return await grpcDriver('plugin-grpcjs', spec.target, spec.size)
-    case 'grpc': return await grpcDriver('grpc', spec.target, spec.size)
-    case 'plugin-lean': return await leanDriver(spec.target, spec.size)
+    case 'grpc':
+    case 'forward-grpcjs': return await grpcDriver('grpc', spec.target, spec.size)
+    case 'plugin-lean':
+    case 'forward-lean': return await leanDriver(spec.target, spec.size)
+    case 'plugin-http-grpcweb':
+    case 'cf-http-grpcweb': return await httpDriver('grpc-web', spec.target, spec.size)
+    case 'plugin-http-connect':
+    case 'cf-http-connect': return await httpDriver('connect', spec.target, spec.size)
     case 'plugin-web': return await webDriver(spec.target, spec.size)
     case 'plugin-connect': return await webConnectDriver(spec.target, spec.size)
     case 'ws': return await wsDriver(spec.target, spec.size)

@@ -71,7 +71,12 @@ export type ServerReply = { type: 'ready', port: number, grpcPort?: number, read
 
 export type Pattern = 'unary' | 'server-stream' | 'bidi'
 
-export type ClientSystem = 'plugin-grpcjs' | 'plugin-lean' | 'plugin-web' | 'plugin-connect' | 'grpc' | 'ws' | 'connect'
+export type ClientSystem =
+  | 'plugin-grpcjs' | 'plugin-lean' | 'plugin-web' | 'plugin-connect' | 'grpc' | 'ws' | 'connect'
+  // The forwarder (bench/servers/forward.ts) to the grpc-js server of the 'grpc' rows: a grpc-js client on its grpcServer, the lean client on its WebSocket route
+  | 'forward-grpcjs' | 'forward-lean'
+  // connect-node's gRPC-Web and Connect (binary) transports over HTTP/1.1, to the plugin's HTTP routes and to connect-fastify
+  | 'plugin-http-grpcweb' | 'plugin-http-connect' | 'cf-http-grpcweb' | 'cf-http-connect'
 
 export interface RunSpec {
   system: ClientSystem

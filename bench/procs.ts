@@ -12,7 +12,7 @@ import type { ClientCommand, ClientReply, ServerCommand, ServerReply, ServerSamp
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 export const BUILD_DIR = join(BENCH_DIR, '.build')
-export const SERVER_KINDS = ['node', 'bare', 'plugin', 'grpc', 'ws', 'connect', 'forward'] as const
+export const SERVER_KINDS = ['node', 'bare', 'plugin', 'grpc', 'ws', 'connect', 'forward', 'http-connect'] as const
 export type ServerKind = (typeof SERVER_KINDS)[number]
 
 /** Bundles bench/servers/*.ts, bench/client.ts and bench/fanout-procs.ts into bench/.build (node_modules stay external). */

@@ -6,7 +6,9 @@
  *   npx tsx bench/profile.ts [--client plugin-lean|plugin-grpcjs] [--seconds 6] [--size 100] [--inflight 64] [--out docs/bench-profile.md]
  *
  * `--forward`: profiles the forwarder instead (bench/servers/forward.ts,
- * forwarding to a grpc-js upstream in another process).
+ * forwarding to a grpc-js upstream in another process), called over its
+ * WebSocket route (`--client forward-lean`, the default then) or its
+ * grpcServer (`--client forward-grpcjs`).
  */
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
@@ -20,7 +22,8 @@ const option = (name: string, fallback: string): string => {
   const i = argv.indexOf(name)
   return i === -1 ? fallback : argv[i + 1]!
 }
-const system = option('--client', 'plugin-lean') as ClientSystem
+const forward = argv.includes('--forward')
+const system = option('--client', forward ? 'forward-lean' : 'plugin-lean') as ClientSystem
 const seconds = Number(option('--seconds', '6'))
 const size = Number(option('--size', '100'))
 const inflight = Number(option('--inflight', '64'))
@@ -30,12 +33,12 @@ const TOP = 25
 async function main (): Promise<void> {
   await buildBundles()
   const dir = mkdtempSync(join(os.tmpdir(), 'grpcws-prof-'))
-  const upstream = argv.includes('--forward') ? await ServerProcess.start('grpc', { cpu: null }) : null
+  const upstream = forward ? await ServerProcess.start('grpc', { cpu: null }) : null
   const server = upstream === null
     ? await ServerProcess.start('plugin', { cpu: 0, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir] })
     : await ServerProcess.start('forward', { cpu: 0, nodeArgs: ['--cpu-prof', '--cpu-prof-dir', dir], env: { UPSTREAM_TARGET: `127.0.0.1:${upstream.port}` } })
   const client = await ClientProcess.start({ cpu: 1 })
-  const target = `ws://127.0.0.1:${server.port}/grpc`
+  const target = system === 'forward-grpcjs' ? `127.0.0.1:${server.grpcPort}` : `ws://127.0.0.1:${server.port}/grpc`
   try {
     const warm: RunSpec = { system, target, pattern: 'unary', size, inflight, warmupMs: 1500, windowMs: 50, maxOps: 50_000_000 }
     await client.ask({ cmd: 'run', id: client.newId(), spec: warm }, 60_000)
@@ -54,11 +57,11 @@ async function main (): Promise<void> {
   }
   const file = readdirSync(dir).find(f => f.endsWith('.cpuprofile'))
   if (file === undefined) throw new Error(`no profile written in ${dir}`)
-  const summary = summarizeProfile(join(dir, file), join(BUILD_DIR, 'plugin.mjs'))
+  const summary = summarizeProfile(join(dir, file), join(BUILD_DIR, forward ? 'forward.mjs' : 'plugin.mjs'))
   const busy = summary.busyUs
   const total = summary.totalUs
   const lines: string[] = []
-  lines.push(`# Server profile: fastify-grpc-ws under unary load (${system === 'plugin-lean' ? 'lean client' : 'grpc-js client'}, ${size} B, ${inflight} in flight)`, '')
+  lines.push(`# Server profile: fastify-grpc-ws${forward ? ' forwarding to a grpc-js upstream' : ''} under unary load (${system.endsWith('lean') ? 'lean client' : 'grpc-js client'}, ${size} B, ${inflight} in flight)`, '')
   lines.push(`\`node --cpu-prof\` on the server process (pinned to CPU 0; client on CPU 1), ${seconds} s of load after 1.5 s of warm-up; the profile covers the whole process life, start-up included. Busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms sampled (${(100 * busy / total).toFixed(0)} %). Percentages are of busy time. Bundle lines are mapped back to their source module (\`lib/...\`); \`bench/profile.ts\` regenerates this file.`, '')
   lines.push(...profileTables(summary, TOP).map(l => l.replace(/^### /, '## ')))
   lines.push('')

@@ -42,6 +42,8 @@ interface Figures {
   p50Ms: number | null
   p99Ms: number | null
   serverUsPerOp: number | null
+  /** Behind the forwarder: the upstream's CPU per call (the forwarder's is serverUsPerOp). */
+  upstreamUsPerOp?: number | null
   clientUsPerOp: number | null
   serverCpuPct: number | null
   clientCpuPct: number | null
@@ -173,7 +175,13 @@ export const LABELS: Record<ClientSystem, string> = {
   'plugin-connect': 'fastify-grpc-ws, Connect transport',
   grpc: 'grpc-js, HTTP/2',
   ws: 'raw @fastify/websocket echo',
-  connect: 'Connect-node on Fastify, HTTP/2'
+  connect: 'Connect-node on Fastify, HTTP/2',
+  'forward-grpcjs': 'forwarded, grpc-js client on grpcServer (HTTP/2 in)',
+  'forward-lean': 'forwarded, lean client on the WebSocket route',
+  'plugin-http-grpcweb': 'fastify-grpc-ws, gRPC-Web, HTTP/1.1',
+  'plugin-http-connect': 'fastify-grpc-ws, Connect, HTTP/1.1',
+  'cf-http-grpcweb': 'connect-fastify, gRPC-Web, HTTP/1.1',
+  'cf-http-connect': 'connect-fastify, Connect, HTTP/1.1'
 }
 
 const DESCRIPTIONS: Record<ClientSystem, string> = {
@@ -183,10 +191,23 @@ const DESCRIPTIONS: Record<ClientSystem, string> = {
   'plugin-connect': 'the same plain client and codec under a Connect client (`createClient` over `fastify-grpc-ws/connect`): beside the plain client, the cost of the Connect layer (interceptor chain, Headers, message normalization). Unary 100 B at 64 in flight only.',
   grpc: 'grpc-js `Server` over HTTP/2, stock grpc-js client, one channel.',
   ws: 'the floor: `@fastify/websocket` route echoing each binary message, `ws` client; no protobuf, no framing, no gRPC semantics.',
-  connect: '`@connectrpc/connect-fastify` with runtime descriptors (no codegen), Connect protocol over HTTP/2 (h2c, one session), binary, `connect-node` client.'
+  connect: '`@connectrpc/connect-fastify` with runtime descriptors (no codegen), Connect protocol over HTTP/2 (h2c, one session), binary, `connect-node` client.',
+  'forward-grpcjs': 'a Fastify app with no handlers of its own, forwarding echo.Echo to the grpc-js server of the grpc-js rows (another process); a stock grpc-js client calls the app\'s `grpcServer`, so HTTP/2 in and HTTP/2 out.',
+  'forward-lean': 'the same forwarder, called by the lean client over its WebSocket route.',
+  'plugin-http-grpcweb': 'the plugin\'s HTTP route (the same server process as the WebSocket rows), connect-node\'s `createGrpcWebTransport` over HTTP/1.1, binary.',
+  'plugin-http-connect': 'the plugin\'s HTTP route, connect-node\'s `createConnectTransport` over HTTP/1.1, binary.',
+  'cf-http-grpcweb': '`@connectrpc/connect-fastify` over HTTP/1.1 with the same Echo as Connect handlers, runtime descriptors; the same gRPC-Web client.',
+  'cf-http-connect': 'the same connect-fastify server; the same Connect client.'
 }
 
+/** The systems of the main tables; the forwarded and HTTP rows have sections of their own. */
 const SYSTEM_ORDER: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'plugin-web', 'plugin-connect', 'grpc', 'connect', 'ws']
+const FORWARD_SYSTEMS: ClientSystem[] = ['forward-grpcjs', 'forward-lean']
+/** Each HTTP protocol: the plugin's row and connect-fastify's. */
+const HTTP_PAIRS: Array<{ protocol: string, plugin: ClientSystem, cf: ClientSystem }> = [
+  { protocol: 'gRPC-Web', plugin: 'plugin-http-grpcweb', cf: 'cf-http-grpcweb' },
+  { protocol: 'Connect', plugin: 'plugin-http-connect', cf: 'cf-http-connect' }
+]
 
 function medianOrNull (values: Array<number | null>): number | null {
   const v = values.filter((x): x is number => x !== null && Number.isFinite(x))
@@ -218,6 +239,7 @@ export function summarize (results: BenchResults): Summary {
       p50Ms: medianOrNull(list.map(m => m.p50Ms)),
       p99Ms: medianOrNull(list.map(m => m.p99Ms)),
       serverUsPerOp: medianOrNull(list.map(m => m.serverUsPerOp)),
+      upstreamUsPerOp: medianOrNull(list.map(m => m.upstreamUsPerOp ?? null)),
       clientUsPerOp: medianOrNull(list.map(m => m.clientUsPerOp)),
       serverCpuPct: medianOrNull(list.map(m => m.serverCpuPct)),
       clientCpuPct: medianOrNull(list.map(m => m.clientCpuPct)),
@@ -255,6 +277,20 @@ export function summarize (results: BenchResults): Summary {
     for (const field of ['rate', 'serverUsPerOp', 'clientUsPerOp'] as const) {
       const r = ratio(scenario, 'plugin-connect', 'plugin-web', field)
       if (r !== null) ratios.push(r)
+    }
+    // Forwarded against direct (server CPU: the forwarder's against the upstream's when called directly).
+    for (const a of FORWARD_SYSTEMS) {
+      for (const field of ['rate', 'serverUsPerOp'] as const) {
+        const r = ratio(scenario, a, 'grpc', field)
+        if (r !== null) ratios.push(r)
+      }
+    }
+    // The HTTP routes against connect-fastify, protocol by protocol.
+    for (const pair of HTTP_PAIRS) {
+      for (const field of ['rate', 'serverUsPerOp'] as const) {
+        const r = ratio(scenario, pair.plugin, pair.cf, field)
+        if (r !== null) ratios.push(r)
+      }
     }
   }
 
@@ -364,6 +400,40 @@ export function summarize (results: BenchResults): Summary {
       pass: bi === undefined ? null : bi.median >= 0.7
     })
   }
+  for (const client of FORWARD_SYSTEMS) {
+    const label = client === 'forward-grpcjs' ? 'grpc-js client (HTTP/2 in)' : 'lean client (WebSocket in)'
+    for (const [key, what] of [[u100, 'forwarded unary 100 B, 64 in flight: calls/s'], [bidi, `forwarded bidi, pipelined on one stream (${results.plan.streamInflight} in flight): msgs/s`]] as const) {
+      const r = findRatio(key, client, 'grpc', 'rate')
+      const f = findRow(key, client)
+      targets.push({
+        name: `${what} ≥ 80 % of a direct grpc-js client to the same upstream`,
+        client: label,
+        measured: `${fmtInt(f?.rate)} vs ${fmtInt(findRow(key, 'grpc')?.rate)} /s: ${fmtRatio(r, true)}; forwarder CPU ${fmt(f?.serverUsPerOp)} µs per call`,
+        value: r?.median ?? null,
+        pass: r === undefined ? null : r.median >= 0.8
+      })
+    }
+  }
+  for (const pair of HTTP_PAIRS) {
+    const p = findRow(u100, pair.plugin)
+    const c = findRow(u100, pair.cf)
+    const rate = findRatio(u100, pair.plugin, pair.cf, 'rate')
+    const cpu = findRatio(u100, pair.plugin, pair.cf, 'serverUsPerOp')
+    targets.push({
+      name: `${pair.protocol} (binary) unary 100 B, 64 in flight, HTTP/1.1: calls/s ≥ connect-fastify's`,
+      client: `connect-node ${pair.protocol} transport`,
+      measured: `${fmtInt(p?.rate)} vs ${fmtInt(c?.rate)} /s: ${fmtRatio(rate, false)}`,
+      value: rate?.median ?? null,
+      pass: rate === undefined ? null : rate.median >= 1
+    })
+    targets.push({
+      name: `${pair.protocol} (binary) unary 100 B, 64 in flight, HTTP/1.1: server CPU per call ≤ connect-fastify's`,
+      client: `connect-node ${pair.protocol} transport`,
+      measured: `${fmt(p?.serverUsPerOp)} vs ${fmt(c?.serverUsPerOp)} µs: ${fmtRatio(cpu, false)}`,
+      value: cpu?.median ?? null,
+      pass: cpu === undefined ? null : cpu.median <= 1
+    })
+  }
   const memPlugin = memory.find(m => m.system === 'plugin')
   const memWs = memory.find(m => m.system === 'ws')
   const defPlugin = memoryV8Defaults.find(m => m.system === 'plugin')
@@ -460,7 +530,10 @@ function markdown (r: BenchResults, s: Summary): string {
   out.push('')
 
   out.push('## Systems', '')
-  for (const system of SYSTEM_ORDER) out.push(`- **${LABELS[system]}**: ${DESCRIPTIONS[system]}`)
+  const measured = new Set(s.rows.map(x => x.system))
+  for (const system of [...SYSTEM_ORDER, ...FORWARD_SYSTEMS, ...HTTP_PAIRS.flatMap(p => [p.plugin, p.cf])]) {
+    if (SYSTEM_ORDER.includes(system) || measured.has(system)) out.push(`- **${LABELS[system]}**: ${DESCRIPTIONS[system]}`)
+  }
   out.push('')
 
   out.push('## Unary calls: calls/s (median; min–max over repetitions)', '')
@@ -501,6 +574,8 @@ function markdown (r: BenchResults, s: Summary): string {
     out.push(`| ${LABELS[system]} | ${fmtInt(ss?.rate)} | ${fmt(ss?.serverUsPerOp)} | ${fmtInt(bd?.rate)} | ${fmt(bd?.serverUsPerOp)} | ${fmt(bd?.serverCpuPct, 0)} % / ${fmt(bd?.clientCpuPct, 0)} % |`)
   }
   out.push('')
+
+  out.push(...forwardSection(r, s), ...httpSection(r, s))
 
   out.push('## Ratios (median of per-repetition ratios; per-repetition values in brackets)', '')
   out.push('| scenario | A | B | A/B throughput | A/B server CPU per op |', '|---|---|---|---:|---:|')
@@ -565,6 +640,60 @@ function markdown (r: BenchResults, s: Summary): string {
   return out.join('\n')
 }
 
+/** Per-repetition ratios as "0.93 [0.90, 0.95, 0.97]" (or as percentages). */
+function ratioText (x: Ratio | undefined, asPct = false): string {
+  if (x === undefined) return '–'
+  const f = (v: number): string => asPct ? `${(v * 100).toFixed(0)} %` : `${v.toFixed(2)}x`
+  return `${f(x.median)} [${x.perRep.map(f).join(', ')}]`
+}
+
+/** docs/bench.md's section on forwarded calls (empty when none were measured). */
+export function forwardSection (r: BenchResults, s: Summary): string[] {
+  const keys = ['unary-100-c64', `bidi-100-p${r.plan.streamInflight}`]
+  const rows = keys.flatMap(key => FORWARD_SYSTEMS.map(system => s.rows.find(x => x.scenario === key && x.system === system))).filter((x): x is Row => x !== undefined)
+  if (rows.length === 0) return []
+  const out: string[] = []
+  out.push('## Forwarding to a grpc-js upstream', '')
+  out.push('Goal: forwarded calls/s at least 80 % of a direct grpc-js client to the same upstream, with the forwarder\'s CPU per call. The upstream is the grpc-js server of the grpc-js rows above (a process of its own); the forwarder (`bench/servers/forward.ts`) is a Fastify app with no handlers of its own forwarding echo.Echo to it, called over its `grpcServer` by a stock grpc-js client (HTTP/2 in, HTTP/2 out) and over its WebSocket route by the lean client. The forwarder and the upstream are both pinned to the servers\' CPU with the other (idle) servers, so a forwarded call\'s two hops share one core while a direct call has it alone. "Direct" is the grpc-js row measured in the same repetitions; "vs direct" is the median of per-repetition ratios.', '')
+  out.push('| scenario | way | calls or msgs/s (median; min–max) | vs direct [per rep] | forwarder CPU µs/call | upstream CPU µs/call | client CPU µs/call | forwarder / client CPU use |', '|---|---|---:|---:|---:|---:|---:|---:|')
+  for (const key of keys) {
+    const direct = s.rows.find(x => x.scenario === key && x.system === 'grpc')
+    const label = key.startsWith('bidi') ? `bidi 100 B, pipelined (${r.plan.streamInflight} in flight)` : 'unary 100 B, 64 in flight'
+    if (direct !== undefined) out.push(`| ${label} | direct grpc-js client | ${fmtInt(direct.rate)} (${fmtInt(direct.rateMin)}–${fmtInt(direct.rateMax)}) | 100 % | – | ${fmt(direct.serverUsPerOp)} | ${fmt(direct.clientUsPerOp)} | – / ${fmt(direct.clientCpuPct, 0)} % |`)
+    for (const system of FORWARD_SYSTEMS) {
+      const x = s.rows.find(y => y.scenario === key && y.system === system)
+      if (x === undefined) continue
+      const vs = s.ratios.find(y => y.scenario === key && y.a === system && y.b === 'grpc' && y.field === 'rate')
+      out.push(`| ${label} | ${LABELS[system]} | ${fmtInt(x.rate)} (${fmtInt(x.rateMin)}–${fmtInt(x.rateMax)})${x.errors > 0 ? ` ⚠ ${x.errors} errors` : ''} | ${ratioText(vs, true)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.upstreamUsPerOp)} | ${fmt(x.clientUsPerOp)} | ${fmt(x.serverCpuPct, 0)} % / ${fmt(x.clientCpuPct, 0)} % |`)
+    }
+  }
+  out.push('')
+  return out
+}
+
+/** docs/bench.md's section on the HTTP routes against connect-fastify (empty when not measured). */
+export function httpSection (r: BenchResults, s: Summary): string[] {
+  const key = 'unary-100-c64'
+  const present = HTTP_PAIRS.filter(p => s.rows.some(x => x.scenario === key && (x.system === p.plugin || x.system === p.cf)))
+  if (present.length === 0) return []
+  const out: string[] = []
+  out.push('## HTTP routes: gRPC-Web and Connect against connect-fastify (HTTP/1.1)', '')
+  out.push('Goal: calls/s and server CPU per call at least on par with connect-fastify serving the same service. Unary 100 B at 64 in flight, binary; the client is connect-node\'s `createGrpcWebTransport` or `createConnectTransport` with `httpVersion: \'1.1\'` (Node\'s agent: a keep-alive socket per call in flight). The plugin\'s rows are its HTTP routes in the same server process as the WebSocket rows; connect-fastify runs in a process of its own over HTTP/1.1 (`bench/servers/http-connect.ts`) with the Echo as Connect handlers. Ratios are the medians of per-repetition ratios.', '')
+  out.push('| protocol | server | calls/s (median; min–max) | p50 / p99 ms | server CPU µs/call | server / client CPU use | plugin / connect-fastify: calls/s [per rep] | server CPU per call [per rep] |', '|---|---|---:|---:|---:|---:|---:|---:|')
+  for (const pair of present) {
+    const rate = s.ratios.find(x => x.scenario === key && x.a === pair.plugin && x.b === pair.cf && x.field === 'rate')
+    const cpu = s.ratios.find(x => x.scenario === key && x.a === pair.plugin && x.b === pair.cf && x.field === 'serverUsPerOp')
+    for (const system of [pair.plugin, pair.cf]) {
+      const x = s.rows.find(y => y.scenario === key && y.system === system)
+      if (x === undefined) continue
+      const mine = system === pair.plugin
+      out.push(`| ${pair.protocol} | ${mine ? 'fastify-grpc-ws' : 'connect-fastify'} | ${fmtInt(x.rate)} (${fmtInt(x.rateMin)}–${fmtInt(x.rateMax)})${x.errors > 0 ? ` ⚠ ${x.errors} errors` : ''} | ${fmt(x.p50Ms, 2)} / ${fmt(x.p99Ms, 2)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.serverCpuPct, 0)} % / ${fmt(x.clientCpuPct, 0)} % | ${mine ? ratioText(rate) : ''} | ${mine ? ratioText(cpu) : ''} |`)
+    }
+  }
+  out.push('')
+  return out
+}
+
 // --- SVG ----------------------------------------------------------------------
 
 const COLORS: Record<ClientSystem, string> = {
@@ -574,7 +703,13 @@ const COLORS: Record<ClientSystem, string> = {
   'plugin-connect': '#c5b0d5',
   grpc: '#ff7f0e',
   connect: '#2ca02c',
-  ws: '#7f7f7f'
+  ws: '#7f7f7f',
+  'forward-grpcjs': '#8c564b',
+  'forward-lean': '#c49c94',
+  'plugin-http-grpcweb': '#17becf',
+  'plugin-http-connect': '#9edae5',
+  'cf-http-grpcweb': '#bcbd22',
+  'cf-http-connect': '#dbdb8d'
 }
 
 function esc (text: string): string {
@@ -636,7 +771,7 @@ function svg (r: BenchResults, s: Summary): string {
   cpuSystems.forEach((sys, i) => {
     const v = cpu[i]
     const yy = R.y + i * rowH + 8
-    const short: Record<ClientSystem, string[]> = {
+    const short: Partial<Record<ClientSystem, string[]>> = {
       ws: ['raw ws echo', '(per message)'],
       'plugin-lean': ['plugin,', 'lean client'],
       'plugin-grpcjs': ['plugin,', 'grpc-js client'],
@@ -645,7 +780,8 @@ function svg (r: BenchResults, s: Summary): string {
       grpc: ['grpc-js', 'HTTP/2'],
       connect: ['Connect-node', 'HTTP/2']
     }
-    short[sys].forEach((line, li) => parts.push(`<text x="${R.x - 8}" y="${yy + 14 + li * 13}" text-anchor="end">${esc(line)}</text>`))
+    const lines = short[sys] ?? [LABELS[sys]]
+    lines.forEach((line, li) => parts.push(`<text x="${R.x - 8}" y="${yy + 14 + li * 13}" text-anchor="end">${esc(line)}</text>`))
     if (v === null) return
     const w = (v / maxCpu) * (R.w - 40)
     parts.push(`<rect x="${R.x}" y="${yy}" width="${w.toFixed(1)}" height="${(rowH - 20).toFixed(1)}" fill="${COLORS[sys]}"/>`)

@@ -1,15 +1,21 @@
 /**
- * `npm run bench` (about 12 minutes) and `npm run bench:quick` (about 40 s):
+ * `npm run bench` (about 12 minutes) and `npm run bench:quick` (about a minute):
  * the Echo service served by this plugin over WebSocket, by grpc-js over
  * HTTP/2, by a bare @fastify/websocket echo (the floor) and by Connect-node
- * on Fastify, each server and each client in its own process on 127.0.0.1;
- * then the fan-out section (bench/fanout.ts: topics beside a raw ws
- * broadcast and Socket.IO, on one instance and on two over Redis).
+ * on Fastify; calls forwarded by the plugin to that grpc-js server, against
+ * a direct grpc-js client to it; the plugin's HTTP routes (gRPC-Web,
+ * Connect) against connect-fastify over HTTP/1.1; then the fan-out section
+ * (bench/fanout.ts: topics beside a raw ws broadcast and Socket.IO, on one
+ * instance and on two over Redis). Each server and each client in its own
+ * process on 127.0.0.1.
  *
- * Writes docs/bench.json, docs/bench.md and docs/bench.svg (--quick: into
- * the OS temp folder, fastify-grpc-ws-bench/; or the folder given with --out). Options: --quick, --reps N, --no-pin,
- * --no-bufferutil, --out DIR; for investigating: --systems a,b,
- * --scenarios REGEX, --skip startup,throughput,memory,hold,fanout.
+ * Writes docs/bench.json, docs/bench.md and docs/bench.svg (--quick or
+ * --only: into the OS temp folder, fastify-grpc-ws-bench/; or the folder
+ * given with --out). Options: --quick, --reps N, --no-pin, --no-bufferutil,
+ * --out DIR; --only forward|http runs just that section (what
+ * `npm run bench:forward` and `npm run bench:http` do) and prints its
+ * tables; for investigating: --systems a,b, --scenarios REGEX,
+ * --skip startup,throughput,memory,hold,fanout.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync } from 'node:fs'
@@ -20,7 +26,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { ClientSystem, MemSpec, Pattern, RunResult, RunSpec, ServerSample } from './common.js'
 import { BENCH_DIR, ClientProcess, ServerProcess, buildBundles, killAll as killProcs, type ServerKind, type SpawnOptions } from './procs.js'
 import { FANOUT_FULL, FANOUT_QUICK, fanoutFailures, killFanout, runFanout } from './fanout.js'
-import { summarize, writeReports, type Measurement, type MemoryResult, type HoldResult, type StartupResult, type BenchResults, type Plan } from './report.js'
+import { forwardSection, httpSection, summarize, writeReports, type Measurement, type MemoryResult, type HoldResult, type StartupResult, type BenchResults, type Plan } from './report.js'
 
 const argv = process.argv.slice(2)
 const flag = (name: string): boolean => argv.includes(name)
@@ -49,7 +55,7 @@ const plan: Plan = quick
       startupKinds: ['node', 'bare', 'plugin'],
       maxForeignCpuPct: 20,
       retries: 0,
-      budgetMs: 45_000
+      budgetMs: 60_000
     }
   : {
       name: 'default',
@@ -69,7 +75,7 @@ const plan: Plan = quick
       startupKinds: ['node', 'bare', 'plugin', 'connect'],
       maxForeignCpuPct: 20,
       retries: 12,
-      budgetMs: 280_000
+      budgetMs: 360_000
     }
 // The quick plan's fan-out is a smoke: 200 subscribers, one step, on one instance and on two over Redis.
 const fanoutPlan = quick ? FANOUT_QUICK : FANOUT_FULL
@@ -78,8 +84,15 @@ const killAll = (): void => { killProcs(); killFanout() }
 const pin = !flag('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
 const SERVER_CPU = pin ? 0 : null
 const CLIENT_CPU = pin ? 1 : null
-// A smoke run must not overwrite the published results in docs/.
-const outDir = resolve(option('--out') ?? (quick ? join(os.tmpdir(), 'fastify-grpc-ws-bench') : join(BENCH_DIR, '..', 'docs')))
+// --only forward|http: one section's systems and scenarios, nothing else.
+const ONLY: Record<string, { systems: ClientSystem[], scenarios: RegExp }> = {
+  forward: { systems: ['grpc', 'forward-grpcjs', 'forward-lean'], scenarios: new RegExp(`^(unary-100-c64|bidi-100-p${plan.streamInflight})$`) },
+  http: { systems: ['plugin-http-grpcweb', 'cf-http-grpcweb', 'plugin-http-connect', 'cf-http-connect'], scenarios: /^unary-100-c64$/ }
+}
+const only = option('--only')
+if (only !== undefined && ONLY[only] === undefined) throw new Error(`--only ${only}: expected one of ${Object.keys(ONLY).join(', ')}`)
+// A smoke run or a section must not overwrite the published results in docs/.
+const outDir = resolve(option('--out') ?? (quick || only !== undefined ? join(os.tmpdir(), 'fastify-grpc-ws-bench') : join(BENCH_DIR, '..', 'docs')))
 const childEnv: Record<string, string> = flag('--no-bufferutil') ? { WS_NO_BUFFER_UTIL: '1' } : {}
 const MAX_OPS = 50_000_000
 
@@ -99,13 +112,33 @@ process.on('exit', killAll)
 process.on('SIGINT', () => { killAll(); process.exit(130) })
 process.on('SIGTERM', () => { killAll(); process.exit(143) })
 
-const ALL_SYSTEMS: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'grpc', 'ws', 'connect', 'plugin-web', 'plugin-connect']
-/** Clients measured in one row only (the Connect transport beside the plain client it runs on). */
-const ONE_ROW: Partial<Record<ClientSystem, string>> = { 'plugin-web': 'unary-100-c64', 'plugin-connect': 'unary-100-c64' }
+const ALL_SYSTEMS: ClientSystem[] = [
+  'plugin-lean', 'plugin-grpcjs', 'grpc', 'ws', 'connect', 'plugin-web', 'plugin-connect',
+  'forward-grpcjs', 'forward-lean', 'plugin-http-grpcweb', 'cf-http-grpcweb', 'plugin-http-connect', 'cf-http-connect'
+]
+/**
+ * Clients measured in some rows only: the Connect transport beside the plain
+ * client it runs on, the forwarder beside direct grpc-js, the HTTP routes
+ * beside connect-fastify (unary only).
+ */
+const bidiKey = `bidi-100-p${plan.streamInflight}`
+// --quick (the CI smoke) has the forwarder and the HTTP routes answer unary calls only, with no connect-fastify beside them.
+const forwardRows = quick && only === undefined ? ['unary-100-c64'] : ['unary-100-c64', bidiKey]
+const ROWS_OF: Partial<Record<ClientSystem, string[]>> = {
+  'plugin-web': ['unary-100-c64'],
+  'plugin-connect': ['unary-100-c64'],
+  'forward-grpcjs': forwardRows,
+  'forward-lean': forwardRows,
+  'plugin-http-grpcweb': ['unary-100-c64'],
+  'cf-http-grpcweb': ['unary-100-c64'],
+  'plugin-http-connect': ['unary-100-c64'],
+  'cf-http-connect': ['unary-100-c64']
+}
 // --systems a,b and --scenarios REGEX narrow a run down (for investigating; the report then has gaps).
-const SYSTEMS = option('--systems')?.split(',').filter((x): x is ClientSystem => ALL_SYSTEMS.includes(x as ClientSystem)) ?? ALL_SYSTEMS
-const scenarioFilter = option('--scenarios') === undefined ? null : new RegExp(option('--scenarios')!)
-const skip = new Set((option('--skip') ?? '').split(','))
+const DEFAULT_SYSTEMS = only !== undefined ? ONLY[only]!.systems : quick ? ALL_SYSTEMS.filter(x => !x.startsWith('cf-')) : ALL_SYSTEMS
+const SYSTEMS = option('--systems')?.split(',').filter((x): x is ClientSystem => ALL_SYSTEMS.includes(x as ClientSystem)) ?? DEFAULT_SYSTEMS
+const scenarioFilter = option('--scenarios') === undefined ? (only === undefined ? null : ONLY[only]!.scenarios) : new RegExp(option('--scenarios')!)
+const skip = new Set(only === undefined ? (option('--skip') ?? '').split(',') : ['startup', 'memory', 'hold', 'fanout'])
 
 interface Scenario { key: string, pattern: Pattern, size: number, inflight: number }
 
@@ -115,7 +148,7 @@ function scenarios (): Scenario[] {
     for (const inflight of plan.unaryInflight) list.push({ key: `unary-${size}-c${inflight}`, pattern: 'unary', size, inflight })
   }
   list.push({ key: 'server-stream-100', pattern: 'server-stream', size: 100, inflight: 1 })
-  list.push({ key: `bidi-100-p${plan.streamInflight}`, pattern: 'bidi', size: 100, inflight: plan.streamInflight })
+  list.push({ key: bidiKey, pattern: 'bidi', size: 100, inflight: plan.streamInflight })
   return scenarioFilter === null ? list : list.filter(s => scenarioFilter.test(s.key))
 }
 
@@ -190,10 +223,10 @@ const retryUntilMs = plan.budgetMs * 0.6
  * repeated, up to `retries` times while the time budget allows; the least
  * disturbed attempt is kept, with its foreign load on record.
  */
-async function measure (rep: number, scenario: Scenario, system: ClientSystem, client: ClientProcess, server: ServerProcess, target: string): Promise<Measurement> {
+async function measure (rep: number, scenario: Scenario, system: ClientSystem, client: ClientProcess, server: ServerProcess, target: string, upstream: ServerProcess | null): Promise<Measurement> {
   let best: Measurement | null = null
   for (let attempt = 1; ; attempt++) {
-    const m = await measureOnce(rep, scenario, system, client, server, target)
+    const m = await measureOnce(rep, scenario, system, client, server, target, upstream)
     m.attempts = attempt
     if (best === null || m.foreignCpuPct < best.foreignCpuPct) best = { ...m }
     if (m.foreignCpuPct <= plan.maxForeignCpuPct || attempt > 2 || retriesLeft <= 0 || elapsedMs() > retryUntilMs) break
@@ -204,17 +237,18 @@ async function measure (rep: number, scenario: Scenario, system: ClientSystem, c
   return best
 }
 
-async function measureOnce (rep: number, scenario: Scenario, system: ClientSystem, client: ClientProcess, server: ServerProcess, target: string): Promise<Measurement> {
+/** `upstream`: the server behind a forwarder, whose CPU is sampled with the forwarder's. */
+async function measureOnce (rep: number, scenario: Scenario, system: ClientSystem, client: ClientProcess, server: ServerProcess, target: string, upstream: ServerProcess | null): Promise<Measurement> {
   const spec: RunSpec = {
     system, target, pattern: scenario.pattern, size: scenario.size, inflight: scenario.inflight,
     warmupMs: plan.warmupMs, windowMs: plan.windowMs, maxOps: MAX_OPS
   }
   let startStat: CpuTimes[] = []
   let endStat: CpuTimes[] = []
-  let startSample: Promise<ServerSample> | null = null
-  let endSample: Promise<ServerSample> | null = null
+  let startSample: Promise<ServerSample[]> | null = null
+  let endSample: Promise<ServerSample[]> | null = null
   client.onMark = phase => {
-    const sample = server.sample()
+    const sample = Promise.all(upstream === null ? [server.sample()] : [server.sample(), upstream.sample()])
     sample.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
     if (phase === 'start') { startSample = sample; startStat = cpuTimes() } else { endSample = sample; endStat = cpuTimes() }
   }
@@ -222,9 +256,10 @@ async function measureOnce (rep: number, scenario: Scenario, system: ClientSyste
   client.onMark = null
   const result = (reply as { result: RunResult }).result
   if (startSample === null || endSample === null) throw new Error(`${scenario.key} ${system}: the client never marked its window (${JSON.stringify(result)})`)
-  const a: ServerSample = await startSample
-  const b: ServerSample = await endSample
-  const serverCpuUs = b.cpuUs - a.cpuUs
+  const [a, ua] = await (startSample as Promise<ServerSample[]>)
+  const [b, ub] = await (endSample as Promise<ServerSample[]>)
+  const serverCpuUs = b!.cpuUs - a!.cpuUs
+  const upstreamCpuUs = ua === undefined || ub === undefined ? null : ub.cpuUs - ua.cpuUs
   const m: Measurement = {
     rep,
     scenario: scenario.key,
@@ -238,6 +273,7 @@ async function measureOnce (rep: number, scenario: Scenario, system: ClientSyste
     p50Ms: result.p50Ms,
     p99Ms: result.p99Ms,
     serverUsPerOp: result.ops > 0 ? serverCpuUs / result.ops : null,
+    upstreamUsPerOp: upstreamCpuUs !== null && result.ops > 0 ? upstreamCpuUs / result.ops : null,
     clientUsPerOp: result.ops > 0 ? result.clientCpuUs / result.ops : null,
     serverCpuPct: result.seconds > 0 ? serverCpuUs / (result.seconds * 1e4) : null,
     clientCpuPct: result.seconds > 0 ? result.clientCpuUs / (result.seconds * 1e4) : null,
@@ -247,32 +283,66 @@ async function measureOnce (rep: number, scenario: Scenario, system: ClientSyste
     foreignCpuPct: 0,
     attempts: 1
   }
-  // Machine busy time not spent by this server and client (in % of one core; the orchestrator's IPC forwarding is in it too).
+  // Machine busy time not spent by this server (and upstream) and client (in % of one core; the orchestrator's IPC forwarding is in it too).
   const machineBusy = m.machineCpu.reduce((n, c) => n + c.busy, 0)
-  m.foreignCpuPct = Math.max(0, machineBusy - (m.serverCpuPct ?? 0) - (m.clientCpuPct ?? 0))
+  const upstreamPct = upstreamCpuUs === null || result.seconds <= 0 ? 0 : upstreamCpuUs / (result.seconds * 1e4)
+  m.foreignCpuPct = Math.max(0, machineBusy - (m.serverCpuPct ?? 0) - upstreamPct - (m.clientCpuPct ?? 0))
   const lat = m.p50Ms === null ? '' : `  p50 ${m.p50Ms.toFixed(2)} ms p99 ${(m.p99Ms ?? NaN).toFixed(2)} ms`
   const mc = m.machineCpu.map(c => `${c.busy.toFixed(0)}/${c.idle.toFixed(0)}/${c.steal.toFixed(0)}`).join(' ')
-  log(`rep ${rep + 1}/${plan.reps} ${scenario.key.padEnd(20)} ${system.padEnd(14)} ${Math.round(m.rate).toLocaleString('en-US').padStart(9)} /s${lat}  server ${(m.serverUsPerOp ?? NaN).toFixed(1)} µs/op (${(m.serverCpuPct ?? NaN).toFixed(0)} %)  client ${(m.clientCpuPct ?? NaN).toFixed(0)} %  other ${m.foreignCpuPct.toFixed(0)} %  [cpus busy/idle/steal ${mc}]${m.errors > 0 ? `  ERRORS ${m.errors}: ${m.firstError ?? ''}` : ''}`)
+  log(`rep ${rep + 1}/${plan.reps} ${scenario.key.padEnd(20)} ${system.padEnd(14)} ${Math.round(m.rate).toLocaleString('en-US').padStart(9)} /s${lat}  server ${(m.serverUsPerOp ?? NaN).toFixed(1)} µs/op (${(m.serverCpuPct ?? NaN).toFixed(0)} %)${m.upstreamUsPerOp == null ? '' : ` upstream ${m.upstreamUsPerOp.toFixed(1)} µs/op (${upstreamPct.toFixed(0)} %)`}  client ${(m.clientCpuPct ?? NaN).toFixed(0)} %  other ${m.foreignCpuPct.toFixed(0)} %  [cpus busy/idle/steal ${mc}]${m.errors > 0 ? `  ERRORS ${m.errors}: ${m.firstError ?? ''}` : ''}`)
   return m
 }
 
+/** The server process each client system talks to. */
+function serverKindOf (system: ClientSystem): ServerKind {
+  switch (system) {
+    case 'plugin-lean':
+    case 'plugin-grpcjs':
+    case 'plugin-web':
+    case 'plugin-connect':
+    case 'plugin-http-grpcweb':
+    case 'plugin-http-connect': return 'plugin'
+    case 'forward-grpcjs':
+    case 'forward-lean': return 'forward'
+    case 'cf-http-grpcweb':
+    case 'cf-http-connect': return 'http-connect'
+    case 'grpc':
+    case 'ws':
+    case 'connect': return system
+  }
+}
+
 async function throughputRep (rep: number): Promise<Measurement[]> {
-  const kinds: ServerKind[] = ['plugin', 'grpc', 'ws', 'connect']
+  // Only the servers the clients need; the forwarder forwards to the grpc-js server of the 'grpc' rows.
+  const kinds = [...new Set(SYSTEMS.map(serverKindOf))]
+  if (kinds.includes('forward') && !kinds.includes('grpc')) kinds.push('grpc')
   const servers = new Map<ServerKind, ServerProcess>()
-  for (const [i, s] of (await Promise.all(kinds.map(async k => await ServerProcess.start(k, serverOptions())))).entries()) servers.set(kinds[i]!, s)
+  const first = kinds.filter(k => k !== 'forward')
+  for (const [i, s] of (await Promise.all(first.map(async k => await ServerProcess.start(k, serverOptions())))).entries()) servers.set(first[i]!, s)
+  if (kinds.includes('forward')) {
+    // Pinned with the other servers: forwarder and upstream share the servers' CPU.
+    servers.set('forward', await ServerProcess.start('forward', serverOptions({ env: { ...childEnv, UPSTREAM_TARGET: `127.0.0.1:${servers.get('grpc')!.port}` } })))
+  }
   const clients = new Map<ClientSystem, ClientProcess>()
   for (const [i, c] of (await Promise.all(SYSTEMS.map(async () => await ClientProcess.start(clientOptions())))).entries()) clients.set(SYSTEMS[i]!, c)
-  const plugin = servers.get('plugin')!
-  const serverOf = (system: ClientSystem): ServerProcess => servers.get(system.startsWith('plugin') ? 'plugin' : system as ServerKind)!
+  const serverOf = (system: ClientSystem): ServerProcess => servers.get(serverKindOf(system))!
+  const upstreamOf = (system: ClientSystem): ServerProcess | null => serverKindOf(system) === 'forward' ? servers.get('grpc')! : null
   const targetOf = (system: ClientSystem): string => {
+    const server = serverOf(system)
     switch (system) {
       case 'plugin-lean':
       case 'plugin-grpcjs':
       case 'plugin-web':
-      case 'plugin-connect': return `ws://127.0.0.1:${plugin.port}/grpc`
-      case 'grpc': return `127.0.0.1:${servers.get('grpc')!.port}`
-      case 'ws': return `ws://127.0.0.1:${servers.get('ws')!.port}`
-      case 'connect': return `http://127.0.0.1:${servers.get('connect')!.port}`
+      case 'plugin-connect':
+      case 'forward-lean': return `ws://127.0.0.1:${server.port}/grpc`
+      case 'forward-grpcjs': return `127.0.0.1:${server.grpcPort}`
+      case 'grpc': return `127.0.0.1:${server.port}`
+      case 'ws': return `ws://127.0.0.1:${server.port}`
+      case 'connect': return `http://127.0.0.1:${server.port}`
+      case 'plugin-http-grpcweb':
+      case 'plugin-http-connect':
+      case 'cf-http-grpcweb':
+      case 'cf-http-connect': return `http://127.0.0.1:${server.port}/grpc`
     }
   }
   const out: Measurement[] = []
@@ -287,8 +357,8 @@ async function throughputRep (rep: number): Promise<Measurement[]> {
     for (const [i, scenario] of scenarios().entries()) {
       // Systems alternate, and the order turns from one scenario and repetition to the next.
       for (const system of rotate(SYSTEMS, rep + i)) {
-        if (ONE_ROW[system] !== undefined && ONE_ROW[system] !== scenario.key) continue
-        out.push(await measure(rep, scenario, system, clients.get(system)!, serverOf(system), targetOf(system)))
+        if (ROWS_OF[system] !== undefined && !ROWS_OF[system].includes(scenario.key)) continue
+        out.push(await measure(rep, scenario, system, clients.get(system)!, serverOf(system), targetOf(system), upstreamOf(system)))
       }
     }
   } finally {
@@ -462,7 +532,9 @@ async function main (): Promise<void> {
   mkdirSync(outDir, { recursive: true })
   writeReports(outDir, results, summary)
   log(`done in ${results.durationS.toFixed(0)} s: ${join(outDir, 'bench.md')}, bench.json, bench.svg`)
-  for (const t of summary.targets) log(`target ${t.pass === true ? 'MET    ' : t.pass === false ? 'NOT MET' : '   n/a '} ${t.name}: ${t.measured}`)
+  if (only !== undefined) console.log(['', ...(only === 'forward' ? forwardSection(results, summary) : httpSection(results, summary))].join('\n'))
+  // A partial run judges only the targets it measured.
+  for (const t of summary.targets.filter(t => only === undefined || t.pass !== null)) log(`target ${t.pass === true ? 'MET    ' : t.pass === false ? 'NOT MET' : '   n/a '} ${t.name}: ${t.measured}`)
   // No figure is judged here (timings vary by machine), but the plugin must
   // have answered every call and accepted every connection.
   const failures = pluginFailures(results)
@@ -479,10 +551,13 @@ function hasTaskset (): boolean {
   }
 }
 
+/** The clients of the plugin (and of the forwarder) whose failed calls fail the run; plugin-web and plugin-connect are the clients' own rows. */
+const PLUGIN_SYSTEMS: ReadonlySet<ClientSystem> = new Set(['plugin-lean', 'plugin-grpcjs', 'forward-grpcjs', 'forward-lean', 'plugin-http-grpcweb', 'plugin-http-connect'])
+
 function pluginFailures (results: BenchResults): string[] {
   const out: string[] = []
   for (const m of results.throughput) {
-    if ((m.system === 'plugin-lean' || m.system === 'plugin-grpcjs') && m.errors > 0) {
+    if (PLUGIN_SYSTEMS.has(m.system) && m.errors > 0) {
       out.push(`rep ${m.rep + 1} ${m.scenario} ${m.system}: ${m.errors} call(s) failed, first: ${m.firstError ?? '?'}`)
     }
   }

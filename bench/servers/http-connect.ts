@@ -1,6 +1,6 @@
 /**
  * connect-fastify over HTTP/1.1 (it serves gRPC-Web and Connect there too),
- * the same Echo as Connect handlers, for bench/http.ts. Mounted at /grpc
+ * the same Echo as Connect handlers, for the HTTP rows of bench/run.ts. Mounted at /grpc
  * like the plugin's routes.
  */
 import { fastifyConnectPlugin } from '@connectrpc/connect-fastify'

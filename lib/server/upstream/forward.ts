@@ -14,7 +14,7 @@
  * grpc-js's unary checks to what the upstream decides.
  */
 import { Client, Metadata, credentials as grpcCredentials, status as GrpcStatus, type ServerDuplexStream, type StatusObject } from '@grpc/grpc-js'
-import type { ClientCall } from '../../grpc-internals.js'
+import type { ClientCall, MessageContext } from '../../grpc-internals.js'
 import type { ResolvedMetadataPolicy, ResolvedUpstream } from '../../upstream-options.js'
 import type { Logger } from '../connection.js'
 import { REQUEST_KEY } from '../connection.js'
@@ -26,6 +26,12 @@ import { discover, type DiscoveredService } from './reflection.js'
  * longer read: HTTP/2's window then holds the upstream back.
  */
 export const FORWARD_HIGH_WATER_MARK = 256 * 1024
+
+/**
+ * Request bytes a forwarded call may hold, waiting for the upstream to take
+ * them one at a time, before the client's stream is paused.
+ */
+export const FORWARD_REQUEST_HIGH_WATER_MARK = 64 * 1024
 
 // Hop-by-hop and transport keys: they describe this hop, not the call
 // (grpc-js sets its own user-agent, te, content-type and grpc-timeout).
@@ -124,20 +130,40 @@ export class Upstream {
     call.on('error', () => {})
 
     // Requests: only as fast as the upstream takes them. A channel call
-    // takes one message at a time (the next after the callback), so the
-    // client's stream is paused meanwhile: it buffers at most 16 messages
-    // more, and the client's window holds the client back.
+    // takes one message at a time (the next after the callback); the ones
+    // that arrive meanwhile wait here, and past FORWARD_REQUEST_HIGH_WATER_MARK
+    // bytes the client's stream is paused: it buffers at most 16 messages
+    // more, and the client's window holds the client back. Pausing only
+    // there, not after every message, keeps grpc-js from stopping and
+    // restarting the client's HTTP/2 stream for each one (a unary call is
+    // never paused).
+    const waiting: Buffer[] = []
+    let waitingBytes = 0
+    let paused = false
     let sending = false
     let halfClose = false
-    const sent = (): void => {
-      sending = false
-      if (halfClose) up.halfClose()
-      else call.resume()
+    const context: MessageContext = {
+      callback: () => {
+        const next = waiting.shift()
+        if (next === undefined) {
+          sending = false
+          if (halfClose) up.halfClose()
+          return
+        }
+        waitingBytes -= next.byteLength
+        if (paused && waitingBytes <= FORWARD_REQUEST_HIGH_WATER_MARK / 2) { paused = false; call.resume() }
+        up.sendMessageWithContext(context, next)
+      }
     }
     call.on('data', (bytes: Buffer) => {
-      call.pause()
-      sending = true
-      up.sendMessageWithContext({ callback: sent }, bytes)
+      if (!sending) {
+        sending = true
+        up.sendMessageWithContext(context, bytes)
+        return
+      }
+      waiting.push(bytes)
+      waitingBytes += bytes.byteLength
+      if (!paused && waitingBytes >= FORWARD_REQUEST_HIGH_WATER_MARK) { paused = true; call.pause() }
     })
     call.on('end', () => {
       halfClose = true
