@@ -100,6 +100,8 @@ const DESCRIPTIONS: Record<PageSystem, string> = {
   ws: 'the floor: a bare `WebSocket` in the page to an `@fastify/websocket` route echoing each binary message (no protobuf, no framing, no gRPC semantics); server streaming is a route pushing copies of one message; "bidi" is the echo socket with the same number in flight.'
 }
 
+const SERIALIZER: Record<PageSystem, string> = { web: 'protobuf-es', http: 'protobuf-es', 'connect-web': 'protobuf-es', ws: 'none (raw bytes)' }
+
 const COLORS: Record<PageSystem, string> = { web: '#1f77b4', http: '#9467bd', 'connect-web': '#2ca02c', ws: '#7f7f7f' }
 
 /** The page's thread counts as saturated from this busy share on. */
@@ -194,6 +196,8 @@ function markdown (r: BrowserResults, s: BrowserSummary): string {
   out.push(`Versions: ${Object.entries(m.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`, '')
   out.push(`Plan "${r.plan.name}": ${r.plan.reps} repetition(s); each measurement ${r.plan.warmupMs} ms warm-up then a ${r.plan.windowMs} ms window. Every figure is the median over repetitions; every ratio is the median of per-repetition ratios.`, '')
   if (r.plan.reps < 3) out.push('**This is a smoke run (fewer than 3 repetitions): do not quote its numbers.**', '')
+  const foreign = median(r.measurements.map(x => x.foreignCpuPct))
+  if (foreign > 50) out.push(`**Other processes kept the machine busy during this run (a median ${foreign.toFixed(0)} % of one core in the measuring windows, load average ${m.loadAvgStart.toFixed(1)} at the start): Chromium and the servers got a fraction of their cores, so the absolute figures are far below what this machine gives when quiet, and the ratios are only indicative.**`, '')
   out.push('## Summary', '', browserTable(r, s), '')
   out.push(`Goal: at 64 unary calls (100 B) in flight, this project's client at least 5× connect-web's calls/s from the same page: ${s.goal.text}, ${s.goal.met === true ? '**met**' : s.goal.met === false ? '**not met**' : 'n/a'}.`, '')
   out.push('## Systems', '')
@@ -214,15 +218,15 @@ function markdown (r: BrowserResults, s: BrowserSummary): string {
   out.push('')
 
   out.push('## Latency and CPU', '')
-  out.push(`Latency: from issuing a call in the page to its completion there. Server CPU: \`process.cpuUsage()\` of the server process over the window, per call. Chromium CPU: all of Chromium's processes (browser, renderer, network service, GPU) from /proc, over the window, in % of one core and per call. Page thread: the share of the window the page's main thread (where the clients run) was busy (CDP \`Performance.getMetrics\` TaskDuration); from ${SATURATED_PCT} % on it counts as saturated, and the client, not the server, set the rate.`, '')
-  out.push('| scenario | system | p50 ms | p99 ms | server CPU µs/op | Chromium CPU µs/op | Chromium CPU | page thread saturated |', '|---|---|---:|---:|---:|---:|---:|---|')
+  out.push(`Latency: from issuing a call in the page to its completion there. Server CPU: \`process.cpuUsage()\` of the server process over the window, per call. Chromium CPU: all of Chromium's processes (browser, renderer, network service, GPU) from /proc, over the window, in % of one core and per call. Page thread: the share of the window the page's main thread (where the clients run) was busy (CDP \`Performance.getMetrics\` TaskDuration); from ${SATURATED_PCT} % on it counts as saturated, and the client, not the server, set the rate. TaskDuration is wall time: on a machine where other processes compete for the cores it includes time the thread waited for one, so it overstates the page's own work there. ${r.machine.pinned === 'no' ? '' : 'All of Chromium runs on one core here: a Chromium CPU near 100 % is that core saturated.'}`, '')
+  out.push('| scenario | system | serializer | p50 ms | p99 ms | server CPU µs/op | Chromium CPU µs/op | Chromium CPU | page thread saturated |', '|---|---|---|---:|---:|---:|---:|---:|---|')
   const keys = [...new Set(s.rows.map(x => x.scenario))]
   for (const key of keys) {
     for (const system of BROWSER_SYSTEMS) {
       const x = row(key, system)
       if (x === undefined) continue
       const what = x.pattern === 'unary' ? `unary ${sizeLabel(x.size)}, ${x.inflight} in flight` : x.pattern === 'server-stream' ? 'server stream, 100 B' : `bidi, 100 B, ${x.inflight} in flight`
-      out.push(`| ${what} | ${BROWSER_LABELS[system]} | ${fmt(x.p50Ms, 2)} | ${fmt(x.p99Ms, 2)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.chromiumUsPerOp)} | ${fmt(x.chromiumCpuPct, 0)} % | ${saturated(x)} |`)
+      out.push(`| ${what} | ${BROWSER_LABELS[system]} | ${SERIALIZER[system]} | ${fmt(x.p50Ms, 2)} | ${fmt(x.p99Ms, 2)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.chromiumUsPerOp)} | ${fmt(x.chromiumCpuPct, 0)} % | ${saturated(x)} |`)
     }
   }
   out.push('')
@@ -243,6 +247,7 @@ function markdown (r: BrowserResults, s: BrowserSummary): string {
   out.push('- Each server is its own Node process on 127.0.0.1 (`bench/servers/http-plugin.ts`: the plugin, its WebSocket and gRPC-Web routes; `http-connect.ts`: connect-fastify; `ws.ts`: the raw echo), started fresh for each repetition, HTTP/1.1, with CORS for the page\'s origin (preflights cached by the browser, so they fall in the warm-up). Each measurement opens its client anew (a new WebSocket; fetch reuses the browser\'s keep-alive connections).')
   out.push('- Systems alternate within each scenario, and the order rotates between scenarios and repetitions. The server CPU and the Chromium CPU are read when the page marks the window\'s start and end (the marks reach the orchestrator through `page.exposeFunction`, a millisecond or so late).')
   out.push(`- ${m.cores} cores only: Chromium and the server share the machine. Throughput is that of the pair; a page whose thread is saturated caps it. This machine is shared with other work: each window records the CPU other processes used (from /proc/stat, minus the server and Chromium), median ${median(r.measurements.map(x => x.foreignCpuPct)).toFixed(0)} %, max ${Math.max(0, ...r.measurements.map(x => x.foreignCpuPct)).toFixed(0)} % of one core (\`foreignCpuPct\` in bench-browser.json). Compare systems by the ratios, taken within a repetition.`)
+  out.push('- connect-fastify prints `handler for rpc ServerStream … failed … write EPIPE` to stderr each time the page cancels connect-web\'s server stream at the end of a window: the handler\'s next write finds the connection gone. Expected, not a failed call.')
   out.push('- Not measured: TLS, HTTP/2 to the browser (it needs TLS), other browsers, non-loopback networks.')
   out.push('')
   return out.join('\n')

@@ -35,7 +35,7 @@ const option = (name: string): string | undefined => {
 const quick = flag('--quick')
 const plan: BrowserPlan = quick
   ? { name: 'quick', reps: Number(option('--reps') ?? 1), warmupMs: 100, windowMs: 300, prewarmMs: 200, unarySizes: [100, 65536], unaryInflight: [64], streamInflight: 1000, budgetMs: 45_000 }
-  : { name: 'default', reps: Number(option('--reps') ?? 3), warmupMs: 250, windowMs: 1000, prewarmMs: 500, unarySizes: [100, 65536], unaryInflight: [1, 64, 256], streamInflight: 1000, budgetMs: 300_000 }
+  : { name: 'default', reps: Number(option('--reps') ?? 3), warmupMs: 250, windowMs: 1000, prewarmMs: 500, unarySizes: [100, 65536], unaryInflight: [1, 64, 256], streamInflight: 1000, budgetMs: 420_000 }
 const outDir = resolve(option('--out') ?? (quick ? join(os.tmpdir(), 'fastify-grpc-ws-bench-browser') : join(BENCH_DIR, '..', 'docs')))
 // Servers on CPU 0, Chromium (all its processes) on CPU 1, where the machine allows it.
 const pin = !flag('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
