@@ -32,29 +32,13 @@ import { createWebSocketChannel } from '../lib/client/grpc-js/index.js'
 import { createClient as createWebClient } from '../lib/client/web/index.js'
 import { ClientSession, type ClientStream, type WebSocketConstructor } from '../lib/client/session.js'
 import {
-  BIDI_PATH, ECHO_PATH, SERVER_STREAM_PATH, encodeEcho, payloadOf, percentile,
+  BIDI_PATH, ECHO_PATH, SERVER_STREAM_PATH, encodeEcho, payloadOf,
   type ClientCommand, type ClientReply, type MemSpec, type RunResult, type RunSpec
 } from './common.js'
 import { echoService } from './connect-service.js'
+import { runLoad, type Done, type Driver } from './load.js'
 import { loadEcho } from './servers/load-proto.js'
 
-type Done = (error: string | null) => void
-
-interface BidiHandle {
-  /** false: wait for onDrain before writing again */
-  write (): boolean
-  end (): void
-  cancel (): void
-}
-
-interface Driver {
-  unary (done: Done): void
-  serverStream (count: number, onMessage: () => void, onEnd: Done): () => void
-  bidi (onMessage: () => void, onDrain: () => void, onEnd: Done): BidiHandle
-  close (): void
-}
-
-const STREAM_COUNT = 50_000_000
 
 function send (reply: ClientReply): void {
   process.send?.(reply)
@@ -329,145 +313,13 @@ async function driverFor (spec: RunSpec): Promise<Driver> {
   }
 }
 
-// --- load loops -----------------------------------------------------------
-
-const MAX_ERRORS = 1000
+// --- load ---------------------------------------------------------------------
 
 async function run (spec: RunSpec): Promise<RunResult> {
-  const driver = await driverFor(spec)
-  // 0 warm-up, 1 measuring, 2 stopping
-  let phase = 0
-  let ops = 0
-  let errors = 0
-  let firstError: string | null = null
-  const latencies = spec.pattern === 'unary' ? new Float64Array(Math.min(spec.maxOps, 4_000_000)) : null
-  let recorded = 0
-  let windowStart = 0
-  let windowEnd = 0
-  let cpuStart = { user: 0, system: 0 }
-  let cpuEnd = { user: 0, system: 0 }
-  let opsAtEnd = 0
-  let onIdle: (() => void) | null = null
-  let busy = 0
-  let closing = false
-
-  const fail = (error: string): void => {
-    // Calls cut short by the teardown after the window are not errors of the system.
-    if (closing) return
-    errors++
-    firstError ??= error
-    if (errors >= MAX_ERRORS) stop()
-  }
-  const counted = (): void => {
-    if (phase === 1) {
-      ops++
-      if (ops >= spec.maxOps) stop()
-    }
-  }
-  const stop = (): void => {
-    if (phase === 2) return
-    if (phase === 1) {
-      windowEnd = performance.now()
-      cpuEnd = process.cpuUsage()
-      opsAtEnd = ops
-      send({ type: 'mark', phase: 'end' })
-    }
-    phase = 2
-  }
-
-  const timers: Array<ReturnType<typeof setTimeout>> = []
-  const finished = new Promise<void>(resolve => { onIdle = resolve })
-  timers.push(setTimeout(() => {
-    if (phase !== 0) return
-    phase = 1
-    cpuStart = process.cpuUsage()
-    windowStart = performance.now()
-    send({ type: 'mark', phase: 'start' })
-    timers.push(setTimeout(stop, spec.windowMs))
-  }, spec.warmupMs))
-
-  let cancelStream: (() => void) | null = null
-  if (spec.pattern === 'unary') {
-    const issue = (): void => {
-      const t = performance.now()
-      busy++
-      driver.unary(error => {
-        busy--
-        if (error !== null) fail(error)
-        else if (phase === 1) {
-          if (recorded < latencies!.length) latencies![recorded++] = performance.now() - t
-          counted()
-        }
-        if (phase !== 2) issue()
-        else if (busy === 0) onIdle!()
-      })
-    }
-    for (let i = 0; i < spec.inflight; i++) issue()
-  } else if (spec.pattern === 'server-stream') {
-    busy = 1
-    cancelStream = driver.serverStream(STREAM_COUNT, counted, error => {
-      if (error !== null) fail(error)
-      stop()
-      if (busy === 1) { busy = 0; onIdle!() }
-    })
-  } else {
-    let outstanding = 0
-    let blocked = false
-    let ended = false
-    busy = 1
-    const handle: BidiHandle = driver.bidi(() => {
-      outstanding--
-      counted()
-      fill()
-    }, () => { blocked = false; fill() }, error => {
-      if (error !== null) fail(error)
-      stop()
-      if (busy === 1) { busy = 0; onIdle!() }
-    })
-    const fill = (): void => {
-      if (phase === 2) {
-        // Half-close; the run ends when the stream does (its echoes drained).
-        if (!ended) { ended = true; handle.end() }
-        return
-      }
-      while (!blocked && outstanding < spec.inflight) {
-        outstanding++
-        if (!handle.write()) blocked = true
-      }
-    }
-    cancelStream = () => { handle.cancel() }
-    fill()
-  }
-
-  // Stop the stream at the end of the window; give everything 10 s to settle.
-  const settle = new Promise<void>(resolve => {
-    const check = setInterval(() => {
-      if (phase === 2) {
-        if (cancelStream !== null && spec.pattern === 'server-stream') { cancelStream(); cancelStream = null }
-        clearInterval(check)
-        timers.push(setTimeout(() => { cancelStream?.(); resolve() }, 10_000))
-      }
-    }, 5)
+  return await runLoad(await driverFor(spec), spec, {
+    mark: phase => { send({ type: 'mark', phase }) },
+    cpuUs: () => { const c = process.cpuUsage(); return c.user + c.system }
   })
-  await Promise.race([finished, settle])
-  for (const t of timers) clearTimeout(t)
-  closing = true
-  driver.close()
-
-  const sorted = latencies === null ? null : latencies.subarray(0, recorded).sort()
-  const seconds = windowEnd > windowStart ? (windowEnd - windowStart) / 1000 : 0
-  return {
-    ops: opsAtEnd,
-    seconds,
-    p50Ms: sorted === null || sorted.length === 0 ? null : percentile(sorted, 0.5),
-    p99Ms: sorted === null || sorted.length === 0 ? null : percentile(sorted, 0.99),
-    p90Ms: sorted === null || sorted.length === 0 ? null : percentile(sorted, 0.9),
-    p999Ms: sorted === null || sorted.length === 0 ? null : percentile(sorted, 0.999),
-    maxMs: sorted === null || sorted.length === 0 ? null : sorted[sorted.length - 1]!,
-    clientCpuUs: (cpuEnd.user + cpuEnd.system) - (cpuStart.user + cpuStart.system),
-    errors,
-    firstError
-  }
 }
 
 // --- many idle connections ----------------------------------------------------

@@ -3,6 +3,9 @@
  * shape of the Echo messages, payloads, statistics and the IPC messages.
  */
 import { resolve } from 'node:path'
+import { payloadBytes } from './shared.js'
+
+export { percentile } from './shared.js'
 
 /** bench/echo.proto; the orchestrator passes its path to every child. */
 export const PROTO_PATH = process.env.BENCH_PROTO ?? resolve('bench/echo.proto')
@@ -14,15 +17,10 @@ export const ECHO_PATH = '/echo.Echo/Echo'
 export const SERVER_STREAM_PATH = '/echo.Echo/ServerStream'
 export const BIDI_PATH = '/echo.Echo/Bidi'
 
-/** Deterministic bytes, so runs are comparable. */
+/** Deterministic bytes, so runs are comparable (a Buffer over payloadBytes). */
 export function payloadOf (size: number): Buffer {
-  const b = Buffer.allocUnsafe(size)
-  let x = 0x9e3779b9
-  for (let i = 0; i < size; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5
-    b[i] = x & 0xff
-  }
-  return b
+  const b = payloadBytes(size)
+  return Buffer.from(b.buffer, b.byteOffset, b.byteLength)
 }
 
 function varint (n: number): number[] {
@@ -38,12 +36,6 @@ export function encodeEcho (message: string, payload: Uint8Array): Buffer {
   if (message.length > 0) parts.push(0x0a, ...varint(message.length), ...Buffer.from(message, 'ascii'))
   const head = Buffer.from(payload.byteLength > 0 ? [...parts, 0x12, ...varint(payload.byteLength)] : parts)
   return Buffer.concat([head, payload])
-}
-
-export function percentile (sorted: Float64Array | number[], p: number): number {
-  if (sorted.length === 0) return NaN
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))
-  return sorted[i]!
 }
 
 export function median (values: number[]): number {

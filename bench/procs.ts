@@ -4,15 +4,16 @@
  * start-up time), spawned with IPC, optionally pinned to a CPU, with a raised
  * open-file limit when the soft one is too low.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import os from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import type { ClientCommand, ClientReply, ServerCommand, ServerReply, ServerSample } from './common.js'
 
 export const BENCH_DIR = dirname(fileURLToPath(import.meta.url))
 export const BUILD_DIR = join(BENCH_DIR, '.build')
-export const SERVER_KINDS = ['node', 'bare', 'plugin', 'grpc', 'ws', 'connect', 'forward', 'http-connect'] as const
+export const SERVER_KINDS = ['node', 'bare', 'plugin', 'grpc', 'ws', 'connect', 'forward', 'http-plugin', 'http-connect'] as const
 export type ServerKind = (typeof SERVER_KINDS)[number]
 
 /** Bundles bench/servers/*.ts, bench/client.ts and bench/fanout-procs.ts into bench/.build (node_modules stay external). */
@@ -194,5 +195,68 @@ export class ClientProcess {
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 5000)
     await exited(this.child)
     clearTimeout(timer)
+  }
+}
+
+// --- the machine --------------------------------------------------------------
+
+export interface CpuTimes { busy: number, idle: number, steal: number }
+
+/**
+ * Per-CPU jiffies from /proc/stat: busy (user+nice+system), idle (+iowait,
+ * +irq and softirq: loopback traffic's softirq time belongs to no process,
+ * and most of it is this benchmark's own), steal.
+ */
+export function cpuTimes (): CpuTimes[] {
+  try {
+    return readFileSync('/proc/stat', 'utf8').split('\n').filter(l => /^cpu\d/.test(l)).map(l => {
+      const v = l.trim().split(/\s+/).slice(1).map(Number)
+      return { busy: v[0]! + v[1]! + v[2]!, idle: v[3]! + v[4]! + v[5]! + v[6]!, steal: v[7] ?? 0 }
+    })
+  } catch {
+    return []
+  }
+}
+
+/** Each CPU's busy, idle and steal shares (%) between two readings. */
+export function cpuShares (a: CpuTimes[], b: CpuTimes[]): CpuTimes[] {
+  return b.map((e, i) => {
+    const s = a[i]
+    if (s === undefined) return { busy: NaN, idle: NaN, steal: NaN }
+    const busy = e.busy - s.busy
+    const idle = e.idle - s.idle
+    const steal = e.steal - s.steal
+    const total = Math.max(1, busy + idle + steal)
+    return { busy: 100 * busy / total, idle: 100 * idle / total, steal: 100 * steal / total }
+  })
+}
+
+/** taskset (util-linux) is there to pin processes with. */
+export function hasTaskset (): boolean {
+  try {
+    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Versions of installed packages, read from node_modules (not every package exports its package.json). */
+export function packageVersions (names: string[]): Record<string, string> {
+  const version = (name: string): string => {
+    try { return (JSON.parse(readFileSync(join(BENCH_DIR, '..', 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version } catch { return 'not installed' }
+  }
+  return Object.fromEntries(names.map(n => [n, version(n)]))
+}
+
+/** CPU model and count, memory, OS and Node: what every report states about the machine. */
+export function machineBasics (): { cpuModel: string, cores: number, memoryGiB: number, os: string, node: string } {
+  const cpus = os.cpus()
+  return {
+    cpuModel: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version
   }
 }

@@ -481,15 +481,15 @@ export function summarize (results: BenchResults): Summary {
 
 // --- formatting --------------------------------------------------------------------
 
-function fmtInt (x: number | null | undefined): string {
+export function fmtInt (x: number | null | undefined): string {
   return x == null || !Number.isFinite(x) ? '–' : Math.round(x).toLocaleString('en-US')
 }
 
-function fmt (x: number | null | undefined, digits = 1): string {
+export function fmt (x: number | null | undefined, digits = 1): string {
   return x == null || !Number.isFinite(x) ? '–' : x.toFixed(digits)
 }
 
-function sizeLabel (size: number): string {
+export function sizeLabel (size: number): string {
   return size >= 1024 ? `${size / 1024} KiB` : `${size} B`
 }
 
@@ -712,18 +712,104 @@ const COLORS: Record<ClientSystem, string> = {
   'cf-http-connect': '#dbdb8d'
 }
 
-function esc (text: string): string {
+export function esc (text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;')
+}
+
+/** The opening of a chart: the svg element, a white ground, a title and a grey subtitle. */
+export function svgOpen (W: number, H: number, title: string, subtitle: string): string[] {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${W}" height="${H}" fill="#ffffff"/>`,
+    `<text x="20" y="26" font-size="16" font-weight="bold">${esc(title)}</text>`,
+    `<text x="20" y="44" fill="#555">${esc(subtitle)}</text>`
+  ]
+}
+
+export interface BarSeries { label: string, color: string }
+
+export interface BarChart {
+  box: { x: number, y: number, w: number, h: number }
+  title: string
+  /** One value per series in each group (null: not measured); a label's ", " parts go on lines of their own. */
+  groups: Array<{ label: string, values: Array<number | null> }>
+  series: BarSeries[]
+  /** The axis goes from 0 to `top`, with a grid line every `step`. */
+  top: number
+  step: number
+  tick: (value: number) => string
+  /** The text over a bar. */
+  value: (value: number) => string
+  /** The tooltip of a bar. */
+  hint: (label: string, value: number) => string
+  /** A dashed line at this value (the floor everything is compared with). */
+  reference?: { value: number, text: string }
+}
+
+/** Grouped vertical bars: one group per scenario, one bar per series. */
+export function svgBars (c: BarChart): string[] {
+  const parts: string[] = []
+  const L = c.box
+  const y = (v: number): number => L.y + L.h - (v / c.top) * L.h
+  parts.push(`<text x="${L.x}" y="${L.y - 14}" font-weight="bold">${esc(c.title)}</text>`)
+  for (let t = 0; t <= c.top + 1e-9; t += c.step) {
+    parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" stroke="#e5e5e5"/>`)
+    parts.push(`<text x="${L.x - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" fill="#555">${esc(c.tick(t))}</text>`)
+  }
+  if (c.reference !== undefined) {
+    const ry = y(c.reference.value)
+    parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${ry.toFixed(1)}" y2="${ry.toFixed(1)}" stroke="#7f7f7f" stroke-dasharray="5,3"/>`)
+    parts.push(`<text x="${L.x + L.w}" y="${(ry - 4).toFixed(1)}" text-anchor="end" fill="#7f7f7f">${esc(c.reference.text)}</text>`)
+  }
+  const gw = L.w / c.groups.length
+  const bw = (gw - 24) / c.series.length
+  c.groups.forEach((g, gi) => {
+    const gx = L.x + gi * gw + 12
+    c.series.forEach((series, si) => {
+      const v = g.values[si]
+      const x = gx + si * bw
+      if (v === null || v === undefined) return
+      parts.push(`<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(bw - 3).toFixed(1)}" height="${(L.y + L.h - y(v)).toFixed(1)}" fill="${series.color}"><title>${esc(c.hint(series.label, v))}</title></rect>`)
+      parts.push(`<text x="${(x + (bw - 3) / 2).toFixed(1)}" y="${(y(v) - 3).toFixed(1)}" text-anchor="middle" font-size="10">${esc(c.value(v))}</text>`)
+    })
+    const words = g.label.split(', ')
+    words.forEach((w, wi) => parts.push(`<text x="${(gx + (gw - 24) / 2).toFixed(1)}" y="${L.y + L.h + 16 + wi * 14}" text-anchor="middle">${esc(w)}</text>`))
+  })
+  parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${L.y + L.h}" y2="${L.y + L.h}" stroke="#333"/>`)
+  return parts
+}
+
+/** Horizontal bars, one row per system, labelled on the left (title 90 px left of the box). */
+export function svgRows (c: { box: { x: number, y: number, w: number, h: number }, title: string, rows: Array<{ lines: string[], color: string, value: number | null }>, value: (v: number) => string }): string[] {
+  const R = c.box
+  const parts: string[] = []
+  const max = Math.max(1, ...c.rows.map(r => r.value).filter((v): v is number => v !== null))
+  parts.push(`<text x="${R.x - 90}" y="${R.y - 14}" font-weight="bold">${esc(c.title)}</text>`)
+  const rowH = R.h / c.rows.length
+  c.rows.forEach((row, i) => {
+    const yy = R.y + i * rowH + 8
+    row.lines.forEach((line, li) => parts.push(`<text x="${R.x - 8}" y="${yy + 14 + li * 13}" text-anchor="end">${esc(line)}</text>`))
+    if (row.value === null) return
+    const w = (row.value / max) * (R.w - 40)
+    parts.push(`<rect x="${R.x}" y="${yy}" width="${w.toFixed(1)}" height="${(rowH - 20).toFixed(1)}" fill="${row.color}"/>`)
+    parts.push(`<text x="${(R.x + w + 4).toFixed(1)}" y="${(yy + (rowH - 20) / 2 + 4).toFixed(1)}">${esc(c.value(row.value))}</text>`)
+  })
+  return parts
+}
+
+/** A row of colour keys at `y`, `spacing` apart. */
+export function svgLegend (series: BarSeries[], y: number, spacing: number): string[] {
+  return series.flatMap((s, i) => {
+    const x = 20 + i * spacing
+    return [`<rect x="${x}" y="${y}" width="12" height="12" fill="${s.color}"/>`, `<text x="${x + 17}" y="${y + 10}">${esc(s.label)}</text>`]
+  })
 }
 
 function svg (r: BenchResults, s: Summary): string {
   const W = 960
   const H = 470
   const parts: string[] = []
-  parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" viewBox="0 0 ${W} ${H}" font-family="Helvetica, Arial, sans-serif" font-size="12">`)
-  parts.push(`<rect width="${W}" height="${H}" fill="#ffffff"/>`)
-  parts.push(`<text x="20" y="26" font-size="16" font-weight="bold">fastify-grpc-ws next to grpc-js, Connect-node and a raw WebSocket echo</text>`)
-  parts.push(`<text x="20" y="44" fill="#555">${esc(`${r.machine.cores} × ${r.machine.cpuModel}, Node ${r.machine.node}; ${r.plan.reps} repetition(s), medians; ${r.date.slice(0, 10)}`)}</text>`)
+  parts.push(...svgOpen(W, H, 'fastify-grpc-ws next to grpc-js, Connect-node and a raw WebSocket echo', `${r.machine.cores} × ${r.machine.cpuModel}, Node ${r.machine.node}; ${r.plan.reps} repetition(s), medians; ${r.date.slice(0, 10)}`))
 
   // Left: throughput as % of the raw ws echo, per repetition medians.
   const groups: Array<{ key: string, label: string }> = [
@@ -733,68 +819,39 @@ function svg (r: BenchResults, s: Summary): string {
     { key: 'server-stream-100', label: 'server stream, one stream' }
   ]
   const systems: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'grpc', 'connect']
-  const L = { x: 60, y: 80, w: 520, h: 300 }
   const values = groups.map(g => systems.map(sys => s.ratios.find(x => x.scenario === g.key && x.a === sys && x.b === 'ws' && x.field === 'rate')?.median ?? null))
-  const maxV = Math.max(1.0, ...values.flat().filter((v): v is number => v !== null))
-  const top = Math.ceil(maxV * 4) / 4
-  const y = (v: number): number => L.y + L.h - (v / top) * L.h
-  parts.push(`<text x="${L.x}" y="${L.y - 14}" font-weight="bold">Throughput, % of the raw WebSocket echo (same repetition)</text>`)
-  for (let t = 0; t <= top + 1e-9; t += 0.25) {
-    parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${y(t).toFixed(1)}" y2="${y(t).toFixed(1)}" stroke="#e5e5e5"/>`)
-    parts.push(`<text x="${L.x - 6}" y="${(y(t) + 4).toFixed(1)}" text-anchor="end" fill="#555">${Math.round(t * 100)} %</text>`)
-  }
-  parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${y(1).toFixed(1)}" y2="${y(1).toFixed(1)}" stroke="#7f7f7f" stroke-dasharray="5,3"/>`)
-  parts.push(`<text x="${L.x + L.w}" y="${(y(1) - 4).toFixed(1)}" text-anchor="end" fill="#7f7f7f">raw ws echo = 100 %</text>`)
-  const gw = L.w / groups.length
-  const bw = (gw - 24) / systems.length
-  groups.forEach((g, gi) => {
-    const gx = L.x + gi * gw + 12
-    systems.forEach((sys, si) => {
-      const v = values[gi]![si]
-      const x = gx + si * bw
-      if (v === null) return
-      parts.push(`<rect x="${x.toFixed(1)}" y="${y(v).toFixed(1)}" width="${(bw - 3).toFixed(1)}" height="${(L.y + L.h - y(v)).toFixed(1)}" fill="${COLORS[sys]}"><title>${esc(`${LABELS[sys]}: ${(v * 100).toFixed(0)} %`)}</title></rect>`)
-      parts.push(`<text x="${(x + (bw - 3) / 2).toFixed(1)}" y="${(y(v) - 3).toFixed(1)}" text-anchor="middle" font-size="10">${(v * 100).toFixed(0)}</text>`)
-    })
-    const words = g.label.split(', ')
-    words.forEach((w, wi) => parts.push(`<text x="${(gx + (gw - 24) / 2).toFixed(1)}" y="${L.y + L.h + 16 + wi * 14}" text-anchor="middle">${esc(w)}</text>`))
-  })
-  parts.push(`<line x1="${L.x}" x2="${L.x + L.w}" y1="${L.y + L.h}" y2="${L.y + L.h}" stroke="#333"/>`)
+  parts.push(...svgBars({
+    box: { x: 60, y: 80, w: 520, h: 300 },
+    title: 'Throughput, % of the raw WebSocket echo (same repetition)',
+    groups: groups.map((g, gi) => ({ label: g.label, values: values[gi]! })),
+    series: systems.map(sys => ({ label: LABELS[sys], color: COLORS[sys] })),
+    top: Math.ceil(Math.max(1.0, ...values.flat().filter((v): v is number => v !== null)) * 4) / 4,
+    step: 0.25,
+    tick: t => `${Math.round(t * 100)} %`,
+    value: v => (v * 100).toFixed(0),
+    hint: (label, v) => `${label}: ${(v * 100).toFixed(0)} %`,
+    reference: { value: 1, text: 'raw ws echo = 100 %' }
+  }))
 
   // Right: server CPU per call, unary 100 B at 64 in flight.
-  const R = { x: 700, y: 80, w: 220, h: 300 }
   const cpuSystems: ClientSystem[] = ['ws', 'plugin-lean', 'plugin-grpcjs', 'grpc', 'connect']
-  const cpu = cpuSystems.map(sys => s.rows.find(x => x.scenario === 'unary-100-c64' && x.system === sys)?.serverUsPerOp ?? null)
-  const maxCpu = Math.max(1, ...cpu.filter((v): v is number => v !== null))
-  parts.push(`<text x="${R.x - 90}" y="${R.y - 14}" font-weight="bold">Server CPU µs per call (unary 100 B, 64 in flight)</text>`)
-  const rowH = R.h / cpuSystems.length
-  cpuSystems.forEach((sys, i) => {
-    const v = cpu[i]
-    const yy = R.y + i * rowH + 8
-    const short: Partial<Record<ClientSystem, string[]>> = {
-      ws: ['raw ws echo', '(per message)'],
-      'plugin-lean': ['plugin,', 'lean client'],
-      'plugin-grpcjs': ['plugin,', 'grpc-js client'],
-      'plugin-web': ['plugin,', 'plain client'],
-      'plugin-connect': ['plugin,', 'Connect transport'],
-      grpc: ['grpc-js', 'HTTP/2'],
-      connect: ['Connect-node', 'HTTP/2']
-    }
-    const lines = short[sys] ?? [LABELS[sys]]
-    lines.forEach((line, li) => parts.push(`<text x="${R.x - 8}" y="${yy + 14 + li * 13}" text-anchor="end">${esc(line)}</text>`))
-    if (v === null) return
-    const w = (v / maxCpu) * (R.w - 40)
-    parts.push(`<rect x="${R.x}" y="${yy}" width="${w.toFixed(1)}" height="${(rowH - 20).toFixed(1)}" fill="${COLORS[sys]}"/>`)
-    parts.push(`<text x="${(R.x + w + 4).toFixed(1)}" y="${(yy + (rowH - 20) / 2 + 4).toFixed(1)}">${v.toFixed(1)}</text>`)
-  })
+  const short: Partial<Record<ClientSystem, string[]>> = {
+    ws: ['raw ws echo', '(per message)'],
+    'plugin-lean': ['plugin,', 'lean client'],
+    'plugin-grpcjs': ['plugin,', 'grpc-js client'],
+    'plugin-web': ['plugin,', 'plain client'],
+    'plugin-connect': ['plugin,', 'Connect transport'],
+    grpc: ['grpc-js', 'HTTP/2'],
+    connect: ['Connect-node', 'HTTP/2']
+  }
+  parts.push(...svgRows({
+    box: { x: 700, y: 80, w: 220, h: 300 },
+    title: 'Server CPU µs per call (unary 100 B, 64 in flight)',
+    rows: cpuSystems.map(sys => ({ lines: short[sys] ?? [LABELS[sys]], color: COLORS[sys], value: s.rows.find(x => x.scenario === 'unary-100-c64' && x.system === sys)?.serverUsPerOp ?? null })),
+    value: v => v.toFixed(1)
+  }))
 
-  // Legend
-  const legendY = H - 36
-  systems.forEach((sys, i) => {
-    const x = 20 + i * 235
-    parts.push(`<rect x="${x}" y="${legendY}" width="12" height="12" fill="${COLORS[sys]}"/>`)
-    parts.push(`<text x="${x + 17}" y="${legendY + 10}">${esc(LABELS[sys])}</text>`)
-  })
+  parts.push(...svgLegend(systems.map(sys => ({ label: LABELS[sys], color: COLORS[sys] })), H - 36, 235))
   parts.push(`<text x="20" y="${H - 8}" fill="#555" font-size="11">Lean client: the protocol core without grpc-js (server-side cost). grpc-js client: includes grpc-js client costs on the same 2 cores. Higher is better on the left, lower on the right.</text>`)
   parts.push('</svg>')
   return parts.join('\n') + '\n'

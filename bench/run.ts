@@ -17,14 +17,13 @@
  * tables; for investigating: --systems a,b, --scenarios REGEX,
  * --skip startup,throughput,memory,hold,fanout.
  */
-import { execFileSync } from 'node:child_process'
-import { mkdirSync, readFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { ClientSystem, MemSpec, Pattern, RunResult, RunSpec, ServerSample } from './common.js'
-import { BENCH_DIR, ClientProcess, ServerProcess, buildBundles, killAll as killProcs, type ServerKind, type SpawnOptions } from './procs.js'
+import { BENCH_DIR, ClientProcess, ServerProcess, buildBundles, cpuShares, cpuTimes, hasTaskset, killAll as killProcs, machineBasics, packageVersions, type CpuTimes, type ServerKind, type SpawnOptions } from './procs.js'
 import { FANOUT_FULL, FANOUT_QUICK, fanoutFailures, killFanout, runFanout } from './fanout.js'
 import { forwardSection, httpSection, summarize, writeReports, type Measurement, type MemoryResult, type HoldResult, type StartupResult, type BenchResults, type Plan } from './report.js'
 
@@ -175,39 +174,6 @@ async function startupPhase (): Promise<StartupResult[]> {
   }
   log(`start-up: ${plan.startupRounds} rounds of ${kinds.join(', ')} (+1 discarded warm round)`)
   return out
-}
-
-// --- machine CPU (/proc/stat) -------------------------------------------------------
-
-interface CpuTimes { busy: number, idle: number, steal: number }
-
-/**
- * Per-CPU jiffies from /proc/stat: busy (user+nice+system), idle (+iowait,
- * +irq and softirq: loopback traffic's softirq time belongs to no process,
- * and most of it is this benchmark's own), steal.
- */
-function cpuTimes (): CpuTimes[] {
-  try {
-    return readFileSync('/proc/stat', 'utf8').split('\n').filter(l => /^cpu\d/.test(l)).map(l => {
-      const v = l.trim().split(/\s+/).slice(1).map(Number)
-      return { busy: v[0]! + v[1]! + v[2]!, idle: v[3]! + v[4]! + v[5]! + v[6]!, steal: v[7] ?? 0 }
-    })
-  } catch {
-    return []
-  }
-}
-
-/** Each CPU's busy, idle and steal shares (%) between two readings. */
-function cpuShares (a: CpuTimes[], b: CpuTimes[]): CpuTimes[] {
-  return b.map((e, i) => {
-    const s = a[i]
-    if (s === undefined) return { busy: NaN, idle: NaN, steal: NaN }
-    const busy = e.busy - s.busy
-    const idle = e.idle - s.idle
-    const steal = e.steal - s.steal
-    const total = Math.max(1, busy + idle + steal)
-    return { busy: 100 * busy / total, idle: 100 * idle / total, steal: 100 * steal / total }
-  })
 }
 
 // --- throughput ------------------------------------------------------------------
@@ -468,24 +434,15 @@ async function holdPhase (): Promise<HoldResult> {
 
 function machine (): BenchResults['machine'] {
   const require = createRequire(import.meta.url)
-  const version = (name: string): string => {
-    // Read from node_modules directly: not every package exports its package.json.
-    try { return (JSON.parse(readFileSync(join(BENCH_DIR, '..', 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version } catch { return 'not installed' }
-  }
   let bufferutil = false
   try { require.resolve('bufferutil'); bufferutil = childEnv.WS_NO_BUFFER_UTIL === undefined } catch {}
-  const cpus = os.cpus()
   return {
-    cpuModel: cpus[0]?.model ?? 'unknown',
-    cores: cpus.length,
-    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-    os: `${os.type()} ${os.release()}`,
-    node: process.version,
+    ...machineBasics(),
     bufferutil,
     pinned: pin ? `servers on CPU ${String(SERVER_CPU)}, clients on CPU ${String(CLIENT_CPU)} (taskset)` : 'no',
     loadAvgStart: os.loadavg()[0]!,
     loadAvgEnd: NaN,
-    versions: Object.fromEntries(['fastify', '@fastify/websocket', 'ws', 'bufferutil', '@grpc/grpc-js', '@grpc/proto-loader', '@connectrpc/connect', '@connectrpc/connect-node', '@connectrpc/connect-fastify', '@bufbuild/protobuf'].map(n => [n, version(n)]))
+    versions: packageVersions(['fastify', '@fastify/websocket', 'ws', 'bufferutil', '@grpc/grpc-js', '@grpc/proto-loader', '@connectrpc/connect', '@connectrpc/connect-node', '@connectrpc/connect-fastify', '@bufbuild/protobuf'])
   }
 }
 
@@ -542,14 +499,6 @@ async function main (): Promise<void> {
   if (failures.length > 0) process.exitCode = 1
 }
 
-function hasTaskset (): boolean {
-  try {
-    execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' })
-    return true
-  } catch {
-    return false
-  }
-}
 
 /** The clients of the plugin (and of the forwarder) whose failed calls fail the run; plugin-web and plugin-connect are the clients' own rows. */
 const PLUGIN_SYSTEMS: ReadonlySet<ClientSystem> = new Set(['plugin-lean', 'plugin-grpcjs', 'forward-grpcjs', 'forward-lean', 'plugin-http-grpcweb', 'plugin-http-connect'])
