@@ -24,6 +24,8 @@ type ClientEvent = MessageInitShape<typeof ClientEventSchema>
  * server's credit allows.
  */
 class Outbox implements AsyncIterable<ClientEvent> {
+  /** Per room joined on this session, the message its catch-up starts after. */
+  readonly catchUpFrom = new Map<string, string>()
   private readonly queue: ClientEvent[] = []
   private wake: (() => void) | null = null
   private closed = false
@@ -71,6 +73,8 @@ const messages = new Map<string, ChatMessage[]>()
 const seen = new Set<string>()
 const unread = new Map<string, number>()
 let session: Outbox | null = null
+/** Per room, where a catch-up not yet done starts: the next one starts there too, not after a message seen since. */
+const unfinished = new Map<string, string>()
 let presenceStop: AbortController | null = null
 let lastTypingSent = 0
 
@@ -83,19 +87,32 @@ function send (event: ClientEvent): boolean {
   return true
 }
 
+/**
+ * Joins `room` on `outbox`, noting the last message seen first: the server
+ * may send new messages before "joined", and the catch-up must start before
+ * them, or it skips those posted while the page was away.
+ */
+function joinOn (outbox: Outbox, room: string): void {
+  const from = unfinished.get(room) ?? messages.get(room)?.at(-1)?.id ?? ''
+  unfinished.set(room, from)
+  outbox.catchUpFrom.set(room, from)
+  outbox.push({ event: { case: 'join', value: room } })
+}
+
 // --- the session: a bidi call, reopened whenever it ends ------------------------
 // When the server shuts down (GOAWAY) or the socket drops, the next session
 // goes out on a new connection, maybe to another instance; each room then
-// catches up from history after the last message seen, so nothing is lost.
+// catches up from history after the last message seen before it rejoined
+// (until a catch-up succeeds), so nothing is lost.
 
 async function runSession (): Promise<void> {
   for (;;) {
     const outbox = new Outbox()
     session = outbox
     outbox.push({ event: { case: 'hello', value: { name: me } } })
-    for (const room of joined) outbox.push({ event: { case: 'join', value: room } })
+    for (const room of joined) joinOn(outbox, room)
     try {
-      for await (const event of chat.connect(outbox)) onServerEvent(event)
+      for await (const event of chat.connect(outbox)) onServerEvent(outbox, event)
     } catch (err) {
       // Unavailable is the socket going away: the client reconnects (with
       // backoff) for the next call, which is the one right below.
@@ -107,14 +124,14 @@ async function runSession (): Promise<void> {
   }
 }
 
-function onServerEvent (event: ServerEvent): void {
+function onServerEvent (outbox: Outbox, event: ServerEvent): void {
   if (event.event.case === 'rooms') {
     rooms = event.event.value.rooms
     renderRooms()
   } else if (event.event.case === 'joined') {
     // Live from now on: fill in what came before (or while disconnected).
     const room = event.event.value
-    void catchUp(room)
+    void catchUp(outbox, room)
     if (room === current) void watchPresence(room)
   } else if (event.event.case === 'message') {
     const message = event.event.value
@@ -128,20 +145,35 @@ function onServerEvent (event: ServerEvent): void {
   }
 }
 
-/** History (unary): the latest messages of a room, or those after the last one seen. */
-async function catchUp (room: string): Promise<void> {
-  const sinceId = messages.get(room)?.at(-1)?.id ?? ''
-  try {
-    const { messages: history } = await chat.history({ room, limit: sinceId === '' ? 100 : 200, sinceId }, { timeoutMs: 10_000 })
-    const added = addMessages(room, history)
-    if (added === 0) return
-    if (room === current) renderMessages()
-    else if (sinceId !== '') {
-      unread.set(room, (unread.get(room) ?? 0) + added)
-      renderRooms()
+/**
+ * History (unary): the latest messages of a room, or those after the last one
+ * seen before joining. A call that fails on the way (the page moving to
+ * another instance, a slow store) is made again while the session lasts; the
+ * next session's catch-up starts from the same message.
+ */
+async function catchUp (outbox: Outbox, room: string): Promise<void> {
+  const sinceId = outbox.catchUpFrom.get(room) ?? ''
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const { messages: history } = await chat.history({ room, limit: sinceId === '' ? 100 : 200, sinceId }, { timeoutMs: 10_000 })
+      if (unfinished.get(room) === sinceId) unfinished.delete(room)
+      const added = addMessages(room, history)
+      if (added === 0) return
+      if (room === current) renderMessages()
+      else if (sinceId !== '') {
+        unread.set(room, (unread.get(room) ?? 0) + added)
+        renderRooms()
+      }
+      return
+    } catch (err) {
+      if (!(err instanceof ConnectError && (err.code === Code.Unavailable || err.code === Code.DeadlineExceeded))) {
+        toast(describe(err))
+        return
+      }
     }
-  } catch (err) {
-    toast(describe(err))
+    // Again shortly; once this session has ended, the next one's catch-up takes over.
+    await sleep(Math.min(5000, 500 * attempt))
+    if (session !== outbox) return
   }
 }
 
@@ -180,7 +212,8 @@ function selectRoom (room: string): void {
   const fresh = !joined.has(room)
   if (fresh) {
     joined.add(room)
-    send({ event: { case: 'join', value: room } })
+    // Not connected: the next session joins it.
+    if (session !== null) joinOn(session, room)
   }
   $('room-name').textContent = room
   $<HTMLInputElement>('text').placeholder = `Message #${room}`
