@@ -17,7 +17,7 @@ import { createClient as createHttpClient } from '../lib/client/web/http.js'
 import { createClient as createWebClient } from '../lib/client/web/index.js'
 import type { RunResult } from './common.js'
 import { echoService } from './connect-service.js'
-import { runLoad, type BidiHandle, type Done, type Driver, type LoadSpec } from './load.js'
+import { echoDriver, errorText, runLoad, type BidiHandle, type Done, type Driver, type EchoSocket, type LoadSpec } from './load.js'
 import { payloadBytes } from './shared.js'
 
 export type PageSystem = 'web' | 'http' | 'connect-web' | 'ws'
@@ -34,7 +34,6 @@ export interface PageTargets {
 interface EchoMessage { message: string, payload: Uint8Array }
 
 const service = echoService()
-const errorText = (err: unknown): string => err instanceof Error ? err.message : String(err)
 // CANCELLED (1) is how the loops end a stream: not an error.
 const cancelled = (err: unknown): boolean => (err as { code?: unknown }).code === 1
 
@@ -146,48 +145,20 @@ async function openSocket (url: string): Promise<WebSocket> {
   return socket
 }
 
-async function wsDriver (target: string, size: number): Promise<Driver> {
-  const socket = await openSocket(`${target}/echo`)
-  const payload = payloadBytes(size)
-  // Echoes come back in order: the oldest waiting call gets the next one.
-  const waiting: Done[] = []
-  let head = 0
-  socket.onmessage = event => {
-    const length = (event.data as ArrayBuffer).byteLength
-    const done = waiting[head++]!
-    if (head > 4096) { waiting.splice(0, head); head = 0 }
-    done(length === size ? null : `echo of ${length} bytes, expected ${size}`)
-  }
-  socket.onclose = () => {
-    for (let i = head; i < waiting.length; i++) waiting[i]!('socket closed')
-    waiting.length = 0
-    head = 0
-  }
-  const unary = (done: Done): void => {
-    waiting.push(done)
-    socket.send(payload)
-  }
+function echoSocket (socket: WebSocket): EchoSocket {
   return {
-    unary,
-    serverStream (_count, onMessage, onEnd) {
-      let stop = (): void => {}
-      openSocket(`${target}/stream`).then(s => {
-        s.onmessage = onMessage
-        s.onclose = () => { onEnd(null) }
-        s.send(payload)
-        stop = () => { s.close() }
-      }, (err: unknown) => { onEnd(errorText(err)) })
-      return () => { stop() }
-    },
-    bidi (onMessage, _onDrain, onEnd) {
-      // The floor for a pipelined stream: the same echo socket, many in flight.
-      const each: Done = () => { onMessage() }
-      let ended = false
-      const end = (): void => { if (!ended) { ended = true; onEnd(null) } }
-      return { write: () => { unary(each); return true }, end, cancel: end }
-    },
-    close () { socket.close() }
+    send (data) { socket.send(data) },
+    close () { socket.close() },
+    listen (onMessage, onClose) {
+      socket.onmessage = event => { onMessage((event.data as ArrayBuffer).byteLength) }
+      socket.onclose = onClose
+    }
   }
+}
+
+async function wsDriver (target: string, size: number): Promise<Driver> {
+  const socket = echoSocket(await openSocket(`${target}/echo`))
+  return echoDriver(socket, payloadBytes(size), async () => echoSocket(await openSocket(`${target}/stream`)))
 }
 
 async function driverFor (system: PageSystem, targets: PageTargets, size: number): Promise<Driver> {

@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { median, type Pattern } from './common.js'
+import { median, medianOrNull, summarizeRepetitions, type Pattern } from './common.js'
 import type { PageSystem } from './browser-page.js'
 import { esc, fmt, fmtInt, sizeLabel, svgBars, svgLegend, svgOpen, svgRows } from './report.js'
 
@@ -107,39 +107,18 @@ const COLORS: Record<PageSystem, string> = { web: '#1f77b4', http: '#9467bd', 'c
 /** The page's thread counts as saturated from this busy share on. */
 const SATURATED_PCT = 90
 
-function medianOrNull (values: Array<number | null>): number | null {
-  const v = values.filter((x): x is number => x !== null && Number.isFinite(x))
-  return v.length === 0 ? null : median(v)
-}
-
 export function summarizeBrowser (r: BrowserResults): BrowserSummary {
   const groups = new Map<string, BrowserMeasurement[]>()
   for (const m of r.measurements) {
     const key = `${m.scenario}|${m.system}`
     groups.set(key, [...(groups.get(key) ?? []), m])
   }
-  const rows: Row[] = [...groups.values()].map(list => {
-    const m0 = list[0]!
-    const rates = list.map(m => m.rate)
-    return {
-      scenario: m0.scenario,
-      pattern: m0.pattern,
-      size: m0.size,
-      inflight: m0.inflight,
-      system: m0.system,
-      reps: list.length,
-      rate: median(rates),
-      rateMin: Math.min(...rates),
-      rateMax: Math.max(...rates),
-      p50Ms: medianOrNull(list.map(m => m.p50Ms)),
-      p99Ms: medianOrNull(list.map(m => m.p99Ms)),
-      serverUsPerOp: medianOrNull(list.map(m => m.serverUsPerOp)),
-      chromiumCpuPct: medianOrNull(list.map(m => m.chromiumCpuPct)),
-      chromiumUsPerOp: medianOrNull(list.map(m => m.chromiumUsPerOp)),
-      pageBusyPct: medianOrNull(list.map(m => m.pageBusyPct)),
-      errors: list.reduce((n, m) => n + m.errors, 0)
-    }
-  })
+  const rows: Row[] = [...groups.values()].map(list => ({
+    ...summarizeRepetitions(list),
+    chromiumCpuPct: medianOrNull(list.map(m => m.chromiumCpuPct)),
+    chromiumUsPerOp: medianOrNull(list.map(m => m.chromiumUsPerOp)),
+    pageBusyPct: medianOrNull(list.map(m => m.pageBusyPct))
+  }))
   const ratios: Ratio[] = []
   const pairs: Array<[PageSystem, PageSystem]> = [['web', 'connect-web'], ['http', 'connect-web'], ['web', 'ws'], ['http', 'ws'], ['connect-web', 'ws']]
   for (const scenario of new Set(r.measurements.map(m => m.scenario))) {

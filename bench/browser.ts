@@ -19,7 +19,7 @@ import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { chromium, type Browser, type CDPSession, type Page } from 'playwright-core'
 import { CHROMIUM, CHROMIUM_ARGS, bundle, requireChromium } from '../test/helpers/browser.js'
-import type { Pattern, RunResult, ServerSample } from './common.js'
+import { windowFigures, type RunResult, type Scenario, type ServerSample } from './common.js'
 import type { PageSystem, PageTargets } from './browser-page.js'
 import { BROWSER_LABELS, BROWSER_SYSTEMS, browserTable, summarizeBrowser, writeBrowserReports, type BrowserMeasurement, type BrowserPlan, type BrowserResults } from './browser-report.js'
 import type { LoadSpec } from './load.js'
@@ -58,8 +58,6 @@ hardStop.unref()
 process.on('exit', killAll)
 process.on('SIGINT', () => { killAll(); process.exit(130) })
 process.on('SIGTERM', () => { killAll(); process.exit(143) })
-
-interface Scenario { key: string, pattern: Pattern, size: number, inflight: number }
 
 function scenarios (): Scenario[] {
   const list: Scenario[] = []
@@ -159,19 +157,7 @@ async function measure (rig: Rig, rep: number, scenario: Scenario, system: PageS
   const a = samples.start
   const b = samples.end
   const m: BrowserMeasurement = {
-    rep,
-    scenario: scenario.key,
-    pattern: scenario.pattern,
-    size: scenario.size,
-    inflight: scenario.inflight,
-    system,
-    ops: result.ops,
-    seconds: result.seconds,
-    rate: result.seconds > 0 ? result.ops / result.seconds : 0,
-    p50Ms: result.p50Ms,
-    p99Ms: result.p99Ms,
-    errors: result.errors,
-    firstError: result.firstError,
+    ...windowFigures(rep, scenario, system, result),
     serverUsPerOp: null,
     serverCpuPct: null,
     chromiumCpuPct: null,

@@ -36,7 +36,7 @@ import {
   type ClientCommand, type ClientReply, type MemSpec, type RunResult, type RunSpec
 } from './common.js'
 import { echoService } from './connect-service.js'
-import { runLoad, type Done, type Driver } from './load.js'
+import { echoDriver, errorText, runLoad, type Done, type Driver, type EchoSocket } from './load.js'
 import { loadEcho } from './servers/load-proto.js'
 
 
@@ -48,10 +48,6 @@ class NoBufferWebSocket extends WebSocket {
   constructor (url: string, protocols?: string | string[]) {
     super(url, protocols, { perMessageDeflate: false })
   }
-}
-
-function errorText (err: unknown): string {
-  return err instanceof Error ? err.message : String(err)
 }
 
 // --- drivers ---------------------------------------------------------------
@@ -157,47 +153,24 @@ async function openWs (url: string): Promise<WebSocket> {
   return socket
 }
 
+/** `end`: how the socket is closed (a server stream's is terminated: the server would push on while a close waits). */
+function echoSocket (socket: WebSocket, end: () => void): EchoSocket {
+  return {
+    send (data) { socket.send(data) },
+    close: end,
+    listen (onMessage, onClose) {
+      socket.on('message', (data: Buffer) => { onMessage(data.byteLength) })
+      socket.on('close', onClose)
+    }
+  }
+}
+
 async function wsDriver (target: string, size: number): Promise<Driver> {
   const socket = await openWs(`${target}/echo`)
-  const payload = payloadOf(size)
-  // Echoes come back in order: the oldest waiting call gets the next one.
-  const waiting: Done[] = []
-  let head = 0
-  socket.on('message', (data: Buffer) => {
-    const done = waiting[head++]!
-    if (head > 4096) { waiting.splice(0, head); head = 0 }
-    done(data.byteLength === size ? null : `echo of ${data.byteLength} bytes, expected ${size}`)
+  return echoDriver(echoSocket(socket, () => { socket.close() }), payloadOf(size), async () => {
+    const stream = await openWs(`${target}/stream`)
+    return echoSocket(stream, () => { stream.terminate() })
   })
-  socket.on('close', () => {
-    for (let i = head; i < waiting.length; i++) waiting[i]!('socket closed')
-    waiting.length = 0
-    head = 0
-  })
-  const unary = (done: Done): void => {
-    waiting.push(done)
-    socket.send(payload)
-  }
-  return {
-    unary,
-    serverStream (_count, onMessage, onEnd) {
-      let stop = (): void => {}
-      openWs(`${target}/stream`).then(s => {
-        s.on('message', onMessage)
-        s.on('close', () => { onEnd(null) })
-        s.send(payload)
-        stop = () => { s.terminate() }
-      }, err => { onEnd(errorText(err)) })
-      return () => { stop() }
-    },
-    bidi (onMessage, _onDrain, onEnd) {
-      // The floor for a pipelined stream: the same echo socket, many in flight.
-      const each: Done = () => { onMessage() }
-      let ended = false
-      const end = (): void => { if (!ended) { ended = true; onEnd(null) } }
-      return { write: () => { unary(each); return true }, end, cancel: end }
-    },
-    close () { socket.close() }
-  }
 }
 
 async function connectDriver (target: string, size: number): Promise<Driver> {

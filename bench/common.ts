@@ -45,6 +45,62 @@ export function median (values: number[]): number {
   return v.length % 2 === 1 ? v[m]! : (v[m - 1]! + v[m]!) / 2
 }
 
+export function medianOrNull (values: Array<number | null>): number | null {
+  const v = values.filter((x): x is number => x !== null && Number.isFinite(x))
+  return v.length === 0 ? null : median(v)
+}
+
+/** One measured load: a pattern, a payload size and the calls kept in flight. */
+export interface Scenario { key: string, pattern: Pattern, size: number, inflight: number }
+
+/** What a measurement of one window takes from its client's result, whatever else it samples. */
+export function windowFigures<S> (rep: number, scenario: Scenario, system: S, result: RunResult): {
+  rep: number, scenario: string, pattern: Pattern, size: number, inflight: number, system: S,
+  ops: number, seconds: number, rate: number, p50Ms: number | null, p99Ms: number | null, errors: number, firstError: string | null
+} {
+  return {
+    rep,
+    scenario: scenario.key,
+    pattern: scenario.pattern,
+    size: scenario.size,
+    inflight: scenario.inflight,
+    system,
+    ops: result.ops,
+    seconds: result.seconds,
+    rate: result.seconds > 0 ? result.ops / result.seconds : 0,
+    p50Ms: result.p50Ms,
+    p99Ms: result.p99Ms,
+    errors: result.errors,
+    firstError: result.firstError
+  }
+}
+
+interface Repeated<S> {
+  scenario: string, pattern: Pattern, size: number, inflight: number, system: S,
+  rate: number, p50Ms: number | null, p99Ms: number | null, serverUsPerOp: number | null, errors: number
+}
+
+/** The repetitions of one scenario and system: medians, the rate's range, the errors summed. */
+export function summarizeRepetitions<S> (list: Array<Repeated<S>>): Omit<Repeated<S>, 'errors'> & { reps: number, rateMin: number, rateMax: number, errors: number } {
+  const m0 = list[0]!
+  const rates = list.map(m => m.rate)
+  return {
+    scenario: m0.scenario,
+    pattern: m0.pattern,
+    size: m0.size,
+    inflight: m0.inflight,
+    system: m0.system,
+    reps: list.length,
+    rate: median(rates),
+    rateMin: Math.min(...rates),
+    rateMax: Math.max(...rates),
+    p50Ms: medianOrNull(list.map(m => m.p50Ms)),
+    p99Ms: medianOrNull(list.map(m => m.p99Ms)),
+    serverUsPerOp: medianOrNull(list.map(m => m.serverUsPerOp)),
+    errors: list.reduce((n, m) => n + m.errors, 0)
+  }
+}
+
 // --- IPC -----------------------------------------------------------------
 
 export interface ServerSample {

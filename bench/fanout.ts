@@ -39,6 +39,7 @@ import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import { RedisServer } from '../test/redis/redis-server.js'
+import { median } from './common.js'
 import type { CheckResult, ClientCommand, Histogram, ServerCommand, WindowResult } from './fanout-procs.js'
 import { BUILD_DIR, buildBundles } from './procs.js'
 
@@ -263,13 +264,6 @@ function quantile (m: Map<number, number>, q: number): number {
     if (seen >= rank) return (b + 1) / 10 // the bucket's upper edge, ms
   }
   return NaN
-}
-
-function median (values: number[]): number {
-  const v = values.filter(Number.isFinite).sort((a, b) => a - b)
-  if (v.length === 0) return NaN
-  const h = v.length >> 1
-  return v.length % 2 === 1 ? v[h]! : (v[h - 1]! + v[h]!) / 2
 }
 
 const sleep = async (ms: number): Promise<void> => { await new Promise(resolve => setTimeout(resolve, ms)) }

@@ -33,6 +33,62 @@ export interface LoadHooks {
   cpuUs (): number
 }
 
+export function errorText (err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}
+
+/** A raw echo socket, whichever WebSocket API carries it (the page's or `ws`). */
+export interface EchoSocket {
+  send (data: Uint8Array): void
+  close (): void
+  /** `onMessage` with each message's length, then `onClose` once. */
+  listen (onMessage: (length: number) => void, onClose: () => void): void
+}
+
+/**
+ * The raw echo floor: unary is one message echoed, a server stream a socket
+ * the server pushes copies on (`openStream`), bidi the echo socket with many
+ * in flight.
+ */
+export function echoDriver (socket: EchoSocket, payload: Uint8Array, openStream: () => Promise<EchoSocket>): Driver {
+  const size = payload.byteLength
+  // Echoes come back in order: the oldest waiting call gets the next one.
+  const waiting: Done[] = []
+  let head = 0
+  socket.listen(length => {
+    const done = waiting[head++]!
+    if (head > 4096) { waiting.splice(0, head); head = 0 }
+    done(length === size ? null : `echo of ${length} bytes, expected ${size}`)
+  }, () => {
+    for (let i = head; i < waiting.length; i++) waiting[i]!('socket closed')
+    waiting.length = 0
+    head = 0
+  })
+  const unary = (done: Done): void => {
+    waiting.push(done)
+    socket.send(payload)
+  }
+  return {
+    unary,
+    serverStream (_count, onMessage, onEnd) {
+      let stop = (): void => {}
+      openStream().then(s => {
+        s.listen(onMessage, () => { onEnd(null) })
+        s.send(payload)
+        stop = () => { s.close() }
+      }, (err: unknown) => { onEnd(errorText(err)) })
+      return () => { stop() }
+    },
+    bidi (onMessage, _onDrain, onEnd) {
+      const each: Done = () => { onMessage() }
+      let ended = false
+      const end = (): void => { if (!ended) { ended = true; onEnd(null) } }
+      return { write: () => { unary(each); return true }, end, cancel: end }
+    },
+    close () { socket.close() }
+  }
+}
+
 /** Messages a server stream is asked for: more than any window takes; the loop cancels it. */
 export const STREAM_COUNT = 50_000_000
 const MAX_ERRORS = 1000

@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
-import { median, type ClientSystem, type Pattern } from './common.js'
+import { median, medianOrNull, summarizeRepetitions, type ClientSystem, type Pattern } from './common.js'
 import { fanoutMarkdown, fanoutTargets, type FanoutResults } from './fanout.js'
 
 export interface Plan {
@@ -209,11 +209,6 @@ const HTTP_PAIRS: Array<{ protocol: string, plugin: ClientSystem, cf: ClientSyst
   { protocol: 'Connect', plugin: 'plugin-http-connect', cf: 'cf-http-connect' }
 ]
 
-function medianOrNull (values: Array<number | null>): number | null {
-  const v = values.filter((x): x is number => x !== null && Number.isFinite(x))
-  return v.length === 0 ? null : median(v)
-}
-
 export function summarize (results: BenchResults): Summary {
   const groups = new Map<string, Measurement[]>()
   for (const m of results.throughput) {
@@ -224,26 +219,12 @@ export function summarize (results: BenchResults): Summary {
   }
   const rows: Row[] = []
   for (const list of groups.values()) {
-    const m0 = list[0]!
-    const rates = list.map(m => m.rate)
     rows.push({
-      scenario: m0.scenario,
-      pattern: m0.pattern,
-      size: m0.size,
-      inflight: m0.inflight,
-      system: m0.system,
-      reps: list.length,
-      rate: median(rates),
-      rateMin: Math.min(...rates),
-      rateMax: Math.max(...rates),
-      p50Ms: medianOrNull(list.map(m => m.p50Ms)),
-      p99Ms: medianOrNull(list.map(m => m.p99Ms)),
-      serverUsPerOp: medianOrNull(list.map(m => m.serverUsPerOp)),
+      ...summarizeRepetitions(list),
       upstreamUsPerOp: medianOrNull(list.map(m => m.upstreamUsPerOp ?? null)),
       clientUsPerOp: medianOrNull(list.map(m => m.clientUsPerOp)),
       serverCpuPct: medianOrNull(list.map(m => m.serverCpuPct)),
-      clientCpuPct: medianOrNull(list.map(m => m.clientCpuPct)),
-      errors: list.reduce((n, m) => n + m.errors, 0)
+      clientCpuPct: medianOrNull(list.map(m => m.clientCpuPct))
     })
   }
 

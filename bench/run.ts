@@ -22,7 +22,7 @@ import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
-import type { ClientSystem, MemSpec, Pattern, RunResult, RunSpec, ServerSample } from './common.js'
+import { windowFigures, type ClientSystem, type MemSpec, type RunResult, type RunSpec, type Scenario, type ServerSample } from './common.js'
 import { BENCH_DIR, ClientProcess, ServerProcess, buildBundles, cpuShares, cpuTimes, hasTaskset, killAll as killProcs, machineBasics, packageVersions, type CpuTimes, type ServerKind, type SpawnOptions } from './procs.js'
 import { FANOUT_FULL, FANOUT_QUICK, fanoutFailures, killFanout, runFanout } from './fanout.js'
 import { forwardSection, httpSection, summarize, writeReports, type Measurement, type MemoryResult, type HoldResult, type StartupResult, type BenchResults, type Plan } from './report.js'
@@ -139,8 +139,6 @@ const SYSTEMS = option('--systems')?.split(',').filter((x): x is ClientSystem =>
 const scenarioFilter = option('--scenarios') === undefined ? (only === undefined ? null : ONLY[only]!.scenarios) : new RegExp(option('--scenarios')!)
 const skip = new Set(only === undefined ? (option('--skip') ?? '').split(',') : ['startup', 'memory', 'hold', 'fanout'])
 
-interface Scenario { key: string, pattern: Pattern, size: number, inflight: number }
-
 function scenarios (): Scenario[] {
   const list: Scenario[] = []
   for (const size of plan.unarySizes) {
@@ -227,24 +225,12 @@ async function measureOnce (rep: number, scenario: Scenario, system: ClientSyste
   const serverCpuUs = b!.cpuUs - a!.cpuUs
   const upstreamCpuUs = ua === undefined || ub === undefined ? null : ub.cpuUs - ua.cpuUs
   const m: Measurement = {
-    rep,
-    scenario: scenario.key,
-    pattern: scenario.pattern,
-    size: scenario.size,
-    inflight: scenario.inflight,
-    system,
-    ops: result.ops,
-    seconds: result.seconds,
-    rate: result.seconds > 0 ? result.ops / result.seconds : 0,
-    p50Ms: result.p50Ms,
-    p99Ms: result.p99Ms,
+    ...windowFigures(rep, scenario, system, result),
     serverUsPerOp: result.ops > 0 ? serverCpuUs / result.ops : null,
     upstreamUsPerOp: upstreamCpuUs !== null && result.ops > 0 ? upstreamCpuUs / result.ops : null,
     clientUsPerOp: result.ops > 0 ? result.clientCpuUs / result.ops : null,
     serverCpuPct: result.seconds > 0 ? serverCpuUs / (result.seconds * 1e4) : null,
     clientCpuPct: result.seconds > 0 ? result.clientCpuUs / (result.seconds * 1e4) : null,
-    errors: result.errors,
-    firstError: result.firstError,
     machineCpu: cpuShares(startStat, endStat),
     foreignCpuPct: 0,
     attempts: 1
