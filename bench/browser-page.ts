@@ -3,8 +3,8 @@
  * the Echo service called from Chromium four ways, each by the load loops of
  * the Node bench (bench/load.ts), on the same payloads (bench/shared.ts):
  * - web: this project's browser client (fastify-grpc-ws/client) over its WebSocket
- * - http: this project's client with the HTTP fallback (fastify-grpc-ws/client/http),
- *   its WebSocket refused, so calls go over gRPC-Web with fetch
+ * - http: the same client's HTTP fallback, its WebSocket refused, so calls go
+ *   over gRPC-Web with fetch
  * - connect-web: @connectrpc/connect-web's Connect transport (fetch, binary) to connect-fastify
  * - ws: a raw WebSocket echo (the floor: no protobuf, no framing)
  * The three protobuf clients encode and decode with protobuf-es (toBinary/fromBinary).
@@ -13,7 +13,6 @@ import { fromBinary, toBinary, type DescMessage } from '@bufbuild/protobuf'
 import { createClient as createConnectClient } from '@connectrpc/connect'
 import { createConnectTransport } from '@connectrpc/connect-web'
 import { GrpcWsClient, type BidiCall, type MethodDescriptor, type StreamCall, type WebSocketLike } from '../lib/client/web/index.js'
-import { createClient as createHttpClient } from '../lib/client/web/http.js'
 import { createClient as createWebClient } from '../lib/client/web/index.js'
 import type { RunResult } from './common.js'
 import { echoService } from './connect-service.js'
@@ -107,7 +106,7 @@ class RefusedWebSocket implements WebSocketLike {
 
 async function httpDriver (url: string, size: number): Promise<Driver> {
   // Retries of the WebSocket (every retryMs) would not succeed anyway; an hour keeps them out of the windows.
-  const client = createHttpClient(url, { WebSocket: RefusedWebSocket, retryMs: 3_600_000 })
+  const client = createWebClient(url, { WebSocket: RefusedWebSocket, retryMs: 3_600_000 })
   const driver = await clientDriver(client, size, false)
   if (client.transport !== 'http') throw new Error(`the HTTP fallback client went over ${client.transport}`)
   return driver

@@ -88,14 +88,14 @@ export const BROWSER_SYSTEMS: PageSystem[] = ['web', 'http', 'connect-web', 'ws'
 
 export const BROWSER_LABELS: Record<PageSystem, string> = {
   web: 'fastify-grpc-ws/client, WebSocket',
-  http: 'fastify-grpc-ws/client/http, gRPC-Web over fetch',
+  http: 'fastify-grpc-ws/client, HTTP fallback (gRPC-Web over fetch)',
   'connect-web': 'connect-web, Connect over fetch (connect-fastify)',
   ws: 'raw WebSocket echo'
 }
 
 const DESCRIPTIONS: Record<PageSystem, string> = {
   web: 'this project\'s browser client (`fastify-grpc-ws/client`) to the plugin over one multiplexed WebSocket. Serializer: protobuf-es `toBinary`/`fromBinary` (runtime descriptors).',
-  http: 'this project\'s client with the HTTP fallback (`fastify-grpc-ws/client/http`), its WebSocket refused (a WebSocket class in the page that fails before it opens), so unary and server-streaming calls go over gRPC-Web with `fetch` to the plugin\'s HTTP route, HTTP/1.1. Serializer: protobuf-es. No bidi over HTTP.',
+  http: 'the same client\'s HTTP fallback (`fastify-grpc-ws/client` at its defaults), its WebSocket refused (a WebSocket class in the page that fails before it opens), so unary and server-streaming calls go over gRPC-Web with `fetch` to the plugin\'s HTTP route, HTTP/1.1. Serializer: protobuf-es. No bidi over HTTP.',
   'connect-web': '`@connectrpc/connect-web` `createConnectTransport` (Connect protocol, binary, `fetch`) to `@connectrpc/connect-fastify` over HTTP/1.1: the browser opens at most 6 connections per origin, so at most 6 calls are on the wire at once. Serializer: protobuf-es (inside connect-web). No bidi (fetch has no full-duplex body).',
   ws: 'the floor: a bare `WebSocket` in the page to an `@fastify/websocket` route echoing each binary message (no protobuf, no framing, no gRPC semantics); server streaming is a route pushing copies of one message; "bidi" is the echo socket with the same number in flight.'
 }

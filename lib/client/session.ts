@@ -273,7 +273,7 @@ class ClientConnection implements FrameSink, BatchSink {
     socket.onclose = ({ code, reason }) => {
       this.fail(`${this.ready ? 'Connection closed' : `${session.about} closed before it was ready`} (code ${code}${reason && `: ${reason}`})${
         // An error event with nothing in it came first: a browser, which hides why.
-        this.blind ? '; browsers do not expose the HTTP status of a refused upgrade' : ''}`)
+        this.blind ? '; browsers hide the HTTP status of a refused upgrade' : ''}`)
     }
     socket.onerror = ({ error }: { error?: unknown }) => {
       // ws (and undici) say why: "connect ECONNREFUSED 127.0.0.1:3999", a
@@ -491,6 +491,7 @@ class ClientConnection implements FrameSink, BatchSink {
     // 'error', which with no listener would be thrown.
     socket.onerror = () => {}
     socket.onclose = null
+    if (!this.ready) this.session.failure = [localStatus(code, details, cause), this.received]
     this.session.connectionClosed(this, this.ready)
     const streams = [...this.active.values(), ...this.waiting]
     this.active.clear()
@@ -518,6 +519,8 @@ export class ClientSession {
   private retryTimer: ReturnType<typeof setTimeout> | null = null
   private readonly queued: ClientStream[] = []
 
+  /** @private How the last socket that never became ready ended (the HTTP fallback reads it). */
+  declare failure: [status: CallStatus, messagesReceived: number] | undefined
   /** @private How failures name this endpoint. */
   readonly about: string
 

@@ -150,17 +150,33 @@ t.test('Should give 64-bit integers as exact strings by default, and take bigint
 })
 
 t.test('Should say what a browser can know of a refused upgrade', async t => {
-  const result = await run(page, 'refused', '/wrong')
+  const result = await run(page, 'refused', '/wrong', false)
   const url = `ws://127.0.0.1:${port}/wrong`
   t.same(result, {
     code: 14,
-    details: `Connection to ${url} closed before it was ready (code 1006); browsers do not expose the HTTP status of a refused upgrade`,
+    details: `Connection to ${url} closed before it was ready (code 1006); browsers hide the HTTP status of a refused upgrade`,
     url
   })
   // Chromium logs the refusal itself (with the status, in the console only): that line is expected.
   const logged = errors.findIndex(line => line.includes(`WebSocket connection to '${url}' failed`))
   t.not(logged, -1, `Chromium's own console line: ${errors.join(' | ')}`)
   errors.splice(logged, 1)
+})
+
+t.test('Should say, with the HTTP fallback, what the HTTP call got and why the WebSocket failed', async t => {
+  const result = await run(page, 'refused', '/wrong', true)
+  const url = `ws://127.0.0.1:${port}/wrong`
+  t.same(result, {
+    code: 12,
+    details: `HTTP 404 from http://127.0.0.1:${port}/wrong/test.Test/Unary, and the WebSocket could not be opened: Connection to ${url} closed before it was ready (code 1006); browsers hide the HTTP status of a refused upgrade`,
+    url
+  })
+  // Chromium's own console lines: the refused upgrade, and the 404 of the fetch.
+  for (const expected of [`WebSocket connection to '${url}' failed`, 'status of 404']) {
+    const logged = errors.findIndex(line => line.includes(expected))
+    t.not(logged, -1, `Chromium's own console line "${expected}": ${errors.join(' | ')}`)
+    if (logged !== -1) errors.splice(logged, 1)
+  }
 })
 
 t.test('Should have thrown and logged no error in the page', async t => {

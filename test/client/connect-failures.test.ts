@@ -24,7 +24,9 @@ const transports: Record<string, Transport> = {
   'browser client': async (url, origin) => {
     // ws takes an Origin as an option: a browser page would send its own.
     const Ctor = origin === undefined ? WebSocket : class extends WebSocket { constructor (u: string, p: string | string[]) { super(u, p, { origin }) } }
-    const { client, test } = webClient(url, { WebSocket: Ctor })
+    // The WebSocket's own report: with the HTTP fallback on, these calls would
+    // go over HTTP instead (web-http-fallback.test.ts checks what that says).
+    const { client, test } = webClient(url, { WebSocket: Ctor, transports: ['websocket'] })
     try {
       const err = await rejection(async () => await test.unary({ mode: 'echo' }))
       if (!(err instanceof GrpcError)) throw err

@@ -178,7 +178,8 @@ t.test('Should answer the server\'s PINGs', async t => {
 t.test('Should space reconnection attempts with exponential backoff, and reset it once connected', async t => {
   const port = await freePort()
   const { WebSocket: Counting, opened } = countingWebSocket()
-  const client = createClient(`ws://127.0.0.1:${port}/grpc`, { WebSocket: Counting, backoff: { initialMs: 100, multiplier: 2, maxMs: 300, jitter: 0 } })
+  // The WebSocket's backoff: the HTTP fallback would take these calls to HTTP.
+  const client = createClient(`ws://127.0.0.1:${port}/grpc`, { WebSocket: Counting, transports: ['websocket'], backoff: { initialMs: 100, multiplier: 2, maxMs: 300, jitter: 0 } })
   t.teardown(() => { client.close() })
   const test = typed(client)
   for (let i = 0; i < 5; i++) {
@@ -266,7 +267,8 @@ t.test('Should fail calls waiting for a socket that never becomes ready', async 
     await new Promise(resolve => silent.close(resolve))
   })
   const url = `ws://127.0.0.1:${(silent.address() as net.AddressInfo).port}/grpc`
-  const { client, test } = webClient(url, { connectTimeoutMs: 200 })
+  // The WebSocket's timeout (web-http-fallback.test.ts has the fallback's).
+  const { client, test } = webClient(url, { connectTimeoutMs: 200, transports: ['websocket'] })
   t.teardown(() => { client.close() })
   const err = await rejection(async () => await test.unary({ mode: 'echo' }))
   t.same([err.code, err.details], [Status.UNAVAILABLE, `Connection to ${url} not ready after 200 ms`])
@@ -312,7 +314,8 @@ t.test('Should offer further subprotocol values for the upgrade\'s authenticatio
   t.teardown(() => { client.close() })
   t.equal((await test.unary({ mode: 'echo', message: 'signed in' })).message, 'signed in')
   t.equal(offered, 'grpc-ws.v1,bearer.secret', 'grpc-ws.v1 first, then the application\'s values')
-  const anonymous = webClient(url)
+  // The WebSocket only: this hook guards upgrades alone, so over the HTTP fallback the call would pass.
+  const anonymous = webClient(url, { transports: ['websocket'] })
   t.teardown(() => { anonymous.client.close() })
   const err = await rejection(async () => await anonymous.test.unary({ mode: 'echo' }))
   t.equal(err.code, Status.UNAVAILABLE, 'a refused upgrade fails the call with UNAVAILABLE')

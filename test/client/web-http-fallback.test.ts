@@ -1,5 +1,5 @@
 /**
- * The browser client's HTTP fallback (`fastify-grpc-ws/client/http`) in
+ * The browser client's HTTP fallback (`fastify-grpc-ws/client` at its defaults) in
  * Node (ws, global fetch), through a proxy that passes HTTP and refuses
  * every upgrade with 502, as some corporate proxies do: unary, server
  * streaming, metadata, statuses, deadlines and flow control go over
@@ -8,12 +8,14 @@
  */
 import Fastify from 'fastify'
 import { EventEmitter } from 'node:events'
+import { createServer, type AddressInfo, type Socket } from 'node:net'
 import t from 'tap'
 import fastifyGrpcWs from '../../index.js'
-import { Status } from '../../lib/client/web/index.js'
-import { createClient, type HttpFallbackOptions } from '../../lib/client/web/http.js'
+import { Code, ConnectError } from '@connectrpc/connect'
+import { createClient, Status, type HttpFallbackOptions } from '../../lib/client/web/index.js'
 import WebSocket from 'ws'
 import { bounded } from '../helpers/bounded.js'
+import { connectClient } from '../helpers/connect-client.js'
 import { createTestService, testDefinition } from '../helpers/test-service.js'
 import { startUpgradeProxy } from '../helpers/upgrade-proxy.js'
 import { rejection, typed } from '../helpers/web-client.js'
@@ -124,15 +126,70 @@ t.test('transports: [\'websocket\'] turns the fallback off', async t => {
   t.equal(only.transport, 'websocket')
 })
 
-t.test('the fallback entry bundles for browsers with no Node built-ins', async t => {
-  const { build } = await import('esbuild')
-  const { gzipSync } = await import('node:zlib')
-  const result = await build({ entryPoints: [new URL('../../lib/client/web/http.ts', import.meta.url).pathname], bundle: true, minify: true, format: 'esm', platform: 'browser', target: 'es2022', write: false, metafile: true, logLevel: 'silent' })
-  t.same(result.errors, [])
-  const inputs = Object.keys(result.metafile.inputs)
-  t.notOk(inputs.some(path => path.includes('node_modules')), `only the package's own modules: ${inputs.join(', ')}`)
-  const code = result.outputFiles[0]!.text
-  for (const pattern of [/\bBuffer\b/, /\bprocess\b/, /\brequire\(/, /node:/]) t.notMatch(code, pattern, `no ${String(pattern)}`)
-  // The whole browser client plus the fallback.
-  t.ok(gzipSync(result.outputFiles[0]!.contents, { level: 9 }).byteLength < 13 * 1024, 'under 13 KB gzipped')
+t.test('the Connect transport falls back too: unary and server streaming over HTTP, bidi UNAVAILABLE', async t => {
+  proxy.refuse = true
+  const { transport, test: connect } = connectClient(`ws://127.0.0.1:${proxyPort}/grpc`, { retryMs: 200, backoff: { initialMs: 100, maxMs: 200 } })
+  t.teardown(() => { transport.client.close() })
+  const reply: { message: string } = await bounded('unary', connect.unary({ mode: 'echo', message: 'connect over http' }))
+  t.equal(reply.message, 'connect over http')
+  t.equal((transport.client as ReturnType<typeof createClient>).transport, 'http')
+  const got: string[] = []
+  for await (const m of connect.serverStream({ mode: 'count', count: 3 })) got.push(m.message)
+  t.same(got, ['0', '1', '2'])
+  const err = await bounded('bidi', (async () => {
+    try {
+      for await (const _ of connect.bidi((async function * () { yield { message: 'one' }; yield { message: 'two' } })())) { /* nothing */ }
+    } catch (err) { return err }
+    return null
+  })())
+  t.ok(err instanceof ConnectError, String(err))
+  t.equal((err as ConnectError).code, Code.Unavailable)
+  t.match((err as ConnectError).rawMessage, /need a WebSocket/)
+})
+
+t.test('a server that cannot be reached at all: UNAVAILABLE naming the HTTP failure and the WebSocket\'s', async t => {
+  const closed = Fastify()
+  await closed.listen({ port: 0, host: '127.0.0.1' })
+  const port = (closed.server.address() as { port: number }).port
+  await closed.close()
+  const { client: gone, test: goneTest } = fallbackClient(`ws://127.0.0.1:${port}/grpc`, { backoff: { initialMs: 100, maxMs: 100 } })
+  t.teardown(() => { gone.close() })
+  const err = await bounded('unary', rejection(async () => await goneTest.unary({ mode: 'echo' })))
+  t.equal(err.code, Status.UNAVAILABLE)
+  t.match(err.details, `HTTP request to http://127.0.0.1:${port}/grpc/test.Test/Unary: failed`)
+  t.match(err.details, new RegExp(`, and the WebSocket could not be opened: Connection to ws://127\\.0\\.0\\.1:${port}/grpc failed: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}$`))
+  t.type(err.cause, Error, 'the failed fetch is the cause')
+  t.equal(gone.transport, 'http')
+})
+
+t.test('a server that accepts connections and never answers: the HTTP request times out too', async t => {
+  const sockets = new Set<Socket>()
+  const silent = createServer(socket => { sockets.add(socket) })
+  await new Promise<void>(resolve => silent.listen(0, '127.0.0.1', resolve))
+  t.teardown(async () => {
+    for (const s of sockets) s.destroy()
+    await new Promise(resolve => silent.close(resolve))
+  })
+  const port = (silent.address() as AddressInfo).port
+  const { client: stuck, test: stuckTest } = fallbackClient(`ws://127.0.0.1:${port}/grpc`, { connectTimeoutMs: 200 })
+  t.teardown(() => { stuck.close() })
+  const err = await bounded('unary', rejection(async () => await stuckTest.unary({ mode: 'echo' })))
+  t.equal(err.code, Status.UNAVAILABLE)
+  t.equal(err.details, `HTTP request to http://127.0.0.1:${port}/grpc/test.Test/Unary: no response within 200 ms, and the WebSocket could not be opened: Connection to ws://127.0.0.1:${port}/grpc not ready after 200 ms`)
+})
+
+t.test('close() before the first attempt ends fails the calls waiting for it', async t => {
+  proxy.refuse = true
+  const { client: closing, test: closingTest } = fallbackClient(`ws://127.0.0.1:${proxyPort}/grpc`, {})
+  const call = rejection(async () => await closingTest.unary({ mode: 'echo' }))
+  closing.close()
+  const err = await bounded('the waiting call', call)
+  t.equal(err.code, Status.UNAVAILABLE)
+  t.equal(err.details, 'The channel is closed')
+})
+
+t.test('transports other than [\'websocket\', \'http\'] or [\'websocket\'] are refused', async t => {
+  for (const transports of [['http'], [], ['websocket', 'smoke-signals'], 'websocket']) {
+    t.throws(() => createClient('ws://127.0.0.1:1/grpc', { WebSocket, transports: transports as any }), { code: 'FST_GRPCWS_INVALID_CLIENT_OPTION', message: /"transports"/ }, JSON.stringify(transports))
+  }
 })

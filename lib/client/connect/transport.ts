@@ -2,7 +2,9 @@
  * A Connect v2 `Transport` over the browser client's multiplexed socket:
  * every call of a Connect client (`createClient` from @connectrpc/connect)
  * becomes a call of a GrpcWsClient, so it shares that client's socket,
- * windows, keepalive and reconnection. run-call.ts runs interceptors,
+ * windows, keepalive and reconnection, and its HTTP fallback (unary and
+ * server streaming over gRPC-Web where the WebSocket cannot be opened,
+ * unless `transports: ['websocket']`). run-call.ts runs interceptors,
  * deadlines and signals as Connect's runUnaryCall / runStreamingCall do;
  * this module maps requests, headers, messages and errors to the client's
  * and back.
@@ -13,14 +15,15 @@ import {
   Code, ConnectError, createContextValues, decodeBinaryHeader, encodeBinaryHeader,
   type ContextValues, type Interceptor, type StreamResponse, type Transport, type UnaryResponse
 } from '@connectrpc/connect'
-import { GrpcWsClient, type ClientOptions } from '../web/client.js'
+import { GrpcWsClient } from '../web/client.js'
+import { HttpFallbackClient, type HttpFallbackOptions } from '../web/http.js'
 import { GrpcError } from '../web/errors.js'
 import { Metadata } from '../web/metadata.js'
 import type { MethodDescriptor } from '../web/types.js'
 import { invalidClientOption } from './errors.js'
 import { runStreaming, runUnary } from './run-call.js'
 
-export interface WebSocketTransportOptions extends ClientOptions {
+export interface WebSocketTransportOptions extends HttpFallbackOptions {
   /**
    * The plugin's endpoint: a `ws:`/`wss:` URL, or in a page a path (`'/grpc'`)
    * or http(s) URL resolved against the page's address. Required unless
@@ -29,7 +32,8 @@ export interface WebSocketTransportOptions extends ClientOptions {
   baseUrl?: string
   /**
    * Share the socket of this client instead of opening one. The session
-   * options (`WebSocket`, windows, keepalive, backoff, protocols) are then
+   * options (`WebSocket`, windows, keepalive, backoff, protocols, and the
+   * HTTP fallback's `transports`, `fetch`, `retryMs`) are then
    * the client's own and cannot be given here.
    */
   client?: GrpcWsClient
@@ -45,13 +49,17 @@ export interface WebSocketTransportOptions extends ClientOptions {
   binaryOptions?: Partial<BinaryReadOptions & BinaryWriteOptions>
 }
 
-/** A Connect Transport, and the client whose socket it uses (to watch its state, or `close()` it). */
+/**
+ * A Connect Transport, and the client whose socket it uses (to watch its
+ * state, or `close()` it): the one given as `client`, or else an
+ * HttpFallbackClient, whose `transport` says which way new calls take.
+ */
 export interface WebSocketTransport extends Transport {
   readonly client: GrpcWsClient
 }
 
 const transportKeys = ['baseUrl', 'client', 'interceptors', 'defaultTimeoutMs', 'readMaxBytes', 'writeMaxBytes', 'binaryOptions']
-const sessionKeys = ['WebSocket', 'initialWindowSize', 'maxReceiveMessageSize', 'connectTimeoutMs', 'keepaliveIntervalMs', 'keepaliveTimeoutMs', 'backoff', 'protocols']
+const sessionKeys = ['WebSocket', 'initialWindowSize', 'maxReceiveMessageSize', 'connectTimeoutMs', 'keepaliveIntervalMs', 'keepaliveTimeoutMs', 'backoff', 'protocols', 'transports', 'fetch', 'retryMs']
 const MAX_BYTES = 0xffffffff
 
 function checkOptions (options: WebSocketTransportOptions): void {
@@ -88,7 +96,7 @@ function checkOptions (options: WebSocketTransportOptions): void {
 export function createWebSocketTransport (options: WebSocketTransportOptions): WebSocketTransport {
   checkOptions(options)
   const { baseUrl, client: shared, interceptors = [], defaultTimeoutMs, binaryOptions, readMaxBytes = MAX_BYTES, writeMaxBytes = MAX_BYTES, ...sessionOptions } = options
-  const client = shared ?? new GrpcWsClient(baseUrl!, sessionOptions)
+  const client = shared ?? new HttpFallbackClient(baseUrl!, sessionOptions)
   // As Connect's own transports: no timeoutMs → the default; 0 or less → none.
   const timeoutOf = (timeoutMs: number | undefined): number | undefined =>
     timeoutMs === undefined ? defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs

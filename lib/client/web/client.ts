@@ -54,7 +54,7 @@ export interface ClientOptions {
 }
 
 /** FST_GRPCWS_INVALID_CLIENT_OPTION, made here: the browser bundle carries no @fastify/error. */
-function invalidOption (name: string, why: string): TypeError {
+export function invalidOption (name: string, why: string): TypeError {
   return Object.assign(new TypeError(`fastify-grpc-ws: invalid client option "${name}": ${why}`), { code: 'FST_GRPCWS_INVALID_CLIENT_OPTION' })
 }
 

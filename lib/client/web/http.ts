@@ -1,9 +1,6 @@
 /**
- * `fastify-grpc-ws/client/http`: the browser client's HTTP fallback, a
- * separate entry so that apps that do not want it pay nothing for it.
- *
- *   import { createClient } from 'fastify-grpc-ws/client/http'
- *   const client = createClient('/grpc')   // the browser client, plus the fallback
+ * The browser client's HTTP fallback, in `fastify-grpc-ws/client`'s
+ * `createClient` (`fastify-grpc-ws/client/websocket` leaves it out).
  *
  * Calls use the WebSocket when it opens. When it cannot be opened (a
  * refused upgrade, an error or a close before SETTINGS), unary and
@@ -24,7 +21,7 @@ import { isBinaryKey, type MetadataEntry } from '../../protocol/metadata.js'
 import type { CallStatus } from '../../protocol/payload.js'
 import { Status } from '../../protocol/status.js'
 import type { ClientSession, SessionState, StreamHandler, StreamStart } from '../session.js'
-import { GrpcWsClient, type CallStream, type ClientOptions, type SessionLike, type Transport } from './client.js'
+import { GrpcWsClient, invalidOption, type CallStream, type ClientOptions, type SessionLike, type Transport } from './client.js'
 
 export type { Transport }
 
@@ -49,7 +46,11 @@ export class HttpFallbackClient extends GrpcWsClient {
 
   constructor (url: string, options: HttpFallbackOptions = {}) {
     super(url, options)
-    if ((options.transports ?? ['websocket', 'http']).includes('http')) {
+    const transports = options.transports ?? ['websocket', 'http']
+    if (!Array.isArray(transports) || !transports.includes('websocket') || transports.some(t => t !== 'websocket' && t !== 'http')) {
+      throw invalidOption('transports', "expected ['websocket', 'http'] or ['websocket']")
+    }
+    if (transports.includes('http')) {
       this.router = new Router(this.session as ClientSession, this.url.replace(/^ws/i, 'http'), options)
       this.session = this.router
     }
@@ -84,11 +85,21 @@ class Router implements SessionLike {
       } else if (state === 'idle' && this.connecting) {
         // An attempt ended without the socket ever being ready.
         this.connecting = false
-        if (this.mode !== 'websocket') {
-          this.cause = `the WebSocket to ${session.url} could not be opened (refused, or closed before SETTINGS)`
+        const [failure, messagesReceived = 0] = session.failure ?? []
+        if (messagesReceived > 0 && this.mode === 'unknown') {
+          // The server spoke the protocol (a GOAWAY, or frames it got wrong):
+          // nothing blocks WebSockets here, so the calls fail as they would
+          // without the fallback, and the next ones try the WebSocket again.
+          for (const pending of this.waiting) pending.handler.onEnd(failure!)
+          this.waiting.clear()
+        } else if (this.mode !== 'websocket') {
+          this.cause = `the WebSocket could not be opened: ${failure?.details ?? `${session.about} closed before SETTINGS`}`
           this.settle('http')
         }
       } else if (state === 'closed') {
+        // Calls still waiting for the first attempt fail as the closed session fails them.
+        for (const pending of this.waiting) pending.bind(session.openStream(pending.start, pending.handler))
+        this.waiting.clear()
         this.stopRetry()
       }
     })
@@ -103,8 +114,9 @@ class Router implements SessionLike {
   }
 
   openStream (start: StreamStart, handler: StreamHandler): CallStream {
-    if (this.mode === 'websocket' && this.session.connectivityState !== 'closed') return this.session.openStream(start, handler)
-    if (this.mode === 'http') return new HttpStream(this.baseUrl, start, handler, this.cause, this.options.fetch ?? fetch)
+    // A closed client fails calls at once, on either way.
+    if (this.mode === 'websocket' || this.session.connectivityState === 'closed') return this.session.openStream(start, handler)
+    if (this.mode === 'http') return this.httpStream(start, handler)
     const pending = new PendingStream(start, handler)
     this.waiting.add(pending)
     this.session.connect()
@@ -114,11 +126,15 @@ class Router implements SessionLike {
   private settle (mode: Transport): void {
     this.mode = mode
     for (const pending of this.waiting) {
-      pending.bind(mode === 'websocket' ? this.session.openStream(pending.start, pending.handler) : new HttpStream(this.baseUrl, pending.start, pending.handler, this.cause, this.options.fetch ?? fetch))
+      pending.bind(mode === 'websocket' ? this.session.openStream(pending.start, pending.handler) : this.httpStream(pending.start, pending.handler))
     }
     this.waiting.clear()
     if (mode === 'http') this.startRetry()
     else this.stopRetry()
+  }
+
+  private httpStream (start: StreamStart, handler: StreamHandler): HttpStream {
+    return new HttpStream(this.baseUrl, start, handler, this.cause, this.options.fetch ?? fetch, this.options.connectTimeoutMs ?? 20000)
   }
 
   private startRetry (): void {
@@ -162,12 +178,15 @@ class HttpStream implements CallStream {
   private unconsumed = 0
   private resume: (() => void) | null = null
 
-  constructor (private readonly baseUrl: string, private readonly start: StreamStart, private readonly handler: StreamHandler, private readonly cause: string, private readonly fetcher: typeof fetch) {}
+  constructor (
+    private readonly baseUrl: string, private readonly start: StreamStart, private readonly handler: StreamHandler,
+    private readonly cause: string, private readonly fetcher: typeof fetch, private readonly connectTimeoutMs: number
+  ) {}
 
   send (bytes: Uint8Array, done?: () => void): void {
     if (this.over) return
     if (this.frames.length > 0) {
-      this.cancelWith(Status.UNAVAILABLE, `Client streaming and bidi need a WebSocket, and ${this.cause}; unary and server-streaming calls go over HTTP meanwhile`)
+      this.cancelWith(Status.UNAVAILABLE, `Client streaming and bidi need a WebSocket (unary and server-streaming calls go over HTTP meanwhile), and ${this.cause}`)
       return
     }
     const frame = new Uint8Array(5 + bytes.byteLength)
@@ -207,20 +226,29 @@ class HttpStream implements CallStream {
   }
 
   private async run (): Promise<void> {
+    // The method's path goes before the endpoint's query (`/grpc?token=…`), which HTTP calls carry too.
+    const query = this.baseUrl.indexOf('?')
+    const url = query < 0 ? this.baseUrl.replace(/\/$/, '') + this.start.path : this.baseUrl.slice(0, query).replace(/\/$/, '') + this.start.path + this.baseUrl.slice(query)
     const headers = new Headers({ 'content-type': 'application/grpc-web+proto', 'x-grpc-web': '1' })
     for (const [key, value] of this.start.metadata) headers.append(key, typeof value === 'string' ? value : toBase64(value))
     if (this.start.deadline !== Infinity) headers.set('grpc-timeout', `${Math.max(0, Math.ceil(this.start.deadline - Date.now()))}m`)
     let response: Response
+    // As the WebSocket's connectTimeoutMs: a server that never answers must not hold a call with no deadline.
+    let timedOut = false
+    const timer = setTimeout(() => { timedOut = true; this.abort.abort() }, this.connectTimeoutMs)
     try {
       // Called unbound: a browser's fetch refuses any other `this` (Illegal invocation).
       const fetcher = this.fetcher
-      response = await fetcher(this.baseUrl + this.start.path, { method: 'POST', headers, body: (this.frames[0] ?? new Uint8Array(5)).slice().buffer, signal: this.abort.signal })
+      response = await fetcher(url, { method: 'POST', headers, body: (this.frames[0] ?? new Uint8Array(5)).slice().buffer, signal: this.abort.signal })
     } catch (err) {
-      this.end({ code: Status.UNAVAILABLE, details: `HTTP request failed: ${(err as Error).message}`, metadata: [] })
+      const why = timedOut ? `no response within ${this.connectTimeoutMs} ms` : `failed (${(err as Error).message})`
+      this.end({ code: Status.UNAVAILABLE, details: `HTTP request to ${url}: ${why}, and ${this.cause}`, metadata: [], cause: err })
       return
+    } finally {
+      clearTimeout(timer)
     }
     if (response.status !== 200 || response.body === null) {
-      this.end({ code: response.status === 404 ? Status.UNIMPLEMENTED : Status.UNAVAILABLE, details: `HTTP ${response.status} from ${this.baseUrl}${this.start.path}`, metadata: [] })
+      this.end({ code: httpStatusCode(response.status), details: `HTTP ${response.status} from ${url}, and ${this.cause}`, metadata: [] })
       return
     }
     const metadata: MetadataEntry[] = []
@@ -262,6 +290,18 @@ class HttpStream implements CallStream {
       return
     }
     this.end({ code: Status.INTERNAL, details: 'The HTTP response ended without a status', metadata: [] })
+  }
+}
+
+/** An HTTP error as gRPC maps it (grpc's http-grpc-status-mapping.md): a hook's 401 is UNAUTHENTICATED. */
+function httpStatusCode (status: number): number {
+  switch (status) {
+    case 400: return Status.INTERNAL
+    case 401: return Status.UNAUTHENTICATED
+    case 403: return Status.PERMISSION_DENIED
+    case 404: return Status.UNIMPLEMENTED
+    case 429: case 502: case 503: case 504: return Status.UNAVAILABLE
+    default: return Status.UNKNOWN
   }
 }
 

@@ -1,15 +1,12 @@
 /**
  * `fastify-grpc-ws/client`: call the plugin's services from a browser (or
- * from Node, with `ws`) over one multiplexed WebSocket. No Node built-ins,
- * no Buffer, no protobuf library inside.
+ * from Node, with `ws`) over one multiplexed WebSocket, and over gRPC-Web
+ * with fetch where a WebSocket cannot be opened. No Node built-ins, no
+ * Buffer, no protobuf library inside.
+ *
+ * `fastify-grpc-ws/client/websocket` is the same client without the HTTP
+ * fallback, for apps that never need it.
  */
-export { createClient, GrpcWsClient, type ClientOptions, type ConnectionState, type Transport } from './client.js'
-export { GrpcError, Status, type StatusCode } from './errors.js'
-export { Metadata, type MetadataInit, type MetadataValue } from './metadata.js'
-export {
-  createServiceClient, methodsOf, type BidiStreaming, type ClientStreaming, type MethodKind, type ProtobufMethod,
-  type ProtobufService, type ProtobufType, type ServerStreaming, type ServiceClient, type ServiceClientOptions, type Unary
-} from './service.js'
-export type { BidiCall, CallInfo, CallOptions, MethodDescriptor, StreamCall, UnaryCall } from './types.js'
-export type { BackoffOptions } from '../backoff.js'
-export type { WebSocketConstructor, WebSocketLike } from '../session.js'
+export * from './websocket.js'
+// Named exports win over the star's: createClient and its options here are the ones with the fallback.
+export { createClient, HttpFallbackClient, type HttpFallbackOptions, type HttpFallbackOptions as ClientOptions } from './http.js'

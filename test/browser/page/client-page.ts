@@ -164,9 +164,9 @@ const scenarios = {
     }
   },
 
-  /** A call through a client of its own at `path`, which the server refuses to upgrade. */
-  async refused (path: string) {
-    const other = createClient(path)
+  /** A call through a client of its own at `path`, which the server refuses to upgrade (with the HTTP fallback on or off). */
+  async refused (path: string, fallback: boolean) {
+    const other = createClient(path, { transports: fallback ? ['websocket', 'http'] : ['websocket'] })
     try {
       await createServiceClient<TestService>(other, service).unary({ mode: 'echo' })
       return null

@@ -1,12 +1,11 @@
 /**
  * The page test/browser/fallback.test.ts loads through a proxy that refuses
  * WebSocket upgrades: the browser client with the HTTP fallback
- * (fastify-grpc-ws/client/http) at its defaults, calling the test service on the page's own origin.
+ * (fastify-grpc-ws/client) at its defaults, calling the test service on the page's own origin.
  */
 import protobuf from 'protobufjs/light.js'
 import descriptor from 'test-descriptor'
-import { createServiceClient, GrpcError, type BidiStreaming, type ServerStreaming, type Unary } from '../../../lib/client/web/index.js'
-import { createClient } from '../../../lib/client/web/http.js'
+import { createClient, createServiceClient, GrpcError, type BidiStreaming, type ServerStreaming, type Unary } from '../../../lib/client/web/index.js'
 
 interface Request { mode?: string, message?: string, payload?: Uint8Array, code?: number, details?: string, count?: number, id?: string }
 interface Response { message: string, payload: Uint8Array }
