@@ -8,8 +8,10 @@ import { startAuthServer } from '../examples/auth/server.js'
 import { EchoClient } from '../examples/echo/server.js'
 import fastifyGrpcWs, { fastifyRequestOf } from '../index.js'
 import { createWebSocketChannel } from '../lib/client/grpc-js/index.js'
+import { createClient, Status, type MethodDescriptor } from '../lib/client/web/index.js'
 import { SUBPROTOCOL } from '../lib/protocol/frame.js'
 import { unary } from './helpers/parity.js'
+import { startUpgradeProxy } from './helpers/upgrade-proxy.js'
 import { TestClient, createTestService, testDefinition } from './helpers/test-service.js'
 
 const server = await startAuthServer()
@@ -47,6 +49,25 @@ t.test('Should reach the user the upgrade authenticated from the handler and the
   })
   t.teardown(() => client.close())
   t.same(await echo(client, 'hello'), { message: 'hello, grace' })
+})
+
+t.test('Should check the HTTP fallback\'s calls in the same hook: the token from the query, none → UNAUTHENTICATED (HTTP 401)', async t => {
+  const proxy = await startUpgradeProxy(t, Number(new URL(server.wsUrl).port))
+  const url = `ws://127.0.0.1:${proxy.port}/grpc`
+  const method = EchoClient.service.Echo
+  const echoMethod: MethodDescriptor<{ message: string }, { message: string }> = {
+    path: method.path,
+    serialize: request => method.requestSerialize(request),
+    deserialize: bytes => method.responseDeserialize(Buffer.from(bytes))
+  }
+  const signedIn = createClient(`${url}?token=secret-token`, { WebSocket })
+  const anonymous = createClient(url, { WebSocket })
+  t.teardown(() => { signedIn.close(); anonymous.close() })
+  t.equal((await signedIn.unary(echoMethod, { message: 'hi' })).message, 'hi, ada')
+  t.equal(signedIn.transport, 'http', 'over the fallback: the proxy refused the upgrade')
+  const err = await anonymous.unary(echoMethod, { message: 'hi' }).then(() => null, (e: unknown) => e as { code: number, details: string })
+  t.equal(err?.code, Status.UNAUTHENTICATED)
+  t.match(err?.details, /^HTTP 401 from http:\/\/127\.0\.0\.1:\d+\/grpc\/echo\.Echo\/Echo, and the WebSocket could not be opened/)
 })
 
 t.test('Should run the same interceptor over HTTP/2, with the token in metadata', async t => {

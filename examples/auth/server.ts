@@ -1,10 +1,13 @@
 /**
  * Authentication for both transports, written once where it can be.
  *
- * - WebSocket upgrades are checked by a Fastify onRequest hook. Browsers
- *   cannot set headers on a WebSocket, so the token comes as a cookie, a
- *   `token` query parameter, or a `bearer.<token>` subprotocol value offered
- *   beside `grpc-ws.v1`. A refused upgrade gets a real HTTP 401 or 403.
+ * - WebSocket upgrades, and the plugin's HTTP calls (the browser client's
+ *   fallback, gRPC-Web and Connect clients: POST /grpc/<Service>/<Method>),
+ *   are checked by a Fastify onRequest hook. Browsers cannot set headers on
+ *   a WebSocket, so the token comes as a cookie, a `token` query parameter,
+ *   a `bearer.<token>` subprotocol value offered beside `grpc-ws.v1`, or
+ *   (HTTP calls) an `authorization` header. A refused request gets a real
+ *   HTTP 401 or 403.
  * - Every call, on either transport, goes through one grpc-js server
  *   interceptor, given to the plugin and to the grpc-js Server alike: over
  *   HTTP/2 it reads the `authorization` metadata; over WebSocket the user the
@@ -25,7 +28,8 @@ function tokenOf (request: FastifyRequest): string | undefined {
   const cookie = /(?:^|;\s*)session=([^;]+)/.exec(request.headers.cookie ?? '')?.[1]
   const query = (request.query as Record<string, string | undefined>).token
   const protocol = (request.headers['sec-websocket-protocol'] ?? '').split(',').map(p => p.trim()).find(p => p.startsWith('bearer.'))
-  return cookie ?? query ?? protocol?.slice('bearer.'.length)
+  const header = request.headers.authorization?.replace(/^Bearer /, '')
+  return cookie ?? query ?? protocol?.slice('bearer.'.length) ?? header
 }
 
 /** The user a call is made by: from the upgrade, or from its metadata. */
@@ -67,7 +71,8 @@ export async function startAuthServer (): Promise<{ wsUrl: string, grpcAddress: 
   app.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
     // Added after the plugin, so @fastify/websocket's own onRequest hook has
     // run: request.ws is set, and a refused upgrade's socket gets closed.
-    if (!request.ws) return
+    // HTTP calls too, or a client on the HTTP fallback would skip this hook.
+    if (!request.ws && !request.url.startsWith('/grpc/')) return
     const token = tokenOf(request)
     if (token === undefined) return await reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'no token' })
     const user = users.get(token)
