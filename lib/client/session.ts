@@ -127,7 +127,7 @@ export class ClientStream {
   private outbound: OutboundMessages | null = null
   private inbound: InboundMessages | null = null
   // What was sent before the stream had a connection, replayed in order once it has one.
-  private pending: Array<(outbound: OutboundMessages) => void> | null = null
+  private pending: Array<() => void> | null = null
   private ended = false
   private headersSeen = false
   /** @private While the stream waits out a backoff: it fails if that takes connectTimeoutMs. */
@@ -140,15 +140,14 @@ export class ClientStream {
       if (done !== undefined) queueMicrotask(done)
       return
     }
-    if (this.outbound === null) (this.pending ??= []).push(outbound => { outbound.send(bytes, done) })
+    if (this.outbound === null) (this.pending ??= []).push(() => { this.send(bytes, done) })
     else this.outbound.send(bytes, done)
   }
 
   halfClose (): void {
     if (this.ended) return
-    const halfClose = (outbound: OutboundMessages): void => { outbound.finish(buildEmpty(FrameType.HALF_CLOSE, this.id)) }
-    if (this.outbound === null) (this.pending ??= []).push(halfClose)
-    else halfClose(this.outbound)
+    if (this.outbound === null) (this.pending ??= []).push(() => { this.halfClose() })
+    else this.outbound.finish(buildEmpty(FrameType.HALF_CLOSE, this.id))
   }
 
   /** Tells the server to stop; the handler hears nothing more. */
@@ -182,7 +181,7 @@ export class ClientStream {
     const pending = this.pending
     if (pending === null) return
     this.pending = null
-    for (const op of pending) op(this.outbound)
+    for (const op of pending) op()
   }
 
   /** @private */
