@@ -60,9 +60,15 @@ export interface SessionOptions {
   backoff?: BackoffOptions
   /** Further subprotocol values offered after grpc-ws.v1, e.g. `bearer.<token>` for the upgrade's authentication. */
   protocols?: string[]
+  /**
+   * Where each CALL frame's `size` bytes come from, zero-filled and not
+   * written by anyone else; default a new Uint8Array. (The grpc-js channel
+   * cuts them from a shared block.)
+   */
+  alloc?: (size: number) => Uint8Array
 }
 
-type ResolvedSessionOptions = Required<Omit<SessionOptions, 'WebSocket' | 'backoff' | 'protocols'>> & SessionOptions
+type ResolvedSessionOptions = Required<Omit<SessionOptions, 'WebSocket' | 'backoff' | 'protocols' | 'alloc'>> & SessionOptions
 
 /**
  * Calls issued in one turn (say, 64 of them as 64 others complete) leave in
@@ -320,7 +326,7 @@ class ClientConnection implements FrameSink, BatchSink {
       const { path, metadata, deadline } = stream.start
       let timeoutMs = NO_TIMEOUT
       if (deadline !== Infinity) timeoutMs = Math.min(NO_TIMEOUT - 1, Math.max(0, Math.ceil(deadline - Date.now())))
-      const call = buildCall(id, { path, timeoutMs, initialWindowSize: this.options.initialWindowSize, metadata })
+      const call = buildCall(id, { path, timeoutMs, initialWindowSize: this.options.initialWindowSize, metadata }, this.options.alloc)
       if (call.byteLength > this.settings.maxFrameSize) {
         // Sent, it would close the whole connection (1009): fail this call alone.
         stream.end(localStatus(Status.RESOURCE_EXHAUSTED, `Request metadata of ${call.byteLength} bytes does not fit the server's frame limit of ${this.settings.maxFrameSize}`))

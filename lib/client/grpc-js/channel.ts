@@ -45,6 +45,24 @@ let channelId = 0
 /** grpc-js's reconnection backoff (INITIAL_BACKOFF_MS … in its backoff-timeout.js). */
 const grpcBackoff: BackoffOptions = { initialMs: 1000, multiplier: 1.6, jitter: 0.2, maxMs: 120000 }
 
+/**
+ * Cuts each CALL frame from a shared 16 KiB block. With the user-agent a
+ * CALL frame is over 64 bytes, so an array of its own would be an ArrayBuffer
+ * off V8's heap: about 0.7 µs of a 100-byte call's client CPU to make and
+ * collect, against a view's few tens of ns. Each byte of a block is handed
+ * out once (zeroed), so a frame stays valid for as long as it is held.
+ */
+let block = new Uint8Array(0)
+let blockUsed = 0
+function allocFrame (size: number): Uint8Array {
+  if (size > 4096) return new Uint8Array(size)
+  if (blockUsed + size > block.byteLength) {
+    block = new Uint8Array(16384)
+    blockUsed = 0
+  }
+  return block.subarray(blockUsed, blockUsed += size)
+}
+
 class WebSocketChannel implements ChannelInterface {
   private readonly session: ClientSession
   private readonly id = ++channelId
@@ -67,7 +85,8 @@ class WebSocketChannel implements ChannelInterface {
       ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
       ...(options.maxReceiveMessageSize !== undefined && { maxReceiveMessageSize: options.maxReceiveMessageSize }),
       ...(options.connectTimeoutMs !== undefined && { connectTimeoutMs: options.connectTimeoutMs }),
-      backoff: { ...grpcBackoff, ...options.backoff }
+      backoff: { ...grpcBackoff, ...options.backoff },
+      alloc: allocFrame
     })
     this.authority = url.host
     this.peer = url.host
