@@ -100,7 +100,7 @@ export interface StreamHandler {
 
 export interface StreamStart {
   path: string
-  metadata: MetadataEntry[]
+  metadata: readonly MetadataEntry[]
   /** Absolute deadline in ms since the epoch, or Infinity. */
   deadline: number
 }

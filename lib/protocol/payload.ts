@@ -113,7 +113,7 @@ export interface CallStart {
   timeoutMs: number
   /** The client's receive window for this stream, in message bytes. */
   initialWindowSize: number
-  metadata: MetadataEntry[]
+  metadata: readonly MetadataEntry[]
 }
 
 /** `alloc`: where the frame's bytes come from (zero-filled, not written by anyone else); default a new array. */
@@ -131,6 +131,7 @@ export function buildCall (streamId: number, call: CallStart, alloc?: (n: number
 }
 
 export interface ParsedCall extends CallStart {
+  metadata: MetadataEntry[]
   /** Encoded size of the metadata block, for the receiver's limit. */
   metadataSize: number
 }

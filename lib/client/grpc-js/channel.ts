@@ -10,7 +10,7 @@ import { ERR_INVALID_CLIENT_OPTION } from '../../errors.js'
 import type { BackoffOptions } from '../backoff.js'
 import type { ChannelzRef, ClientCall, ParentCall } from '../../grpc-internals.js'
 import { ClientSession, type SessionState, type WebSocketConstructor } from '../session.js'
-import { WebSocketClientCall } from './call.js'
+import { WebSocketClientCall, type ChannelSetup } from './call.js'
 
 const require = createRequire(import.meta.url)
 const grpcVersion: string = require('@grpc/grpc-js/package.json').version
@@ -66,9 +66,8 @@ function allocFrame (size: number): Uint8Array {
 class WebSocketChannel implements ChannelInterface {
   private readonly session: ClientSession
   private readonly id = ++channelId
-  private readonly peer: string
   private readonly authority: string
-  private readonly userAgent: string
+  private readonly calls: ChannelSetup
 
   constructor (private readonly target: string, options: WebSocketChannelOptions) {
     let url: URL | undefined
@@ -89,9 +88,9 @@ class WebSocketChannel implements ChannelInterface {
       alloc: allocFrame
     })
     this.authority = url.host
-    this.peer = url.host
     // grpc-js's own format, so a handler sees the same kind of user-agent.
-    this.userAgent = [options.primaryUserAgent, `grpc-node-js/${grpcVersion}`, `fastify-grpc-ws/${ownVersion}`].filter(Boolean).join(' ')
+    const userAgent = [options.primaryUserAgent, `grpc-node-js/${grpcVersion}`, `fastify-grpc-ws/${ownVersion}`].filter(Boolean).join(' ')
+    this.calls = { session: this.session, peer: url.host, userAgentOnly: [['user-agent', userAgent]] }
   }
 
   close (): void {
@@ -142,14 +141,7 @@ class WebSocketChannel implements ChannelInterface {
       const parentDeadline = parentCall.getDeadline()
       ms = Math.min(ms, parentDeadline instanceof Date ? parentDeadline.getTime() : parentDeadline)
     }
-    const call = new WebSocketClientCall({
-      session: this.session,
-      method,
-      deadline: ms,
-      peer: this.peer,
-      userAgent: this.userAgent,
-      authority: host ?? this.authority
-    })
+    const call = new WebSocketClientCall(this.calls, method, ms, host ?? this.authority)
     if (parentCall != null && (flags & propagate.CANCELLATION) !== 0) {
       const onParentCancelled = (): void => { call.cancelWithStatus(GrpcStatus.CANCELLED, 'Cancelled by parent call') }
       parentCall.once('cancelled', onParentCancelled)
