@@ -60,9 +60,15 @@ export interface SessionOptions {
   backoff?: BackoffOptions
   /** Further subprotocol values offered after grpc-ws.v1, e.g. `bearer.<token>` for the upgrade's authentication. */
   protocols?: string[]
+  /**
+   * Where each CALL frame's `size` bytes come from, zero-filled and not
+   * written by anyone else; default a new Uint8Array. (The grpc-js channel
+   * cuts them from a shared block.)
+   */
+  alloc?: (size: number) => Uint8Array
 }
 
-type ResolvedSessionOptions = Required<Omit<SessionOptions, 'WebSocket' | 'backoff' | 'protocols'>> & SessionOptions
+type ResolvedSessionOptions = Required<Omit<SessionOptions, 'WebSocket' | 'backoff' | 'protocols' | 'alloc'>> & SessionOptions
 
 /**
  * Calls issued in one turn (say, 64 of them as 64 others complete) leave in
@@ -94,7 +100,7 @@ export interface StreamHandler {
 
 export interface StreamStart {
   path: string
-  metadata: MetadataEntry[]
+  metadata: readonly MetadataEntry[]
   /** Absolute deadline in ms since the epoch, or Infinity. */
   deadline: number
 }
@@ -127,7 +133,7 @@ export class ClientStream {
   private outbound: OutboundMessages | null = null
   private inbound: InboundMessages | null = null
   // What was sent before the stream had a connection, replayed in order once it has one.
-  private pending: Array<(outbound: OutboundMessages) => void> | null = null
+  private pending: Array<() => void> | null = null
   private ended = false
   private headersSeen = false
   /** @private While the stream waits out a backoff: it fails if that takes connectTimeoutMs. */
@@ -140,15 +146,14 @@ export class ClientStream {
       if (done !== undefined) queueMicrotask(done)
       return
     }
-    if (this.outbound === null) (this.pending ??= []).push(outbound => { outbound.send(bytes, done) })
+    if (this.outbound === null) (this.pending ??= []).push(() => { this.send(bytes, done) })
     else this.outbound.send(bytes, done)
   }
 
   halfClose (): void {
     if (this.ended) return
-    const halfClose = (outbound: OutboundMessages): void => { outbound.finish(buildEmpty(FrameType.HALF_CLOSE, this.id)) }
-    if (this.outbound === null) (this.pending ??= []).push(halfClose)
-    else halfClose(this.outbound)
+    if (this.outbound === null) (this.pending ??= []).push(() => { this.halfClose() })
+    else this.outbound.finish(buildEmpty(FrameType.HALF_CLOSE, this.id))
   }
 
   /** Tells the server to stop; the handler hears nothing more. */
@@ -182,7 +187,7 @@ export class ClientStream {
     const pending = this.pending
     if (pending === null) return
     this.pending = null
-    for (const op of pending) op(this.outbound)
+    for (const op of pending) op()
   }
 
   /** @private */
@@ -321,7 +326,7 @@ class ClientConnection implements FrameSink, BatchSink {
       const { path, metadata, deadline } = stream.start
       let timeoutMs = NO_TIMEOUT
       if (deadline !== Infinity) timeoutMs = Math.min(NO_TIMEOUT - 1, Math.max(0, Math.ceil(deadline - Date.now())))
-      const call = buildCall(id, { path, timeoutMs, initialWindowSize: this.options.initialWindowSize, metadata })
+      const call = buildCall(id, { path, timeoutMs, initialWindowSize: this.options.initialWindowSize, metadata }, this.options.alloc)
       if (call.byteLength > this.settings.maxFrameSize) {
         // Sent, it would close the whole connection (1009): fail this call alone.
         stream.end(localStatus(Status.RESOURCE_EXHAUSTED, `Request metadata of ${call.byteLength} bytes does not fit the server's frame limit of ${this.settings.maxFrameSize}`))

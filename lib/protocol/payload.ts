@@ -20,8 +20,7 @@ function textField (text: string): { size: number, ascii: boolean, encoded: Uint
   return { size: encoded.byteLength, ascii: false, encoded }
 }
 
-function build (type: number, flags: number, streamId: number, size: number, fill?: (w: ByteWriter) => void): Uint8Array {
-  const out = new Uint8Array(FRAME_HEADER_SIZE + size)
+function build (type: number, flags: number, streamId: number, size: number, fill?: (w: ByteWriter) => void, out: Uint8Array = new Uint8Array(FRAME_HEADER_SIZE + size)): Uint8Array {
   writeFrameHeader(out, 0, type, flags, streamId, size)
   if (fill !== undefined) {
     const w = new ByteWriter(out)
@@ -114,22 +113,25 @@ export interface CallStart {
   timeoutMs: number
   /** The client's receive window for this stream, in message bytes. */
   initialWindowSize: number
-  metadata: MetadataEntry[]
+  metadata: readonly MetadataEntry[]
 }
 
-export function buildCall (streamId: number, call: CallStart): Uint8Array {
+/** `alloc`: where the frame's bytes come from (zero-filled, not written by anyone else); default a new array. */
+export function buildCall (streamId: number, call: CallStart, alloc?: (n: number) => Uint8Array): Uint8Array {
   const path = textField(call.path)
   if (path.size > 0xffff) throw new RangeError(`method path of ${path.size} bytes is longer than 65535`)
-  return build(FrameType.CALL, 0, streamId, 4 + 4 + 2 + path.size + metadataSize(call.metadata), w => {
+  const size = 4 + 4 + 2 + path.size + metadataSize(call.metadata)
+  return build(FrameType.CALL, 0, streamId, size, w => {
     w.u32(call.timeoutMs)
     w.u32(call.initialWindowSize)
     w.u16(path.size)
     w.text(call.path, path.ascii, path.encoded)
     writeMetadata(w, call.metadata)
-  })
+  }, alloc?.(FRAME_HEADER_SIZE + size))
 }
 
 export interface ParsedCall extends CallStart {
+  metadata: MetadataEntry[]
   /** Encoded size of the metadata block, for the receiver's limit. */
   metadataSize: number
 }

@@ -122,6 +122,27 @@ t.test('Should send request metadata set by a Node client on the upgrade, and a 
   t.match(JSON.parse(value.message).metadata['user-agent'][0], /^my-app\/1\.0 grpc-node-js\//)
 })
 
+t.test('Should deliver each of many concurrent calls its own metadata and one user-agent, whatever the size of its CALL frame', async t => {
+  const { app, url } = await startApp()
+  t.teardown(async () => await app.close())
+  const client = clientOn(createWebSocketChannel(url))
+  t.teardown(() => client.close())
+  // 300 calls in flight: CALL frames cut from shared blocks, across the
+  // blocks' ends, with calls without metadata (the channel's shared entry)
+  // and frames too large to share a block (over 4 KiB) in between.
+  const calls = Array.from({ length: 300 }, async (_, i) => {
+    const md = new grpc.Metadata()
+    const value = i % 3 === 0 ? null : `${i}:`.padEnd(i % 50 === 1 ? 6000 : (i * 37) % 700, 'v')
+    if (value !== null) md.set('x-n', value)
+    if (i % 7 === 0) md.set('user-agent', 'replaced')
+    const { value: reply } = await unary(client, { mode: 'info' }, md)
+    return { value, seen: JSON.parse(reply.message).metadata }
+  })
+  const results = await Promise.all(calls)
+  t.equal(results.filter(({ value, seen }) => value === null ? seen['x-n'] !== undefined : seen['x-n']?.[0] !== value).length, 0, 'every call saw its own metadata')
+  t.equal(results.filter(({ seen }) => seen['user-agent']?.length !== 1 || !/^grpc-node-js\//.test(seen['user-agent'][0])).length, 0, "every call saw the channel's user-agent alone")
+})
+
 t.test('Should enforce the client receive limit with RESOURCE_EXHAUSTED', async t => {
   const { app, url } = await startApp()
   t.teardown(async () => await app.close())

@@ -17,18 +17,24 @@ import type { ClientSession, ClientStream, StreamHandler } from '../session.js'
 
 let callNumber = 0
 
+/** A Buffer over the same bytes: `ws` delivers Buffers, so what arrives mostly is one already. */
+function asBuffer (bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)
+}
+
 // Statuses are reported on the next tick (as grpc-js's HTTP/2 call does):
 // those due in one turn from one tick, not a closure and a tick each.
 const statuses = new TurnQueue<WebSocketClientCall>(process.nextTick, call => { call.reportStatus() })
 
-export interface CallSetup {
+/** What every call of one channel shares: made once, not once a call. */
+export interface ChannelSetup {
   session: ClientSession
-  method: string
-  /** ms since the epoch, or Infinity */
-  deadline: number
   peer: string
-  userAgent: string
-  authority: string
+  /**
+   * The channel's user-agent as the only entry: the metadata of a call that
+   * sets none, shared by all of them (nothing writes to it).
+   */
+  userAgentOnly: readonly MetadataEntry[]
 }
 
 export class WebSocketClientCall implements ClientCall, StreamHandler {
@@ -51,34 +57,42 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
   /** Runs once the status has been reported. */
   onEnded: (() => void) | null = null
 
-  constructor (private readonly setup: CallSetup) {
-    if (setup.deadline !== Infinity) this.armDeadline()
+  /**
+   * @param deadline ms since the epoch, or Infinity
+   * @param authority the channel's, or the host the call was given
+   */
+  constructor (private readonly setup: ChannelSetup, private readonly method: string, private readonly deadline: number, private readonly authority: string) {
+    if (deadline !== Infinity) this.armDeadline()
   }
 
   private armDeadline (): void {
     const expire = (): void => { this.cancelWithStatus(GrpcStatus.DEADLINE_EXCEEDED, 'Deadline exceeded') }
-    if (this.setup.deadline <= Date.now()) {
+    if (this.deadline <= Date.now()) {
       // Already past: fail on the next tick, as grpc-js does, before any reply can win.
       process.nextTick(expire)
       return
     }
-    this.stopDeadline = whenDeadlinePasses(this.setup.deadline, expire)
+    this.stopDeadline = whenDeadlinePasses(this.deadline, expire)
   }
 
   start (metadata: Metadata, listener: ClientCallListener): void {
     this.listener = listener
-    if (this.statusReported || this.finalStatus !== null || this.setup.deadline <= Date.now()) return
-    const entries = fromGrpcMetadata(metadata)
-    // The channel's user-agent replaces any the application set.
-    for (let i = entries.length - 1; i >= 0; i--) if (entries[i]![0] === 'user-agent') entries.splice(i, 1)
-    entries.push(['user-agent', this.setup.userAgent])
+    if (this.statusReported || this.finalStatus !== null || (this.deadline !== Infinity && this.deadline <= Date.now())) return
+    const own = fromGrpcMetadata(metadata)
+    let entries = this.setup.userAgentOnly
+    if (own.length > 0) {
+      // The channel's user-agent replaces any the application set.
+      for (let i = own.length - 1; i >= 0; i--) if (own[i]![0] === 'user-agent') own.splice(i, 1)
+      own.push(entries[0]!)
+      entries = own
+    }
     if (this.credentials === null) {
       this.open(entries)
       return
     }
-    const host = this.setup.authority.replace(/:\d+$/, '')
-    const service = this.setup.method.substring(0, this.setup.method.lastIndexOf('/'))
-    this.credentials.generateMetadata({ method_name: this.setup.method, service_url: `https://${host}${service}` }).then(extra => {
+    const host = this.authority.replace(/:\d+$/, '')
+    const service = this.method.substring(0, this.method.lastIndexOf('/'))
+    this.credentials.generateMetadata({ method_name: this.method, service_url: `https://${host}${service}` }).then(extra => {
       const extraEntries = fromGrpcMetadata(extra)
       if (extraEntries.filter(([key]) => key === 'authorization').length > 1) {
         this.cancelWithStatus(GrpcStatus.INTERNAL, '"authorization" metadata cannot have multiple values')
@@ -90,9 +104,9 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
     })
   }
 
-  private open (metadata: MetadataEntry[]): void {
+  private open (metadata: readonly MetadataEntry[]): void {
     if (this.finalStatus !== null) return
-    const stream = this.setup.session.openStream({ path: this.setup.method, metadata, deadline: this.setup.deadline }, this)
+    const stream = this.setup.session.openStream({ path: this.method, metadata, deadline: this.deadline }, this)
     this.stream = stream
     const early = this.early
     this.early = null
@@ -158,7 +172,7 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
       // Read at once: grpc-js deserializes it now, so a view will do.
       this.readPending = false
       this.stream!.consumed()
-      this.listener!.onReceiveMessage(Buffer.from(message.buffer, message.byteOffset, message.byteLength))
+      this.listener!.onReceiveMessage(asBuffer(message))
       return
     }
     (this.messages ??= new MessageQueue()).push(message)
@@ -188,7 +202,7 @@ export class WebSocketClientCall implements ClientCall, StreamHandler {
       this.readPending = false
       const message = messages.shift()!
       this.stream!.consumed()
-      this.listener!.onReceiveMessage(Buffer.from(message.buffer, message.byteOffset, message.byteLength))
+      this.listener!.onReceiveMessage(asBuffer(message))
     }
     // The status goes out once every message has been handed over (an OK
     // status never overtakes a message), without waiting for another read.

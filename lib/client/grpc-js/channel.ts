@@ -10,7 +10,7 @@ import { ERR_INVALID_CLIENT_OPTION } from '../../errors.js'
 import type { BackoffOptions } from '../backoff.js'
 import type { ChannelzRef, ClientCall, ParentCall } from '../../grpc-internals.js'
 import { ClientSession, type SessionState, type WebSocketConstructor } from '../session.js'
-import { WebSocketClientCall } from './call.js'
+import { WebSocketClientCall, type ChannelSetup } from './call.js'
 
 const require = createRequire(import.meta.url)
 const grpcVersion: string = require('@grpc/grpc-js/package.json').version
@@ -45,12 +45,29 @@ let channelId = 0
 /** grpc-js's reconnection backoff (INITIAL_BACKOFF_MS … in its backoff-timeout.js). */
 const grpcBackoff: BackoffOptions = { initialMs: 1000, multiplier: 1.6, jitter: 0.2, maxMs: 120000 }
 
+/**
+ * Cuts each CALL frame from a shared 16 KiB block. With the user-agent a
+ * CALL frame is over 64 bytes, so an array of its own would be an ArrayBuffer
+ * off V8's heap: about 0.7 µs of a 100-byte call's client CPU to make and
+ * collect, against a view's few tens of ns. Each byte of a block is handed
+ * out once (zeroed), so a frame stays valid for as long as it is held.
+ */
+let block = new Uint8Array(0)
+let blockUsed = 0
+function allocFrame (size: number): Uint8Array {
+  if (size > 4096) return new Uint8Array(size)
+  if (blockUsed + size > block.byteLength) {
+    block = new Uint8Array(16384)
+    blockUsed = 0
+  }
+  return block.subarray(blockUsed, blockUsed += size)
+}
+
 class WebSocketChannel implements ChannelInterface {
   private readonly session: ClientSession
   private readonly id = ++channelId
-  private readonly peer: string
   private readonly authority: string
-  private readonly userAgent: string
+  private readonly calls: ChannelSetup
 
   constructor (private readonly target: string, options: WebSocketChannelOptions) {
     let url: URL | undefined
@@ -67,12 +84,13 @@ class WebSocketChannel implements ChannelInterface {
       ...(options.initialWindowSize !== undefined && { initialWindowSize: options.initialWindowSize }),
       ...(options.maxReceiveMessageSize !== undefined && { maxReceiveMessageSize: options.maxReceiveMessageSize }),
       ...(options.connectTimeoutMs !== undefined && { connectTimeoutMs: options.connectTimeoutMs }),
-      backoff: { ...grpcBackoff, ...options.backoff }
+      backoff: { ...grpcBackoff, ...options.backoff },
+      alloc: allocFrame
     })
     this.authority = url.host
-    this.peer = url.host
     // grpc-js's own format, so a handler sees the same kind of user-agent.
-    this.userAgent = [options.primaryUserAgent, `grpc-node-js/${grpcVersion}`, `fastify-grpc-ws/${ownVersion}`].filter(Boolean).join(' ')
+    const userAgent = [options.primaryUserAgent, `grpc-node-js/${grpcVersion}`, `fastify-grpc-ws/${ownVersion}`].filter(Boolean).join(' ')
+    this.calls = { session: this.session, peer: url.host, userAgentOnly: [['user-agent', userAgent]] }
   }
 
   close (): void {
@@ -123,14 +141,7 @@ class WebSocketChannel implements ChannelInterface {
       const parentDeadline = parentCall.getDeadline()
       ms = Math.min(ms, parentDeadline instanceof Date ? parentDeadline.getTime() : parentDeadline)
     }
-    const call = new WebSocketClientCall({
-      session: this.session,
-      method,
-      deadline: ms,
-      peer: this.peer,
-      userAgent: this.userAgent,
-      authority: host ?? this.authority
-    })
+    const call = new WebSocketClientCall(this.calls, method, ms, host ?? this.authority)
     if (parentCall != null && (flags & propagate.CANCELLATION) !== 0) {
       const onParentCancelled = (): void => { call.cancelWithStatus(GrpcStatus.CANCELLED, 'Cancelled by parent call') }
       parentCall.once('cancelled', onParentCancelled)
