@@ -496,7 +496,7 @@ class ClientConnection implements FrameSink, BatchSink {
     // 'error', which with no listener would be thrown.
     socket.onerror = () => {}
     socket.onclose = null
-    if (!this.ready) this.session.failure = [localStatus(code, details, cause), this.received]
+    if (!this.ready) this.session.failure = localStatus(code, details, cause)
     this.session.connectionClosed(this, this.ready)
     const streams = [...this.active.values(), ...this.waiting]
     this.active.clear()
@@ -525,7 +525,7 @@ export class ClientSession {
   private readonly queued: ClientStream[] = []
 
   /** @private How the last socket that never became ready ended (the HTTP fallback reads it). */
-  declare failure: [status: CallStatus, messagesReceived: number] | undefined
+  declare failure: CallStatus | undefined
   /** @private How failures name this endpoint. */
   readonly about: string
 

@@ -85,12 +85,12 @@ class Router implements SessionLike {
       } else if (state === 'idle' && this.connecting) {
         // An attempt ended without the socket ever being ready.
         this.connecting = false
-        const [failure, messagesReceived = 0] = session.failure ?? []
-        if (messagesReceived > 0 && this.mode === 'unknown') {
-          // The server spoke the protocol (a GOAWAY, or frames it got wrong):
+        const failure = session.failure
+        if (failure?.code === Status.INTERNAL && this.mode === 'unknown') {
+          // A protocol error of the server's (bad SETTINGS, a broken frame):
           // nothing blocks WebSockets here, so the calls fail as they would
           // without the fallback, and the next ones try the WebSocket again.
-          for (const pending of this.waiting) pending.handler.onEnd(failure!)
+          for (const pending of this.waiting) pending.handler.onEnd(failure)
           this.waiting.clear()
         } else if (this.mode !== 'websocket') {
           this.cause = `the WebSocket could not be opened: ${failure?.details ?? `${session.about} closed before SETTINGS`}`
