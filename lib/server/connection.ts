@@ -69,6 +69,7 @@ const CALL_COST = 16
 const EMPTY = new Uint8Array(0)
 // WebSocket messages of up to maxFrameSize a peer may send after the server closed, before it is dropped.
 const AFTER_CLOSE_FRAMES = 16
+const AFTER_CLOSE_GRACE_MS = 1000
 
 /** Frames read but not yet handled, when a connection's share of a turn ran out. */
 interface Deferred {
@@ -133,6 +134,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
   private deferred: Deferred | null = null
   private onLaterTurn: (() => void) | null = null
   private bytesAfterClose = 0
+  private dropping = false
 
   constructor (
     private readonly socket: WebSocket,
@@ -298,13 +300,20 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
 
   /**
    * After the server closed, ws reads on for the peer's close reply (up to
-   * its 30 s close timeout). A peer that goes on sending instead (it never
-   * reads, so never sees the close) would have the server read and unmask
-   * at line rate for that long: past a bound, the socket is dropped.
+   * its 30 s close timeout). A peer that goes on sending instead (it does
+   * not read, or not yet, so has not seen the close) would have the server
+   * read and unmask at line rate for that long. Past a bound the socket is
+   * no longer read and is ended once the close frame is out (a peer that
+   * reads still gets the close code), and dropped a second later.
    */
   private readAfterClose (bytes: number): void {
     this.bytesAfterClose += bytes
-    if (this.bytesAfterClose > AFTER_CLOSE_FRAMES * this.limits.maxFrameSize) this.socket.terminate()
+    if (this.bytesAfterClose <= AFTER_CLOSE_FRAMES * this.limits.maxFrameSize || this.dropping) return
+    this.dropping = true
+    this.socket.pause()
+    this.netSocket.end()
+    const socket = this.socket
+    setTimeout(() => { socket.terminate() }, AFTER_CLOSE_GRACE_MS).unref()
   }
 
   private decode (bytes: Uint8Array): Frame[] {
