@@ -1,5 +1,5 @@
 /**
- * `npm run bench:attacks [-- <id>…] [--ms N]`: every attack class of
+ * `npm run bench:attacks [-- <id>…] [--ms N] [--attacker-nice N] [--cpu-prof DIR]`: every attack class of
  * test/helpers/attacks.ts against the plugin in a server process of its own,
  * with a canary (a stock grpc-js client, over the WebSocket and over HTTP/2 to
  * the same process) calling beside it. Prints a Markdown table: the canary's
@@ -10,8 +10,20 @@
  * file again with `--attacker <id>`), so that neither client's CPU is charged
  * to the other. A client process that used ≥ 90 % of a core is marked: its
  * own figures are then limited by that core, not by the server.
+ *
+ * The attacker runs at OS priority nice 19 (`--attacker-nice N` to change,
+ * 0 for the same priority as the others): a real attacker's CPU is its own
+ * machine's, but here three processes share two cores, and an attacker at
+ * equal priority takes CPU from the server and the canary alike, which is a
+ * cost of the bench, not of the server. At nice 19 it runs on what the
+ * server and the canary leave; the server's own CPU is measured as before.
+ *
+ * `--cpu-prof DIR`: the server process runs under `node --cpu-prof` and
+ * writes its profile into DIR when it exits (one file per server process;
+ * run one class to see where that class's time goes).
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import { setPriority } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import {
   ATTACK_SERVER_OPTIONS, Canary, attackClasses, boundFor, failures, percentile, type AttackStats, type CanaryResult
@@ -51,11 +63,16 @@ const cpuMs = (s: MemorySample): number => (s.cpuUser + s.cpuSystem) / 1000
 /** Calls on through the whole run; paused while the server is seen to be quiet. */
 const PERSISTENT = { maxMs: 3_600_000, maxCalls: Number.MAX_SAFE_INTEGER }
 
+/** The attacker's OS priority (nice value; see the file's comment). */
+const ATTACKER_NICE = Number(option('--attacker-nice') ?? 19)
+
 function spawnAttacker (id: string, server: ServerProcess, ms: number): { child: ChildProcess, next: (type: string) => Promise<any> } {
   const child = fork(SELF, ['--attacker', id, '--origin', server.origin, '--ws', server.wsUrl, '--ms', String(ms)], {
     execArgv: ['--import', 'tsx'],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
+  // Before it loads anything: it is 'ready' only after its modules are loaded.
+  setPriority(child.pid!, ATTACKER_NICE)
   const queue: any[] = []
   const waiters: Array<(m: any) => void> = []
   child.on('message', m => { const w = waiters.shift(); w === undefined ? queue.push(m) : w(m) })
@@ -74,7 +91,10 @@ async function orchestrate (): Promise<void> {
   const ms = Number(option('--ms') ?? 3000)
   const ids = args.filter((a, i) => !a.startsWith('--') && !args[i - 1]?.startsWith('--'))
   const classes = ids.length === 0 ? attackClasses : attackClasses.filter(c => ids.includes(c.id))
-  let server = await ServerProcess.start(ATTACK_SERVER_OPTIONS)
+  const profileDir = option('--cpu-prof')
+  const nodeFlags = profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]
+  const startServer = async (): Promise<ServerProcess> => await ServerProcess.start(ATTACK_SERVER_OPTIONS, 30000, nodeFlags)
+  let server = await startServer()
   // One canary for the run: its connections and the code its calls run are
   // warm and in every baseline, so that what an attack is charged is the
   // attack's (fresh connections and first calls cost the server ~1.5 MB).
@@ -100,12 +120,15 @@ async function orchestrate (): Promise<void> {
     const atGo = await server.measure(20000, false)
     const cpuBefore = cpuMs(atGo)
     const started = performance.now()
+    const goAt = process.hrtime.bigint() / 1000n
     child.send({ type: 'go' })
     // A class about connection slots needs a canary that connects while the attacker holds them.
     let late: Canary | undefined
     await next('loaded')
     if (cls.canaryAfterLoad === true) late = new Canary(server)
     const stats = (await next('finished')).stats as AttackStats
+    // The attack's time on the monotonic clock the profile's timestamps use (µs).
+    if (profileDir !== undefined) process.stderr.write(`  attack from ${goAt} to ${process.hrtime.bigint() / 1000n} µs (monotonic)\n`)
     let sample: MemorySample | null = null
     try { sample = await server.measure() } catch {}
     // CPU from the start of the attack to the sample (the server may still be working through what it was sent).
@@ -138,7 +161,7 @@ async function orchestrate (): Promise<void> {
     if (serverDied) {
       process.stderr.write('  the server process died; starting a new one\n')
       await canary.stop()
-      server = await ServerProcess.start(ATTACK_SERVER_OPTIONS)
+      server = await startServer()
       canary = new Canary(server, PERSISTENT)
       await sleep(2000)
       await canary.pause()
@@ -168,7 +191,7 @@ function ending (s: AttackStats): string {
 
 function table (rows: Row[], ms: number): string {
   const out: string[] = []
-  out.push(`Server options: \`${JSON.stringify(ATTACK_SERVER_OPTIONS)}\`; each attack up to ${ms} ms. Latencies in ms (p50 / p99 of the canary's unary calls, one at a time per transport); held = server heap used + external after two full collections, under the attack, minus the baseline before it.`, '')
+  out.push(`Server options: \`${JSON.stringify(ATTACK_SERVER_OPTIONS)}\`; each attack up to ${ms} ms; attacker process at nice ${ATTACKER_NICE}. Latencies in ms (p50 / p99 of the canary's unary calls, one at a time per transport); held = server heap used + external after two full collections, under the attack, minus the baseline before it.`, '')
   out.push('| # | Attack | Load sent | Server held, MB (bound) | Server CPU (of one core) | Canary WS before → during | Canary HTTP/2 before → during | Canary calls failed | How it ended |')
   out.push('|---|---|---|---|---|---|---|---|---|')
   for (const r of rows) {

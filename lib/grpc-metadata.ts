@@ -15,17 +15,27 @@ export function toGrpcMetadata (entries: readonly MetadataEntry[]): Metadata {
   // Repeated ASCII keys are joined first and set once: setting the growing
   // joined value each time would re-validate it, quadratic in the repeats.
   let repeated = null as Map<string, string[]> | null
+  // The values of the previous entry's key while it repeats: no lookup an entry.
+  let last: string | null = null
+  let lastValues: string[] | undefined
   for (const [key, value] of entries) {
-    if (isBinaryKey(key)) {
+    if (key === last && lastValues !== undefined) {
+      lastValues.push(value as string)
+    } else if (isBinaryKey(key)) {
       const bytes = value as Uint8Array
       md.add(key, Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength))
-    } else if (repeated?.has(key) === true) {
-      repeated.get(key)!.push(value as string)
+      last = null
+    } else if ((lastValues = repeated?.get(key)) !== undefined) {
+      lastValues.push(value as string)
+      last = key
     } else if (md.get(key).length === 0) {
       md.set(key, value as string)
+      last = key
     } else {
       repeated ??= new Map()
-      repeated.set(key, [md.get(key)[0] as string, value as string])
+      lastValues = [md.get(key)[0] as string, value as string]
+      repeated.set(key, lastValues)
+      last = key
     }
   }
   if (repeated !== null) for (const [key, values] of repeated) md.set(key, values.join(', '))

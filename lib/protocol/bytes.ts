@@ -99,6 +99,11 @@ export class ByteReader {
     return this.u32(what) | 0
   }
 
+  /** Moves past the next `n` bytes (read them from `bytes` at the offset returned). */
+  skip (n: number, what: string): number {
+    return this.advance(n, what)
+  }
+
   /** A view (not a copy) of the next `n` bytes. */
   take (n: number, what: string): Uint8Array {
     const at = this.advance(n, what)

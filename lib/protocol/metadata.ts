@@ -60,14 +60,25 @@ function checkText (key: string, value: string): string | null {
   return null
 }
 
-function asciiString (bytes: Uint8Array): string {
+/** `n` bytes of `bytes` from `at` as a string, a character a byte. */
+function asciiString (bytes: Uint8Array, at: number, n: number): string {
+  // Short keys and values (most are) by a loop: apply() costs more than it saves there.
+  if (n <= 16) {
+    let s = ''
+    for (let i = at; i < at + n; i++) s += String.fromCharCode(bytes[i]!)
+    return s
+  }
   // One call for typical keys and values (a user-agent, a token) instead of a
   // string concatenation per byte; chunked, as apply() takes a bounded number of arguments.
-  const n = bytes.length
-  if (n <= 4096) return String.fromCharCode.apply(null, bytes as unknown as number[])
+  if (n <= 4096) return String.fromCharCode.apply(null, bytes.subarray(at, at + n) as unknown as number[])
   let s = ''
-  for (let at = 0; at < n; at += 4096) s += String.fromCharCode.apply(null, bytes.subarray(at, Math.min(n, at + 4096)) as unknown as number[])
+  for (let from = at; from < at + n; from += 4096) s += String.fromCharCode.apply(null, bytes.subarray(from, Math.min(at + n, from + 4096)) as unknown as number[])
   return s
+}
+
+function sameBytes (bytes: Uint8Array, a: number, b: number, n: number): boolean {
+  for (let i = 0; i < n; i++) if (bytes[a + i] !== bytes[b + i]) return false
+  return true
 }
 
 /** Encoded size of a metadata block, for sizing a frame up front. */
@@ -110,26 +121,52 @@ export function validateMetadata (entries: readonly MetadataEntry[]): void {
   }
 }
 
-/** Reads a block; binary values are copied out of the frame. */
+/**
+ * Reads a block; binary values are copied out of the frame. A key (or a text
+ * value) whose bytes are the previous entry's is that entry's string, decoded
+ * and checked once: a block repeating one entry costs a byte comparison an
+ * entry, not a string and a check.
+ */
 export function readMetadata (r: ByteReader): MetadataEntry[] {
   const count = r.u16('metadata count')
+  const bytes = r.bytes
   // Grown entry by entry, not sized by the count: 2 bytes announcing 65,535
   // entries would otherwise cost a 65,535-slot array (about 0.7 ms) before
   // the block is found truncated.
   const entries: MetadataEntry[] = []
+  let key = ''
+  let binary = false
+  let keyAt = 0
+  let keyLength = -1
+  let text = ''
+  let textAt = 0
+  let textLength = -1
   for (let i = 0; i < count; i++) {
-    const key = asciiString(r.take(r.u16('metadata key length'), 'metadata key'))
-    const keyProblem = checkKey(key)
-    if (keyProblem !== null) throw new MetadataError(keyProblem)
-    const raw = r.take(r.u32('metadata value length'), 'metadata value')
+    const kl = r.u16('metadata key length')
+    const ka = r.skip(kl, 'metadata key')
+    if (kl !== keyLength || !sameBytes(bytes, ka, keyAt, kl)) {
+      key = asciiString(bytes, ka, kl)
+      const keyProblem = checkKey(key)
+      if (keyProblem !== null) throw new MetadataError(keyProblem)
+      binary = isBinaryKey(key)
+      keyAt = ka
+      keyLength = kl
+    }
+    const vl = r.u32('metadata value length')
+    const va = r.skip(vl, 'metadata value')
     let value: MetadataValue
-    if (isBinaryKey(key)) {
-      value = raw.slice()
+    if (binary) {
+      value = bytes.slice(va, va + vl)
+    } else if (vl === textLength && sameBytes(bytes, va, textAt, vl)) {
+      value = text
     } else {
       // Bytes above 0x7e become characters above '~': checkText refuses them as it does in a sender's string.
-      value = asciiString(raw)
+      value = asciiString(bytes, va, vl)
       const valueProblem = checkText(key, value)
       if (valueProblem !== null) throw new MetadataError(valueProblem)
+      text = value
+      textAt = va
+      textLength = vl
     }
     entries.push([key, value])
   }

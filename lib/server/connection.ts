@@ -23,7 +23,7 @@ import { SendBacklog } from './backlog.js'
 import { requestMetadata, type Dispatcher } from './dispatch.js'
 import { Keepalive } from './keepalive.js'
 import { RateBudget, type RateLimit } from './rate-budget.js'
-import { TurnBudget } from './turn-budget.js'
+import { TurnBudget, measuredCost } from './turn-budget.js'
 import { authContextOf, connectionInfoOf, peerOf } from './socket-info.js'
 import { WebSocketServerCall, type CallHost } from './server-call.js'
 
@@ -64,9 +64,12 @@ export interface ConnectionContext {
 
 const OPEN = 1
 
-// A CALL starts a handler: it costs more of the turn's share than other frames.
+// A CALL starts a handler: it costs at least this much of the turn's share.
 const CALL_COST = 16
 const EMPTY = new Uint8Array(0)
+// WebSocket messages of up to maxFrameSize a peer may send after the server closed, before it is dropped.
+const AFTER_CLOSE_FRAMES = 16
+const AFTER_CLOSE_GRACE_MS = 1000
 
 /** Frames read but not yet handled, when a connection's share of a turn ran out. */
 interface Deferred {
@@ -130,6 +133,8 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
   private readonly share = new TurnBudget()
   private deferred: Deferred | null = null
   private onLaterTurn: (() => void) | null = null
+  private bytesAfterClose = 0
+  private dropping = false
 
   constructor (
     private readonly socket: WebSocket,
@@ -263,7 +268,10 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
 
   /** @private */
   onMessage (data: Buffer | ArrayBuffer | Buffer[], isBinary: boolean): void {
-    if (this.closed) return
+    if (this.closed) {
+      this.readAfterClose((data as Buffer).byteLength)
+      return
+    }
     if (!isBinary) {
       this.fail(new ProtocolError('text messages are not part of the protocol; send binary frames', CloseCode.UNSUPPORTED_DATA))
       return
@@ -290,6 +298,24 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     }
   }
 
+  /**
+   * After the server closed, ws reads on for the peer's close reply (up to
+   * its 30 s close timeout). A peer that goes on sending instead (it does
+   * not read, or not yet, so has not seen the close) would have the server
+   * read and unmask at line rate for that long. Past a bound the socket is
+   * no longer read and is ended once the close frame is out (a peer that
+   * reads still gets the close code), and dropped a second later.
+   */
+  private readAfterClose (bytes: number): void {
+    this.bytesAfterClose += bytes
+    if (this.bytesAfterClose <= AFTER_CLOSE_FRAMES * this.limits.maxFrameSize || this.dropping) return
+    this.dropping = true
+    this.socket.pause()
+    this.netSocket.end()
+    const socket = this.socket
+    setTimeout(() => { socket.terminate() }, AFTER_CLOSE_GRACE_MS).unref()
+  }
+
   private decode (bytes: Uint8Array): Frame[] {
     const frames = this.decoder.push(bytes)
     if (this.decoder.buffered > 0) throw new ProtocolError('a frame must not span WebSocket messages')
@@ -306,8 +332,17 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       // A frame may end the connection (a spent budget): the rest is dropped.
       if (this.closed) return -1
       const frame = frames[i++]!
-      this.onFrame(frame)
-      if (!this.share.spend(frame.type === FrameType.CALL ? CALL_COST : 1) && !this.closed) return i
+      let cost = 1
+      const type = frame.type
+      if (type === FrameType.CALL || type === FrameType.CANCEL || type === FrameType.HALF_CLOSE) {
+        // Frames that start, end or run a handler: charged by their measured time.
+        const started = performance.now()
+        this.onFrame(frame)
+        cost = measuredCost(performance.now() - started, type === FrameType.CALL ? CALL_COST : 1)
+      } else {
+        this.onFrame(frame)
+      }
+      if (!this.share.spend(cost) && !this.closed) return i
     }
     return -1
   }

@@ -17,7 +17,17 @@ const strippedKeys = new Set(['grpc-timeout', 'grpc-encoding', 'grpc-accept-enco
  */
 export function requestMetadata (entries: readonly MetadataEntry[], userAgent: string | undefined): Metadata {
   let kept = entries
-  if (entries.some(([key]) => strippedKeys.has(key))) kept = entries.filter(([key]) => !strippedKeys.has(key))
+  // A key repeated in a row is looked up once (a peer may send thousands).
+  let last: string | null = null
+  for (let i = 0; i < entries.length; i++) {
+    const key = entries[i]![0]
+    if (key === last) continue
+    if (strippedKeys.has(key)) {
+      kept = entries.filter(([k]) => !strippedKeys.has(k))
+      break
+    }
+    last = key
+  }
   const md = toGrpcMetadata(kept)
   if (userAgent !== undefined && md.get('user-agent').length === 0) md.set('user-agent', userAgent)
   return md

@@ -7,8 +7,25 @@
  * a later turn (setImmediate), after the other sockets had theirs.
  */
 
-/** Work units one connection may spend per turn: a frame costs 1, a CALL more. */
+/**
+ * Work units one connection may spend per turn. A unit is about what a small
+ * frame costs to handle (a PING, a WINDOW_UPDATE, a MESSAGE piece): about a
+ * microsecond, so a share is about a millisecond of the loop.
+ */
 export const UNITS_PER_TURN = 1024
+
+/**
+ * Units charged for work whose time was measured, `ms` long, at least
+ * `floor`. Two units a microsecond: what starting or cancelling a handler
+ * leaves to the turn's microtasks (grpc-js's call, the writer's batch) takes
+ * about as long again as the part measured. A CALL's cost varies a
+ * hundredfold with its metadata and its handler; a fixed charge would let a
+ * peer's costly CALLs take the loop for milliseconds per turn.
+ */
+export function measuredCost (ms: number, floor: number): number {
+  const units = Math.ceil(ms * 2000)
+  return units > floor ? units : floor
+}
 
 // One turn counter for every connection: advanced by a single setImmediate,
 // scheduled only in turns where some connection asked.

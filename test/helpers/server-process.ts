@@ -39,13 +39,16 @@ export class ServerProcess {
     child.on('exit', code => { this.exitCode = code ?? -1 })
   }
 
-  /** Spawns the child with `options` for the plugin and waits (≤ `ms`) for its ports. */
-  static async start (options: Record<string, unknown> = {}, ms = 30000): Promise<ServerProcess> {
+  /**
+   * Spawns the child with `options` for the plugin and waits (≤ `ms`) for its
+   * ports; `nodeFlags` are added to its Node flags (e.g. `--cpu-prof`).
+   */
+  static async start (options: Record<string, unknown> = {}, ms = 30000, nodeFlags: string[] = []): Promise<ServerProcess> {
     const child = fork(CHILD, [], {
       // The parent's own TypeScript loader (tap's under tap, tsx under the
       // bench): with tsx under tap, the two loaders' compiled offsets differ
       // and the child's coverage would corrupt the report of shared files.
-      execArgv: [...process.execArgv, '--expose-gc'],
+      execArgv: [...process.execArgv, '--expose-gc', ...nodeFlags],
       env: { ...process.env, ATTACK_SERVER_OPTIONS: JSON.stringify(options) },
       stdio: ['ignore', 'inherit', 'inherit', 'ipc']
     })

@@ -228,3 +228,16 @@ t.test('encodeMetadata and readMetadata round-trip a mixed block', async t => {
   t.equal(block.byteLength, metadataSize(entries))
   t.same(plain(readMetadata(new ByteReader(block))), plain(entries))
 })
+
+t.test('readMetadata reads a key repeated in a row (decoded once) with every value as sent, and still checks each new value', async t => {
+  const entries: MetadataEntry[] = [['x-r', 'a'], ['x-r', 'a'], ['x-r', 'b'], ['x-r', 'a'], ['y', 'a'], ['x-r-bin', Uint8Array.of(1)], ['x-r-bin', Uint8Array.of(1)], ['x-r', 'a']]
+  const read = readMetadata(new ByteReader(encodeMetadata(entries)))
+  t.same(plain(read), plain(entries), 'same entries, in order')
+  t.not(read[5]![1], read[6]![1], 'repeated -bin values are separate copies')
+  const bad = encodeMetadata([['x-r', 'a'], ['x-r', 'a'], ['x-r', 'b']])
+  bad[bad.length - 1] = 0x07
+  t.throws(() => readMetadata(new ByteReader(bad)), MetadataError, 'a bad value after repeated good ones is refused')
+  const badKey = encodeMetadata([['x-r', 'a'], ['x-r', 'a'], ['x-s', 'a']])
+  badKey[2 + 2 * 10 + 2 + 2] = 0x41
+  t.throws(() => readMetadata(new ByteReader(badKey)), MetadataError, 'a key that differs from the repeated one by a byte is checked')
+})

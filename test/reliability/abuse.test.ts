@@ -441,3 +441,28 @@ t.test('a message over maxReceiveMessageSize does not count as a protocol error'
   t.ok(await peer.until(fs => fs.filter(f => f.type === FrameType.TRAILERS).length === 5), 'five RESOURCE_EXHAUSTED resets')
   t.equal(peer.closeCode, null, 'the connection stays open')
 })
+
+t.test('a peer the server closed that goes on sending instead of replying is dropped past 16 × maxFrameSize', async t => {
+  const { app: server, url } = await app(t, { resetRateLimit: { burst: 5, perSecond: 1 }, maxFrameSize: 16384, maxMetadataSize: 8192 })
+  const ws = new WebSocket(url, [SUBPROTOCOL], { perMessageDeflate: false })
+  ws.on('error', () => {})
+  t.teardown(() => { ws.terminate() })
+  await new Promise(resolve => ws.once('open', resolve))
+  // It never reads: it never sees the close, nor replies to it.
+  ;(ws as unknown as { _socket: Socket })._socket.pause()
+  const path = '/no.Such/' + 'N'.repeat(4000)
+  let id = 1
+  let sent = 0
+  // Bounded: at most 200 messages of 3 refused CALLs (about 2.4 MB).
+  for (let i = 0; i < 200 && server.websocketServer.clients.size > 0 && ws.readyState === WebSocket.OPEN; i++) {
+    const message = Buffer.concat([callFrame(id, path), callFrame(id + 2, path), callFrame(id + 4, path)])
+    id += 6
+    ws.send(message)
+    sent += message.byteLength
+    await new Promise(resolve => setTimeout(resolve, 2))
+  }
+  const until = Date.now() + 3000
+  while (server.websocketServer.clients.size > 0 && Date.now() < until) await new Promise(resolve => setTimeout(resolve, 10))
+  t.equal(server.websocketServer.clients.size, 0, 'the server dropped the socket within 3 s (not read on for ws\'s 30 s close timeout)')
+  t.comment(`${(sent / 1e6).toFixed(2)} MB sent`)
+})

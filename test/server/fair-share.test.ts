@@ -11,7 +11,7 @@ import t from 'tap'
 import { WebSocket } from 'ws'
 import { FrameFlags, FrameType, encodeFrame, type Frame } from '../../lib/protocol/frame.js'
 import { NO_TIMEOUT, buildCall, buildEmpty, buildPing } from '../../lib/protocol/payload.js'
-import { TurnBudget, UNITS_PER_TURN } from '../../lib/server/turn-budget.js'
+import { TurnBudget, UNITS_PER_TURN, measuredCost } from '../../lib/server/turn-budget.js'
 import { RawPeer } from '../helpers/raw-peer.js'
 import { startPluginApp } from '../helpers/plugin-app.js'
 import { testDefinition } from '../helpers/test-service.js'
@@ -29,6 +29,13 @@ t.test('TurnBudget: a share per turn, renewed in the next turn', async t => {
   t.ok(budget.spend(9), 'a new turn brings a new share')
   t.notOk(budget.spend(1), 'and it is spent the same way')
   t.ok(new TurnBudget().spend(UNITS_PER_TURN - 1), 'the default share is UNITS_PER_TURN')
+})
+
+t.test('measuredCost: 2 units a microsecond of measured work, never below its floor', async t => {
+  t.equal(measuredCost(0.001, 16), 16, 'a 1 µs CALL costs its floor')
+  t.equal(measuredCost(0.1, 16), 200, 'a 100 µs CALL costs 200 units: five fill a share')
+  t.equal(measuredCost(0, 1), 1)
+  t.ok(measuredCost(0.6, 16) >= UNITS_PER_TURN, 'a CALL of 0.6 ms spends a whole share alone')
 })
 
 function spin (ms: number): void {

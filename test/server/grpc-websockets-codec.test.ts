@@ -274,3 +274,11 @@ t.test('parseHeaderBlock and requestEntries are linear: one entry per line, each
   }
   t.same(parseHeaderBlock(ascii(`a: ${' \t'.repeat(4000)}x y${' '.repeat(8000)}\r\n`)), [['a', 'x y']], 'blanks trimmed at both ends only')
 })
+
+t.test('parseHeaderBlock and requestEntries read repeated lines (a name looked at once) as sent, and still check what changes', async t => {
+  t.same(parseHeaderBlock(ascii('a:\na:\nA: x\nab: y\na: z\r\n')), [['a', ''], ['a', ''], ['a', 'x'], ['ab', 'y'], ['a', 'z']])
+  t.same(requestEntries(parseHeaderBlock(ascii('k: v\r\nk: v\r\nk: w\r\nx-grpc-web: 1\r\nx-grpc-web: 1\r\n'))), [['k', 'v'], ['k', 'v'], ['k', 'w']])
+  t.throws(() => parseHeaderBlock(ascii('a:\na:\na b: v\n')), { name: 'HeaderBlockError' }, 'a name that differs from the repeated one is checked')
+  t.throws(() => parseHeaderBlock(ascii('a: v\r\na: v\r\r\n')), { name: 'HeaderBlockError', message: /CR that does not end a line/ })
+  t.same(parseHeaderBlock(ascii('a: v\r')), [['a', 'v']], 'a CR ending the block ends its last line')
+})

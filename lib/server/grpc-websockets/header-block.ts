@@ -35,15 +35,24 @@ const CR = 0x0d
 export function parseHeaderBlock (bytes: Uint8Array): HeaderLine[] {
   // One pass over the bytes, one over the text, one slice a line: linear in
   // the block whatever its shape (a block is up to maxMetadataSize, and a
-  // peer picks the shape).
-  for (let i = 0; i < bytes.length; i++) {
+  // peer picks the shape). A name repeated from the line before is that
+  // line's, lower-cased and checked once.
+  const n = bytes.length
+  for (let i = 0; i < n; i++) {
     const c = bytes[i]!
-    if ((c < 0x20 || c > 0x7e) && c !== TAB && c !== LF && c !== CR) {
-      throw new HeaderBlockError(`Header block byte 0x${c.toString(16).padStart(2, '0')} at offset ${i} is not printable ASCII`)
+    if (c < 0x20 || c > 0x7e) {
+      if (c === CR) {
+        // A CR ends a line (before its LF, or the block) or is refused.
+        if (i + 1 < n && bytes[i + 1] !== LF) throw new HeaderBlockError('Header block has a CR that does not end a line')
+      } else if (c !== TAB && c !== LF) {
+        throw new HeaderBlockError(`Header block byte 0x${c.toString(16).padStart(2, '0')} at offset ${i} is not printable ASCII`)
+      }
     }
   }
   const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1')
   const lines: HeaderLine[] = []
+  let rawName = ''
+  let name = ''
   let at = 0
   while (at < text.length) {
     let lf = text.indexOf('\n', at)
@@ -52,24 +61,25 @@ export function parseHeaderBlock (bytes: Uint8Array): HeaderLine[] {
     const start = at
     at = lf + 1
     if (end === start) continue
-    const line = text.slice(start, end)
-    if (line.includes('\r')) throw new HeaderBlockError('Header block has a CR that does not end a line')
-    const first = line.charCodeAt(0)
+    const first = text.charCodeAt(start)
     if (first === SPACE || first === TAB) throw new HeaderBlockError('Header block continuation lines (obsolete line folding) are not supported')
-    const colon = line.indexOf(':')
-    if (colon <= 0) throw new HeaderBlockError(`Header line "${line}" is not "name: value"`)
-    const name = line.slice(0, colon).toLowerCase()
-    const problem = checkKey(name)
-    if (problem !== null) throw new HeaderBlockError(problem)
-    lines.push([name, trimmed(line, colon + 1)])
+    const colon = text.indexOf(':', start)
+    if (colon <= start || colon >= end) throw new HeaderBlockError(`Header line "${text.slice(start, end)}" is not "name: value"`)
+    if (colon - start !== rawName.length || !text.startsWith(rawName, start)) {
+      rawName = text.slice(start, colon)
+      name = rawName.toLowerCase()
+      const problem = checkKey(name)
+      if (problem !== null) throw new HeaderBlockError(problem)
+    }
+    lines.push([name, trimmed(text, colon + 1, end)])
   }
   return lines
 }
 
-/** `line` from `from`, without leading and trailing spaces and tabs (no regex: a backtracking trim can be quadratic on long runs). */
-function trimmed (line: string, from: number): string {
+/** `line` from `from` to `to`, without leading and trailing spaces and tabs (no regex: a backtracking trim can be quadratic on long runs). */
+function trimmed (line: string, from: number, to: number): string {
   let start = from
-  let end = line.length
+  let end = to
   while (start < end && isBlank(line.charCodeAt(start))) start++
   while (end > start && isBlank(line.charCodeAt(end - 1))) end--
   return line.slice(start, end)
@@ -110,13 +120,27 @@ const transportKeys = new Set(['x-grpc-web'])
  */
 export function requestEntries (lines: readonly HeaderLine[]): MetadataEntry[] {
   const entries: MetadataEntry[] = []
+  // A line repeating the one before (name, or name and value) is looked at once.
+  let last: string | null = null
+  let skip = false
+  let binary = false
+  let checked: string | null = null
   for (const [name, value] of lines) {
-    if (transportKeys.has(name)) continue
-    if (isBinaryKey(name)) {
+    if (name !== last) {
+      last = name
+      skip = transportKeys.has(name)
+      binary = isBinaryKey(name)
+      checked = null
+    }
+    if (skip) continue
+    if (binary) {
       for (const bytes of decodeBinaryValue(name, value)) entries.push([name, bytes])
     } else {
-      const problem = checkValue(name, value)
-      if (problem !== null) throw new HeaderBlockError(problem)
+      if (value !== checked) {
+        const problem = checkValue(name, value)
+        if (problem !== null) throw new HeaderBlockError(problem)
+        checked = value
+      }
       entries.push([name, value])
     }
   }

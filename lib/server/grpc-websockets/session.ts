@@ -258,7 +258,8 @@ export class GrpcWebSocketsSession implements CallSocket {
       return
     }
     let deadline = Infinity
-    const timeouts = entries.filter(([key]) => key === 'grpc-timeout').map(([, value]) => value as string)
+    const timeouts: string[] = []
+    for (let i = 0; i < entries.length; i++) if (entries[i]![0] === 'grpc-timeout') timeouts.push(entries[i]![1] as string)
     if (timeouts.length > 0) {
       // Two values (two lines, or improbable's "a, b") are as invalid as a bad one.
       const value = timeouts.join(', ')
