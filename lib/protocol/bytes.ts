@@ -78,8 +78,8 @@ export class ByteReader {
 
   get remaining (): number { return this.bytes.byteLength - this.offset }
 
-  /** Moves past the next `n` bytes, or throws if the payload has fewer; returns where they start. */
-  private advance (n: number, what: string): number {
+  /** Moves past the next `n` bytes, or throws if the payload has fewer; returns where they start (in `bytes`). */
+  advance (n: number, what: string): number {
     if (this.remaining < n) throw new TruncatedError(what)
     const at = this.offset
     this.offset = at + n
@@ -97,11 +97,6 @@ export class ByteReader {
 
   i32 (what: string): number {
     return this.u32(what) | 0
-  }
-
-  /** Moves past the next `n` bytes (read them from `bytes` at the offset returned). */
-  skip (n: number, what: string): number {
-    return this.advance(n, what)
   }
 
   /** A view (not a copy) of the next `n` bytes. */

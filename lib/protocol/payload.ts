@@ -4,7 +4,7 @@
  */
 import { ByteReader, ByteWriter, asciiLength, utf8Decode, utf8Encode, utf8EncodeNonAscii } from './bytes.js'
 import { FRAME_HEADER_SIZE, FrameType, ProtocolError, writeFrameHeader } from './frame.js'
-import { metadataSize, readMetadata, writeMetadata, type MetadataEntry } from './metadata.js'
+import { metadataSize, readCallMetadata, readMetadata, writeMetadata, type MetadataEntry } from './metadata.js'
 
 /** CALL timeout value meaning "no deadline". */
 export const NO_TIMEOUT = 0xffffffff
@@ -142,7 +142,7 @@ export function parseCall (payload: Uint8Array): ParsedCall {
   const initialWindowSize = r.u32('window')
   const path = utf8Decode(r.take(r.u16('path length'), 'path'))
   const metadataSize = r.remaining
-  const metadata = readMetadata(r)
+  const metadata = readCallMetadata(r)
   return { path, timeoutMs, initialWindowSize, metadata, metadataSize }
 }
 

@@ -1,9 +1,35 @@
 import t from 'tap'
 import { ByteReader, ByteWriter, TruncatedError } from '../../lib/protocol/bytes.js'
 import {
-  MetadataError, checkKey, checkValue, encodeMetadata, isBinaryKey, metadataSize, readMetadata,
+  MetadataError, checkKey, checkValue, encodeMetadata, isBinaryKey, metadataSize, readCallMetadata, readMetadata as readPlain,
   validateMetadata, writeMetadata, type MetadataEntry
 } from '../../lib/protocol/metadata.js'
+
+/**
+ * Every case reads through both readers, readMetadata (what the clients use)
+ * and readCallMetadata (the server's for CALLs, which reuses repeated
+ * entries): they must give the same entries and end at the same offset, or
+ * throw the same error; that result is returned or thrown.
+ */
+function readMetadata (r: ByteReader): MetadataEntry[] {
+  const outcomes = [readPlain, readCallMetadata].map(reader => {
+    const copy = new ByteReader(r.bytes)
+    copy.offset = r.offset
+    try {
+      return { entries: reader(copy), offset: copy.offset, error: null }
+    } catch (error) {
+      return { entries: null, offset: copy.offset, error: error as Error }
+    }
+  })
+  const [a, b] = outcomes as [typeof outcomes[0], typeof outcomes[0]]
+  const same = a.error === null
+    ? b.error === null && a.offset === b.offset && JSON.stringify(plain(a.entries!)) === JSON.stringify(plain(b.entries!))
+    : b.error !== null && a.error.constructor === b.error.constructor && a.error.message === b.error.message
+  if (!same) throw new Error(`readMetadata and readCallMetadata disagree: ${JSON.stringify(a.error?.message ?? plain(a.entries!))} against ${JSON.stringify(b.error?.message ?? plain(b.entries!))}`)
+  if (a.error !== null) throw a.error
+  r.offset = a.offset
+  return b.entries!
+}
 
 function hex (text: string): Uint8Array {
   const clean = text.replace(/\s+/g, '')
@@ -229,7 +255,7 @@ t.test('encodeMetadata and readMetadata round-trip a mixed block', async t => {
   t.same(plain(readMetadata(new ByteReader(block))), plain(entries))
 })
 
-t.test('readMetadata reads a key repeated in a row (decoded once) with every value as sent, and still checks each new value', async t => {
+t.test('readCallMetadata reads a key repeated in a row (decoded once) with every value as sent, and still checks each new value', async t => {
   const entries: MetadataEntry[] = [['x-r', 'a'], ['x-r', 'a'], ['x-r', 'b'], ['x-r', 'a'], ['y', 'a'], ['x-r-bin', Uint8Array.of(1)], ['x-r-bin', Uint8Array.of(1)], ['x-r', 'a']]
   const read = readMetadata(new ByteReader(encodeMetadata(entries)))
   t.same(plain(read), plain(entries), 'same entries, in order')
