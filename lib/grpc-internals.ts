@@ -44,10 +44,67 @@ export function lookupHandler (server: grpc.Server, path: string): RegisteredHan
 /**
  * Runs `handler` on `call` exactly as grpc-js runs it for an HTTP/2 stream:
  * it builds grpc-js's own call objects (ServerWritableStreamImpl, ...), maps
- * errors to statuses and emits 'cancelled' the grpc-js way.
+ * errors to statuses and emits 'cancelled' the grpc-js way. A call backend
+ * (below) is handed `call` itself.
  */
 export function runHandler (server: grpc.Server, call: grpc.ServerInterceptingCallInterface, handler: RegisteredHandler): boolean {
+  const backend = backendOf(handler)
+  if (backend !== undefined) {
+    backend(call, handler)
+    return true
+  }
   return internals(server)._runHandlerForCall(call, handler)
+}
+
+// --- call backends (the forwarder: lib/server/upstream/) --------------------
+
+/**
+ * A handler that takes the ServerInterceptingCall itself (after the
+ * interceptors), with no grpc-js call object around it: it starts the call
+ * with its own listener and uses sendMetadata / sendMessage / sendStatus /
+ * startRead, one message at a time each way, as grpc-js's call objects do.
+ */
+export type CallBackend = (call: grpc.ServerInterceptingCallInterface, handler: RegisteredHandler) => void
+
+const kCallBackend = Symbol('fastify-grpc-ws.callBackend')
+type BackendFunc = RegisteredHandler['func'] & { [kCallBackend]?: CallBackend }
+
+/**
+ * The handler function to register (with Server#register, any kind) for a
+ * call backend: runHandler, and a Server given to runCallBackends, hand it
+ * the call. Run as a plain handler (by a Server that was not), it fails the
+ * call with INTERNAL.
+ */
+export function callBackend (backend: CallBackend): RegisteredHandler['func'] {
+  const func: BackendFunc = (stream: { emit: (event: 'error', err: object) => void }) => {
+    stream.emit('error', { code: grpc.status.INTERNAL, details: 'fastify-grpc-ws: a call backend was run as a grpc-js handler' })
+  }
+  func[kCallBackend] = backend
+  return func
+}
+
+function backendOf (handler: RegisteredHandler): CallBackend | undefined {
+  return (handler.func as BackendFunc)[kCallBackend]
+}
+
+const kRunsBackends = Symbol('fastify-grpc-ws.runsCallBackends')
+
+/**
+ * Makes `server` (the app's grpcServer) hand its HTTP/2 calls to call
+ * backends too: grpc-js runs every stream, after the server's interceptors,
+ * through the instance's _runHandlerForCall, which this wraps. Idempotent.
+ */
+export function runCallBackends (server: grpc.Server): void {
+  const s = internals(server) as ServerInternals & { [kRunsBackends]?: true }
+  if (s[kRunsBackends] === true) return
+  const run = s._runHandlerForCall
+  s._runHandlerForCall = function (this: unknown, call, handler) {
+    const backend = backendOf(handler)
+    if (backend === undefined) return run.call(this, call, handler)
+    backend(call, handler)
+    return true
+  }
+  s[kRunsBackends] = true
 }
 
 /** The per-call metrics recorder grpc-js hands to handlers (ORCA). */

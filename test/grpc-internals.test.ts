@@ -4,7 +4,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import t from 'tap'
-import { acceptEncoded, callChain, createMetricsRecorder, EncodedMessage, handlerOfCall, lookupHandler, readSendErrorDetails, runHandler, sendErrorDetails } from '../lib/grpc-internals.js'
+import { acceptEncoded, callBackend, callChain, createMetricsRecorder, EncodedMessage, handlerOfCall, lookupHandler, readSendErrorDetails, runCallBackends, runHandler, sendErrorDetails } from '../lib/grpc-internals.js'
 import { TestClient, testDefinition } from './helpers/test-service.js'
 
 t.test('Should find handlers registered by addService in the Server\'s private map', async t => {
@@ -55,6 +55,54 @@ t.test('Should run a handler through Server#_runHandlerForCall with grpc-js call
   t.same(seen.request, { mode: 'x' })
   t.same(sent, ['read', { message: 'ok' }, 0])
   t.equal(runHandler(server, call, { ...handler, type: 'other' as any }), false, 'unknown kinds are refused')
+})
+
+t.test('Should hand a call backend the call itself, from runHandler and from a Server given to runCallBackends (after its interceptors)', async t => {
+  const identity = (b: Buffer): Buffer => b
+  const backend = callBackend((call, handler) => {
+    call.start({
+      onReceiveMetadata () { call.startRead() },
+      onReceiveMessage (bytes: Buffer) {
+        call.sendMessage(Buffer.from(`${handler.path} ${bytes.toString()}`), () => { call.sendStatus({ code: grpc.status.OK, details: 'OK', metadata: null }) })
+      },
+      onReceiveHalfClose () {},
+      onCancel () {}
+    })
+  })
+  const intercepted: string[] = []
+  const interceptor: grpc.ServerInterceptor = (descriptor, call) => { intercepted.push(descriptor.path); return new grpc.ServerInterceptingCall(call) }
+  const server = new grpc.Server({ 'grpc.enable_channelz': 0, interceptors: [interceptor] })
+  server.register('/raw.Raw/Backend', backend, identity, identity, 'bidi')
+  server.addService(testDefinition, { Unary (_call: unknown, callback: grpc.sendUnaryData<unknown>) { callback(null, { message: 'plain' }) } })
+  // The dispatcher's way: runHandler with the call.
+  const handler = lookupHandler(server, '/raw.Raw/Backend')!
+  let started: unknown
+  const call = { start (l: unknown) { started = l } } as unknown as grpc.ServerInterceptingCallInterface
+  t.equal(runHandler(server, call, handler), true)
+  t.type(started, 'object', 'the backend started the very call it was given')
+
+  // A Server that was not given to runCallBackends runs it as a plain handler, which fails the call.
+  const port = await new Promise<number>((resolve, reject) => {
+    server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => { err === null ? resolve(p) : reject(err) })
+  })
+  const channel = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure())
+  t.teardown(() => { channel.close(); server.forceShutdown() })
+  const unary = async (): Promise<string> => await new Promise((resolve, reject) => {
+    channel.makeUnaryRequest('/raw.Raw/Backend', identity, identity, Buffer.from('hi'), (err: grpc.ServiceError | null, value?: Buffer) => {
+      if (err !== null) reject(err); else resolve(value!.toString())
+    })
+  })
+  const err = await unary().then(() => null, (e: grpc.ServiceError) => e)
+  t.equal(err?.code, grpc.status.INTERNAL, 'run as a grpc-js handler: INTERNAL')
+
+  runCallBackends(server)
+  runCallBackends(server)
+  t.equal(await unary(), '/raw.Raw/Backend hi', 'over HTTP/2 the backend gets the call, once (idempotent)')
+  t.same(intercepted, ['/raw.Raw/Backend', '/raw.Raw/Backend'], 'after the server\'s interceptors')
+  const client = new TestClient(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as any
+  t.teardown(() => { client.close() })
+  const plain = await new Promise<any>((resolve, reject) => { client.Unary({}, (e: unknown, r: unknown) => { e ? reject(e) : resolve(r) }) })
+  t.equal(plain.message, 'plain', 'other handlers still run as before')
 })
 
 t.test('Should build the per-call metrics recorder grpc-js gives handlers', async t => {

@@ -1,7 +1,9 @@
 /**
  * From a CALL to a running handler: finds the method in the registry
  * server, wraps the WebSocket call in the server interceptors the same way
- * grpc-js does, and runs the handler through grpc-js's own dispatcher.
+ * grpc-js does, and runs the handler through grpc-js's own dispatcher, or
+ * hands the intercepted call to a call backend (a forwarded method, see
+ * upstream/forward.ts), which needs none of grpc-js's call objects.
  */
 import { Metadata, status as GrpcStatus, type Server, type ServerInterceptor, type ServerInterceptingCallInterface, type ServerMethodDefinition } from '@grpc/grpc-js'
 import { lookupHandler, runHandler, type RegisteredHandler } from '../grpc-internals.js'

@@ -11,6 +11,7 @@ import { checkService, type ResolvedOptions } from '../options.js'
 import { CloseCode } from '../protocol/frame.js'
 import { serviceOfPath } from '../upstream-options.js'
 import { ServerConnection, type ConnectionContext, type ConnectionLimits, type Logger } from './connection.js'
+import { runCallBackends } from '../grpc-internals.js'
 import { Dispatcher } from './dispatch.js'
 import { Upstream } from './upstream/forward.js'
 import { DiscoveryError } from './upstream/reflection.js'
@@ -123,11 +124,13 @@ export class GrpcWsServer {
         throw new ERR_UPSTREAM_DISCOVERY(upstream.config.target, `${err.message}${hint}`)
       }
     }))
+    // Forwarded methods are call backends: the app's HTTP/2 server must hand them its calls as the dispatcher does.
+    if (found.length > 0 && this.options.grpcServer !== undefined) runCallBackends(this.options.grpcServer)
     for (const { upstream, services } of found) {
       for (const { name, paths } of services) {
         this.claim(name, upstream)
         for (const path of paths) {
-          // Generic bidi with identity (de)serializers: see upstream/forward.ts.
+          // Generic bidi call backends with identity (de)serializers: see upstream/forward.ts.
           this.registry.register(path, upstream.handler, identity, identity, 'bidi')
           this.options.grpcServer?.register(path, upstream.handler, identity, identity, 'bidi')
         }

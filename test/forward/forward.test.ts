@@ -172,6 +172,19 @@ t.test('Should cancel the upstream call when the client disconnects mid-call', a
   t.equal(event.cancelled, true, 'the upstream handler sees call.cancelled')
 })
 
+/** Writes `count` requests numbered from 1, honouring backpressure, then ends the call. */
+function writeNumbered (call: grpc.ClientWritableStream<any>, count: number, payload: Buffer, written: () => void): void {
+  let i = 0
+  const pump = (): void => {
+    while (i < count) {
+      i++
+      if (!call.write({ message: String(i), payload }, written)) { call.once('drain', pump); return }
+    }
+    call.end()
+  }
+  pump()
+}
+
 t.test('Should forward requests only as fast as a slow upstream takes them', async t => {
   const { client } = await forwarding(t, { upstreams: [{ target: upstream.address, services: 'reflection' }] })
   const count = 120
@@ -182,20 +195,129 @@ t.test('Should forward requests only as fast as a slow upstream takes them', asy
   let written = 0
   const done = new Promise<string>((resolve, reject) => {
     const call = client.ClientStream(md, (err: grpc.ServiceError | null, value: { message: string }) => { err === null ? resolve(value.message) : reject(err) })
-    let i = 0
-    const pump = (): void => {
-      while (i < count) {
-        i++
-        const ok = call.write({ payload, message: String(i) }, () => { written++ })
-        if (!ok) { call.once('drain', pump); return }
-      }
-      call.end()
-    }
-    pump()
+    writeNumbered(call, count, payload, () => { written++ })
   })
   await new Promise(resolve => setTimeout(resolve, 300))
   t.ok(written < count, `after 300 ms the client has sent ${written} of ${count}: held back by the upstream`)
   t.equal(await done, `took ${count}`)
+})
+
+/** Waits until `sent()` has not grown for 300 ms (at most 10 s): the sender is held. */
+async function stalled (sent: () => number): Promise<number> {
+  let last = -1
+  for (let i = 0; i < 33 && sent() !== last; i++) {
+    last = sent()
+    await new Promise(resolve => setTimeout(resolve, 300))
+  }
+  return sent()
+}
+
+/**
+ * A ServerStream call of `count` 1-byte responses (numbered from 1) that the
+ * client does not read: how many the upstream wrote before it was held back
+ * (its write() returned false, with no drain since), and the messages once
+ * the client reads.
+ */
+async function heldResponses (client: any, count: number): Promise<{ held: number, finished: boolean, readMeanwhile: number, read: () => Promise<{ status: grpc.StatusObject, messages: string[] }> }> {
+  const id = nextId()
+  let written = 0
+  let finished = false
+  const onRefused = (e: { sent: number }): void => { written = e.sent }
+  upstream.events.on(`${id}:refused`, onRefused)
+  void handlerEvent(upstream.events, `${id}:flood`).then(() => { finished = true })
+  const call = client.ServerStream({ mode: 'numbered-flood', count, size: 1, id })
+  call.pause()
+  const messages: string[] = []
+  call.on('data', (m: { message: string }) => { messages.push(m.message) })
+  call.on('error', () => {})
+  const status = new Promise<grpc.StatusObject>(resolve => call.once('status', resolve))
+  const held = await stalled(() => written)
+  return {
+    held,
+    finished,
+    readMeanwhile: messages.length,
+    read: async () => {
+      call.resume()
+      const result = { status: await status, messages }
+      upstream.events.off(`${id}:refused`, onRefused)
+      return result
+    }
+  }
+}
+
+// Tiny messages, far more than FORWARD_QUEUED_MESSAGES, while their bytes
+// (about 10 a message) stay below FORWARD_HIGH_WATER_MARK: only the message
+// bound stops the forwarder from taking all of them.
+t.test('Should stop reading an upstream streaming tiny messages to a client that does not read, then deliver them all in order', async t => {
+  const count = 20000
+  const expected = Array.from({ length: count }, (_, i) => String(i + 1))
+  const { wsUrl } = await forwarding(t, { upstreams: [{ target: upstream.address, services: 'reflection' }] })
+  // The smallest window, so that the client's side holds few of them.
+  const client = new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl, { initialWindowSize: 1024 }) })
+  t.teardown(() => { client.close() })
+  const forwarded = await heldResponses(client, count)
+  t.equal(forwarded.readMeanwhile, 0, 'the client read nothing meanwhile')
+  t.notOk(forwarded.finished, `the upstream is held back: its write() returned false after ${forwarded.held} of ${count}, with no drain since`)
+  // What the upstream may write unread is the channel's HTTP/2 stream
+  // window (65,535 bytes, at least 14 a message here with its prefix) and
+  // the plugin's share: FORWARD_QUEUED_MESSAGES and the client's window
+  // (1024 bytes, some 70 of these). 256 KiB of them, the byte bound, would
+  // be all 20,000. (A direct grpc-js client, which decodes what HTTP/2 hands
+  // it whole, lets the upstream write all 20,000: no reference here.)
+  const window = Math.floor(65535 / 14)
+  t.ok(forwarded.held < window + 300, `the upstream wrote ${forwarded.held - window} past the HTTP/2 window before it was held back`)
+  const { status, messages } = await forwarded.read()
+  t.equal(status.code, grpc.status.OK)
+  t.equal(messages.length, count)
+  t.ok(messages.every((m, i) => m === expected[i]), 'all arrived, in order')
+})
+
+/**
+ * A ClientStream call of `count` small requests (numbered from 1) to a held
+ * upstream call: how many the client got sent before it was held back, and
+ * the answer once released.
+ */
+async function heldRequests (client: any, count: number): Promise<{ held: number, release: () => Promise<string> }> {
+  const id = nextId()
+  const md = new grpc.Metadata()
+  md.set('x-upstream', 'held')
+  md.set('x-upstream-id', id)
+  const isHeld = handlerEvent(upstream.events, `${id}:held`)
+  let written = 0
+  const payload = Buffer.alloc(32, 1)
+  const done = new Promise<string>((resolve, reject) => {
+    const call = client.ClientStream(md, (err: grpc.ServiceError | null, value: { message: string }) => { err === null ? resolve(value.message) : reject(err) })
+    writeNumbered(call, count, payload, () => { written++ })
+  })
+  await isHeld
+  const held = await stalled(() => written)
+  return { held, release: async () => { upstream.release(id); return await done } }
+}
+
+t.test('Should hold back a client sending many small requests to an upstream that does not read, then deliver them all in order', async t => {
+  // More than the upstream's own HTTP/2 transport takes from a call it does
+  // not read (about 1 MB, some 23,000 of these 41-byte requests here).
+  const count = 40000
+  const expected = Array.from({ length: count }, (_, i) => String(i + 1)).join(',')
+  // What the upstream's transport takes from a grpc-js client sending to it directly.
+  const direct = new TestClient(upstream.address, grpc.credentials.createInsecure())
+  t.teardown(() => { direct.close() })
+  const alone = await heldRequests(direct, count)
+  t.ok(alone.held < count, `a direct client is held back by the upstream after ${alone.held}`)
+  t.ok(await alone.release() === expected, 'all arrived, in order')
+
+  // The smallest window the plugin gives a call's requests.
+  const { wsUrl } = await forwarding(t, { initialWindowSize: 1024, upstreams: [{ target: upstream.address, services: 'reflection' }] })
+  const client = new TestClient('ignored', grpc.credentials.createInsecure(), { channelOverride: createWebSocketChannel(wsUrl) })
+  t.teardown(() => { client.close() })
+  const forwarded = await heldRequests(client, count)
+  const extra = forwarded.held - alone.held
+  // The plugin's share: the route's window (1024 bytes, some 20 of these)
+  // and FORWARD_QUEUED_MESSAGES; 64 KiB of them, the byte bound, would be
+  // some 1,600.
+  t.ok(forwarded.held < count, `the forwarded client is held back after ${forwarded.held}`)
+  t.ok(extra < 200, `through the forwarder, the client got ${extra} more sent before it was held back than directly`)
+  t.ok(await forwarded.release() === expected, 'all arrived, in order')
 })
 
 t.test('Should forward request metadata under the policy', async t => {

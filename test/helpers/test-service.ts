@@ -150,9 +150,13 @@ export function createTestService (events: EventEmitter) {
           }, request.delayMs ?? 0)
           return
         }
-        case 'flood': {
-          // Writes `count` messages of `size` bytes, honouring backpressure,
-          // and reports how often write() returned false.
+        case 'flood':
+        case 'numbered-flood': {
+          // Writes `count` messages of `size` bytes (numbered from 1 in
+          // `message` for 'numbered-flood'), honouring backpressure, and
+          // reports how often write() returned false, and how many it had
+          // written each time it did (`<id>:refused`).
+          const numbered = request.mode === 'numbered-flood'
           let sent = 0
           let refusals = 0
           const payload = Buffer.alloc(request.size ?? 0, 1)
@@ -160,8 +164,9 @@ export function createTestService (events: EventEmitter) {
             while (sent < (request.count ?? 0)) {
               if (call.cancelled) return
               sent++
-              if (!call.write({ payload })) {
+              if (!call.write(numbered ? { message: String(sent), payload } : { payload })) {
                 refusals++
+                events.emit(`${request.id ?? ''}:refused`, { sent })
                 call.once('drain', pump)
                 return
               }

@@ -10,9 +10,13 @@
  * an upstream slow to accept requests), reporting `<id>:taken` with the count at the end.
  * A call with `x-upstream: metadata` is answered with the request metadata
  * it saw, as JSON.
+ * A ClientStream call with `x-upstream: held` and `x-upstream-id: ID` reads
+ * nothing (reporting `ID:held`) until the parent releases it, then takes
+ * every request and answers with their messages joined with ','.
  *
  * IPC: sends `{ type: 'ready', port }` and `{ type: 'event', id, payload }`;
- * `{ type: 'close' }` shuts down and exits.
+ * `{ type: 'release', id }` releases a held call; `{ type: 'close' }` shuts
+ * down and exits.
  */
 import * as grpc from '@grpc/grpc-js'
 import * as loader from '@grpc/proto-loader'
@@ -52,6 +56,20 @@ function takeSlowly (call: grpc.ServerReadableStream<any, any> | grpc.ServerDupl
   call.on('cancelled', () => { for (const timer of timers) clearTimeout(timer) })
 }
 
+// Held calls' resume(), by x-upstream-id.
+const held = new Map<string, () => void>()
+
+function takeWhenReleased (call: grpc.ServerReadableStream<any, any>, callback: grpc.sendUnaryData<any>): void {
+  const id = String(call.metadata.get('x-upstream-id')[0] ?? '')
+  const received: string[] = []
+  call.pause()
+  call.on('data', (request: { message?: string }) => { received.push(request.message ?? '') })
+  call.on('end', () => { callback(null, { message: received.join(',') }) })
+  call.on('cancelled', () => { held.delete(id) })
+  held.set(id, () => { held.delete(id); call.resume() })
+  events.emit(`${id}:held`, {})
+}
+
 function seenMetadata (call: { metadata: grpc.Metadata }): string {
   const seen: Record<string, unknown[]> = {}
   for (const [key, values] of Object.entries(call.metadata.toJSON())) {
@@ -68,6 +86,7 @@ const implementation: grpc.UntypedServiceImplementation = {
   },
   ClientStream (call: any, callback: any) {
     if (mode(call) === 'slow') { takeSlowly(call, taken => callback(null, { message: `took ${taken}` })); return }
+    if (mode(call) === 'held') { takeWhenReleased(call, callback); return }
     service.ClientStream(call, callback)
   },
   Bidi (call: any) {
@@ -87,7 +106,8 @@ const port = await new Promise<number>((resolve, reject) => {
   server.bindAsync(`127.0.0.1:${at}`, grpc.ServerCredentials.createInsecure(), (err, p) => { err === null ? resolve(p) : reject(err) })
 })
 
-process.on('message', (message: { type: string }) => {
+process.on('message', (message: { type: string, id?: string }) => {
+  if (message.type === 'release') held.get(message.id ?? '')?.()
   if (message.type === 'close') {
     server.forceShutdown()
     process.exit(0)

@@ -47,6 +47,11 @@ export class UpstreamProcess {
     return new UpstreamProcess(child, port)
   }
 
+  /** Lets a held call (`x-upstream: held`, see upstream-child.ts) read its requests. */
+  release (id: string): void {
+    this.child.send({ type: 'release', id })
+  }
+
   /** Kills it at once (SIGKILL): its connections drop with no GOAWAY. */
   async kill (): Promise<void> {
     this.child.kill('SIGKILL')

@@ -12,26 +12,40 @@
  * route-specific code. 'bidi' for every kind: on the wire a unary call is a
  * stream of one message each way, and a generic handler must not apply
  * grpc-js's unary checks to what the upstream decides.
+ *
+ * The handler is a call backend (grpc-internals.ts): the dispatcher hands it
+ * the ServerInterceptingCall the interceptors made, where an in-process
+ * handler gets one of grpc-js's call objects built on it. Those are Node
+ * streams (a Duplex for 'bidi'), and the forwarder, which only moves bytes
+ * between two calls that each take one message at a time, would pay for
+ * their buffers, events and ticks on every call and get nothing from them.
  */
-import { Client, Metadata, credentials as grpcCredentials, status as GrpcStatus, type ServerDuplexStream, type StatusObject } from '@grpc/grpc-js'
-import type { ClientCall, MessageContext } from '../../grpc-internals.js'
+import { Client, Metadata, credentials as grpcCredentials, status as GrpcStatus, type ServerInterceptingCallInterface, type StatusObject } from '@grpc/grpc-js'
+import { callBackend, type ClientCall, type ClientCallListener, type MessageContext, type ServerCallListener } from '../../grpc-internals.js'
+import { TurnQueue } from '../../protocol/turn-queue.js'
 import type { ResolvedMetadataPolicy, ResolvedUpstream } from '../../upstream-options.js'
 import type { Logger } from '../connection.js'
 import { REQUEST_KEY } from '../connection.js'
 import { discover, type DiscoveredService } from './reflection.js'
 
 /**
- * Response bytes a forwarded call may hold for a slow client (beside
- * grpc-js's server stream buffer of 16 messages) before the upstream is no
- * longer read: HTTP/2's window then holds the upstream back.
+ * Response bytes a forwarded call may hold for a slow client before the
+ * upstream is no longer read: HTTP/2's window then holds the upstream back.
  */
 export const FORWARD_HIGH_WATER_MARK = 256 * 1024
 
 /**
  * Request bytes a forwarded call may hold, waiting for the upstream to take
- * them one at a time, before the client's stream is paused.
+ * them one at a time, before the client's call is no longer read.
  */
 export const FORWARD_REQUEST_HIGH_WATER_MARK = 64 * 1024
+
+/**
+ * Messages a forwarded call may hold each way, whatever their size (the
+ * bound grpc-js's own server streams have): many tiny messages cost their
+ * objects more than their bytes.
+ */
+export const FORWARD_QUEUED_MESSAGES = 16
 
 // Hop-by-hop and transport keys: they describe this hop, not the call
 // (grpc-js sets its own user-agent, te, content-type and grpc-timeout).
@@ -53,10 +67,10 @@ export function addressOf (peer: string): string {
   return withPort === null ? peer : withPort[1]!
 }
 
-/** The metadata sent upstream for a call, under `policy`. */
-export function upstreamMetadata (call: ServerDuplexStream<Buffer, Buffer>, policy: ResolvedMetadataPolicy): Metadata {
+/** The metadata sent upstream for a call that came with `metadata`, under `policy`. */
+export function upstreamMetadata (metadata: Metadata, call: Pick<ServerInterceptingCallInterface, 'getPeer' | 'getHost'>, policy: ResolvedMetadataPolicy): Metadata {
   const md = new Metadata()
-  const map = call.metadata.toJSON()
+  const map = metadata.toJSON()
   for (const key in map) {
     if (key.startsWith(':') || TRANSPORT_KEYS.has(key)) continue
     if (key === 'cookie' ? !policy.cookie : (policy.allow !== null && !policy.allow.has(key)) || policy.drop.has(key)) continue
@@ -64,9 +78,9 @@ export function upstreamMetadata (call: ServerDuplexStream<Buffer, Buffer>, poli
     for (const value of map[key]!) md.add(key, value)
   }
   if (policy.forwarded) {
-    const request = call.metadata.getOpaque(REQUEST_KEY) as { ip?: unknown } | undefined
+    const request = metadata.getOpaque(REQUEST_KEY) as { ip?: unknown } | undefined
     const ip = typeof request?.ip === 'string' ? request.ip : addressOf(call.getPeer())
-    const before = call.metadata.get('x-forwarded-for')
+    const before = metadata.get('x-forwarded-for')
     md.set('x-forwarded-for', before.length > 0 ? `${before.join(', ')}, ${ip}` : ip)
     const host = call.getHost()
     if (host !== '') md.set('x-forwarded-host', host)
@@ -109,103 +123,21 @@ export class Upstream {
     return found
   }
 
-  /** The handler registered for each of this upstream's method paths. */
-  readonly handler = (call: ServerDuplexStream<Buffer, Buffer>): void => { this.forward(call) }
+  /**
+   * The handler registered for each of this upstream's method paths: a call
+   * backend, handed the call the interceptors made (see the file's comment).
+   */
+  readonly handler = callBackend((call, handler) => {
+    call.start(new ForwardedCall(this, call, handler.path))
+  })
 
-  private forward (call: ServerDuplexStream<Buffer, Buffer>): void {
-    const path = call.getPath()
-    // The channel's own call, beneath grpc-js's client stream classes and
-    // interceptors: one message per startRead(), and a write callback once
-    // the upstream's HTTP/2 stream took it, so flow control is exact, and no
-    // client stream objects or interceptor chain per call. The client's
-    // deadline is the upstream call's.
-    const deadline = call.getDeadline()
-    const deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline
-    const up: ClientCall = this.client.getChannel().createCall(path, deadline, undefined, null, undefined)
-    let done = false
-    // A client cancel or disconnect cancels it ('cancelled' also follows a
-    // status, when the upstream call is over and this does nothing).
-    call.on('cancelled', () => { if (!done) up.cancelWithStatus(GrpcStatus.CANCELLED, 'Cancelled on client') })
-    // A write after the client left fails; the call is over anyway.
-    call.on('error', () => {})
-
-    // Requests: only as fast as the upstream takes them. A channel call
-    // takes one message at a time (the next after the callback); the ones
-    // that arrive meanwhile wait here, and past FORWARD_REQUEST_HIGH_WATER_MARK
-    // bytes the client's stream is paused: it buffers at most 16 messages
-    // more, and the client's window holds the client back. Pausing only
-    // there, not after every message, keeps grpc-js from stopping and
-    // restarting the client's HTTP/2 stream for each one (a unary call is
-    // never paused).
-    const waiting: Buffer[] = []
-    let waitingBytes = 0
-    let paused = false
-    let sending = false
-    let halfClose = false
-    const context: MessageContext = {
-      callback: () => {
-        const next = waiting.shift()
-        if (next === undefined) {
-          sending = false
-          if (halfClose) up.halfClose()
-          return
-        }
-        waitingBytes -= next.byteLength
-        if (paused && waitingBytes <= FORWARD_REQUEST_HIGH_WATER_MARK / 2) { paused = false; call.resume() }
-        up.sendMessageWithContext(context, next)
-      }
-    }
-    call.on('data', (bytes: Buffer) => {
-      if (!sending) {
-        sending = true
-        up.sendMessageWithContext(context, bytes)
-        return
-      }
-      waiting.push(bytes)
-      waitingBytes += bytes.byteLength
-      if (!paused && waitingBytes >= FORWARD_REQUEST_HIGH_WATER_MARK) { paused = true; call.pause() }
-    })
-    call.on('end', () => {
-      halfClose = true
-      if (!sending) up.halfClose()
-    })
-
-    // Responses: only as fast as the client takes them.
-    let held = 0
-    let reading = false
-    const read = (): void => {
-      if (!reading && !done && held < FORWARD_HIGH_WATER_MARK && !call.writableNeedDrain) {
-        reading = true
-        up.startRead()
-      }
-    }
-    call.on('drain', read)
-    up.start(upstreamMetadata(call, this.config.metadata), {
-      onReceiveMetadata: (md: Metadata) => { if (!call.cancelled) call.sendMetadata(responseMetadata(md)) },
-      onReceiveMessage: (bytes: Buffer) => {
-        reading = false
-        if (call.cancelled) return
-        held += bytes.byteLength
-        call.write(bytes, () => { held -= bytes.byteLength; read() })
-        read()
-      },
-      onReceiveStatus: (status: StatusObject) => {
-        done = true
-        if (call.cancelled) return
-        // The channel's own timer for the very deadline the call has: the
-        // call's timer ends it too, the way it ends an in-process call.
-        if (status.code === GrpcStatus.DEADLINE_EXCEEDED && Date.now() >= deadlineMs - 10) return
-        this.outcome(path, status)
-        const trailers = responseMetadata(status.metadata)
-        if (status.code === GrpcStatus.OK) call.end(trailers)
-        else call.emit('error', { code: status.code, details: status.details, metadata: trailers })
-      }
-    })
-    read()
+  /** @private The channel's call for `path`, beneath grpc-js's client stream classes and interceptors. */
+  createCall (path: string, deadline: number): ClientCall {
+    return this.client.getChannel().createCall(path, deadline, undefined, null, undefined)
   }
 
-  // Logs name the upstream; a change between reachable and not is worth a warning, each call only debug.
-  private outcome (path: string, status: StatusObject): void {
+  /** @private Logs name the upstream; a change between reachable and not is worth a warning, each call only debug. */
+  outcome (path: string, status: StatusObject): void {
     const unavailable = status.code === GrpcStatus.UNAVAILABLE
     if (unavailable && !this.down) {
       this.down = true
@@ -220,4 +152,242 @@ export class Upstream {
   close (): void {
     this.client.close()
   }
+}
+
+// Forwarded calls with upstream output to hand on, handed on together (ForwardedCall#outputLater).
+const output = new TurnQueue<ForwardedCall>(setImmediate, call => { call.output() })
+
+/**
+ * One forwarded call: the client's call (as the interceptors made it) on one
+ * side, the channel's call to the upstream on the other. It is the client
+ * call's listener; UpstreamListener is the channel call's.
+ *
+ * Each side takes one message at a time: the client's call gives one per
+ * startRead() and takes the next sendMessage() after the last one's callback;
+ * the channel's call likewise, with sendMessageWithContext() and startRead().
+ * What arrives meanwhile waits here, within FORWARD_HIGH_WATER_MARK (responses)
+ * or FORWARD_REQUEST_HIGH_WATER_MARK (requests) bytes and
+ * FORWARD_QUEUED_MESSAGES messages; past those, that side is no longer read,
+ * so its transport's window holds its sender back.
+ */
+class ForwardedCall implements ServerCallListener {
+  private up: ClientCall | null = null
+  private readonly upListener = new UpstreamListener(this)
+  private deadlineMs = Infinity
+  /** The upstream's status came (the upstream call is over). */
+  private done = false
+  /** The client's call is over (status sent, or cancelled). */
+  private over = false
+
+  // Requests: client → upstream.
+  private readonly waiting: Buffer[] = []
+  private waitingBytes = 0
+  private sending = false
+  private clientReadPending = false
+  private clientHalfClosed = false
+  private upHalfClosed = false
+  private readingClient = false
+  private readClientAgain = false
+
+  // Responses: upstream → client.
+  private readonly responses: Buffer[] = []
+  /** Bytes of responses not yet taken by the client's call: waiting, and the one it is writing. */
+  private responseBytes = 0
+  private writing: Buffer | null = null
+  private upReadPending = false
+  private headers: Metadata | null = null
+  private status: StatusObject | null = null
+  private pumping = false
+  private outputDue = false
+
+  constructor (private readonly upstream: Upstream, private readonly call: ServerInterceptingCallInterface, private readonly path: string) {}
+
+  // --- the client's call -------------------------------------------------
+
+  onReceiveMetadata (metadata: Metadata): void {
+    if (this.over) return
+    // The client's deadline is the upstream call's.
+    const deadline = this.call.getDeadline()
+    this.deadlineMs = deadline instanceof Date ? deadline.getTime() : deadline
+    const up = this.upstream.createCall(this.path, this.deadlineMs)
+    this.up = up
+    up.start(upstreamMetadata(metadata, this.call, this.upstream.config.metadata), this.upListener)
+    this.readClient()
+    this.readUpstream()
+  }
+
+  onReceiveMessage (bytes: Buffer): void {
+    this.clientReadPending = false
+    if (this.over) return
+    if (!this.sending) {
+      this.sending = true
+      this.up!.sendMessageWithContext(this.upListener, bytes)
+    } else {
+      this.waiting.push(bytes)
+      this.waitingBytes += bytes.byteLength
+    }
+    this.readClient()
+  }
+
+  onReceiveHalfClose (): void {
+    this.clientReadPending = false
+    this.clientHalfClosed = true
+    if (this.over) return
+    // After a message the channel's call was handed, a half-close may follow
+    // at once (grpc-js's own unary calls do so): no wait for its callback.
+    if (this.waiting.length === 0) this.halfCloseUpstream()
+  }
+
+  /** A client cancel or disconnect cancels the upstream call ('cancelled' also follows a status, when this does nothing). */
+  onCancel (): void {
+    if (this.over && this.done) return
+    this.over = true
+    this.waiting.length = 0
+    this.responses.length = 0
+    if (!this.done) this.up?.cancelWithStatus(GrpcStatus.CANCELLED, 'Cancelled on client')
+  }
+
+  /**
+   * Reads the client's next message while the upstream keeps up. A loop, not
+   * a recursion: a transport may deliver a queued message inside startRead().
+   */
+  private readClient (): void {
+    if (this.readingClient) { this.readClientAgain = true; return }
+    this.readingClient = true
+    do {
+      this.readClientAgain = false
+      if (this.clientReadPending || this.clientHalfClosed || this.over) break
+      if (this.waitingBytes >= FORWARD_REQUEST_HIGH_WATER_MARK || this.waiting.length >= FORWARD_QUEUED_MESSAGES) break
+      this.clientReadPending = true
+      this.call.startRead()
+    } while (this.readClientAgain)
+    this.readingClient = false
+  }
+
+  private halfCloseUpstream (): void {
+    if (this.upHalfClosed) return
+    this.upHalfClosed = true
+    this.up!.halfClose()
+  }
+
+  // --- the upstream's call -----------------------------------------------
+
+  /** The channel's call took the last request message: the next one, or the half-close. */
+  requestSent (): void {
+    if (this.over) return
+    const next = this.waiting.shift()
+    if (next === undefined) {
+      this.sending = false
+      if (this.clientHalfClosed) this.halfCloseUpstream()
+      return
+    }
+    this.waitingBytes -= next.byteLength
+    this.up!.sendMessageWithContext(this.upListener, next)
+    if (this.waiting.length === 0 && this.clientHalfClosed) this.halfCloseUpstream()
+    this.readClient()
+  }
+
+  upstreamMetadata (metadata: Metadata): void {
+    if (this.over) return
+    this.headers = responseMetadata(metadata)
+    this.outputLater()
+  }
+
+  upstreamMessage (bytes: Buffer): void {
+    this.upReadPending = false
+    if (this.over) return
+    this.responses.push(bytes)
+    this.responseBytes += bytes.byteLength
+    this.outputLater()
+    this.readUpstream()
+  }
+
+  upstreamStatus (status: StatusObject): void {
+    this.done = true
+    if (this.over) return
+    // The channel's own timer for the very deadline the call has: the
+    // call's timer ends it too, the way it ends an in-process call.
+    if (status.code === GrpcStatus.DEADLINE_EXCEEDED && Date.now() >= this.deadlineMs - 10) return
+    this.upstream.outcome(this.path, status)
+    this.status = status
+    this.outputLater()
+  }
+
+  /**
+   * What the upstream sent goes to the client's call at the end of this
+   * turn's I/O, with what every other forwarded call got in it: the
+   * channel delivers each response header, message and status from its own
+   * HTTP/2 callback (a microtask checkpoint each), so handed on at once they
+   * would leave as a WebSocket message each, three per unary call, where
+   * together they share one.
+   */
+  private outputLater (): void {
+    if (this.outputDue) return
+    this.outputDue = true
+    output.add(this)
+  }
+
+  /** @private From the output queue. */
+  output (): void {
+    this.outputDue = false
+    if (this.over) return
+    const headers = this.headers
+    if (headers !== null) {
+      this.headers = null
+      this.call.sendMetadata(headers)
+    }
+    this.pump()
+  }
+
+  /** Reads the upstream's next message while the client keeps up. */
+  private readUpstream (): void {
+    if (this.upReadPending || this.done || this.over) return
+    if (this.responseBytes >= FORWARD_HIGH_WATER_MARK || this.responses.length >= FORWARD_QUEUED_MESSAGES) return
+    this.upReadPending = true
+    this.up!.startRead()
+  }
+
+  /** The client's call took the response it was writing. */
+  private readonly responseSent = (): void => {
+    this.responseBytes -= this.writing!.byteLength
+    this.writing = null
+    if (this.over) return
+    this.pump()
+    this.readUpstream()
+  }
+
+  /** Hands the client's call the next response, or the status once all went. */
+  private pump (): void {
+    if (this.pumping) return
+    this.pumping = true
+    while (this.writing === null && !this.over) {
+      const next = this.responses.shift()
+      if (next === undefined) {
+        if (this.status !== null) this.finish(this.status)
+        break
+      }
+      this.writing = next
+      this.call.sendMessage(next, this.responseSent)
+    }
+    this.pumping = false
+  }
+
+  // The upstream's status and trailers, as they came (an OK status as every
+  // grpc-js handler sends it).
+  private finish (status: StatusObject): void {
+    this.over = true
+    const metadata = responseMetadata(status.metadata)
+    if (status.code === GrpcStatus.OK) this.call.sendStatus({ code: GrpcStatus.OK, details: 'OK', metadata })
+    else this.call.sendStatus({ code: status.code, details: status.details, metadata })
+  }
+}
+
+/** The channel call's listener, and the context of each request sent on it (its callback). */
+class UpstreamListener implements ClientCallListener, MessageContext {
+  constructor (private readonly call: ForwardedCall) {}
+  onReceiveMetadata (metadata: Metadata): void { this.call.upstreamMetadata(metadata) }
+  onReceiveMessage (bytes: Buffer): void { this.call.upstreamMessage(bytes) }
+  onReceiveStatus (status: StatusObject): void { this.call.upstreamStatus(status) }
+  // A property, not a method: grpc-js may call it detached from this object.
+  readonly callback = (): void => { this.call.requestSent() }
 }
