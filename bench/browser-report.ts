@@ -7,20 +7,10 @@ import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { median, medianOrNull, summarizeRepetitions, type Pattern } from './common.js'
 import type { PageSystem } from './browser-page.js'
-import { esc, fmt, fmtInt, sizeLabel, svgBars, svgLegend, svgOpen, svgRows } from './report.js'
+import { esc, fmt, fmtInt, sizeLabel, svgBars, svgLegend, svgOpen, svgRows, type Plan } from './report.js'
 
-export interface BrowserPlan {
-  name: string
-  reps: number
-  warmupMs: number
-  windowMs: number
-  /** Unary calls each system makes, uncounted, at the start of each repetition. */
-  prewarmMs: number
-  unarySizes: number[]
-  unaryInflight: number[]
-  streamInflight: number
-  budgetMs: number
-}
+/** The Node bench's plan fields the page's runs share, and the run's time budget. */
+export type BrowserPlan = Pick<Plan, 'name' | 'reps' | 'warmupMs' | 'windowMs' | 'prewarmMs' | 'unarySizes' | 'unaryInflight' | 'streamInflight'> & { budgetMs: number }
 
 export interface BrowserMeasurement {
   rep: number

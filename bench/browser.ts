@@ -19,18 +19,12 @@ import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { chromium, type Browser, type CDPSession, type Page } from 'playwright-core'
 import { CHROMIUM, CHROMIUM_ARGS, bundle, requireChromium } from '../test/helpers/browser.js'
-import { windowFigures, type RunResult, type Scenario, type ServerSample } from './common.js'
+import { flag, option, windowFigures, type RunResult, type Scenario, type ServerSample } from './common.js'
 import type { PageSystem, PageTargets } from './browser-page.js'
 import { BROWSER_LABELS, BROWSER_SYSTEMS, browserTable, summarizeBrowser, writeBrowserReports, type BrowserMeasurement, type BrowserPlan, type BrowserResults } from './browser-report.js'
 import type { LoadSpec } from './load.js'
 import { BENCH_DIR, BUILD_DIR, ServerProcess, buildBundles, cpuShares, cpuTimes, hasTaskset, killAll, machineBasics, packageVersions, type CpuTimes, type ServerKind } from './procs.js'
 
-const argv = process.argv.slice(2)
-const flag = (name: string): boolean => argv.includes(name)
-const option = (name: string): string | undefined => {
-  const i = argv.indexOf(name)
-  return i === -1 ? undefined : argv[i + 1]
-}
 
 const quick = flag('--quick')
 const plan: BrowserPlan = quick

@@ -17,23 +17,18 @@ import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { median, type ClientSystem, type RunResult, type RunSpec } from './common.js'
+import { flag, median, option, type ClientSystem, type RunResult, type RunSpec } from './common.js'
 import { profileTables, summarizeProfile } from './cpu-profile.js'
 import { BUILD_DIR, ClientProcess, ServerProcess, buildBundles, killAll } from './procs.js'
 
-const argv = process.argv.slice(2)
-const option = (name: string, fallback: string): string => {
-  const i = argv.indexOf(name)
-  return i === -1 ? fallback : argv[i + 1]!
-}
-const reps = Number(option('--reps', '5'))
-const windowMs = Number(option('--seconds', '2')) * 1000
+const reps = Number(option('--reps') ?? '5')
+const windowMs = Number(option('--seconds') ?? '2') * 1000
 const warmupMs = 500
-const sizes = option('--sizes', '100,65536').split(',').map(Number)
-const inflight = Number(option('--inflight', '64'))
-const systems = option('--systems', 'plugin-web,plugin-grpcjs,ws').split(',') as ClientSystem[]
-const profiled = option('--prof', '') as ClientSystem | ''
-const pin = !argv.includes('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
+const sizes = (option('--sizes') ?? '100,65536').split(',').map(Number)
+const inflight = Number(option('--inflight') ?? '64')
+const systems = (option('--systems') ?? 'plugin-web,plugin-grpcjs,ws').split(',') as ClientSystem[]
+const profiled = (option('--prof') ?? '') as ClientSystem | ''
+const pin = !flag('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
 
 // Bounded in time whatever happens.
 const budgetMs = reps * sizes.length * systems.length * (warmupMs + windowMs + 5000) + 60_000

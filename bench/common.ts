@@ -7,6 +7,17 @@ import { payloadBytes } from './shared.js'
 
 export { percentile } from './shared.js'
 
+/** Whether the command line has the switch `name` (`--quick`). */
+export function flag (name: string): boolean {
+  return process.argv.indexOf(name, 2) !== -1
+}
+
+/** The value after `name` on the command line (`--reps 5`), if given. */
+export function option (name: string): string | undefined {
+  const i = process.argv.indexOf(name, 2)
+  return i === -1 ? undefined : process.argv[i + 1]
+}
+
 /** bench/echo.proto; the orchestrator passes its path to every child. */
 export const PROTO_PATH = process.env.BENCH_PROTO ?? resolve('bench/echo.proto')
 

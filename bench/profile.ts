@@ -13,21 +13,16 @@
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import type { ClientSystem, RunResult, RunSpec } from './common.js'
+import { flag, option, type ClientSystem, type RunResult, type RunSpec } from './common.js'
 import { profileTables, summarizeProfile } from './cpu-profile.js'
 import { BUILD_DIR, ClientProcess, ServerProcess, buildBundles, killAll } from './procs.js'
 
-const argv = process.argv.slice(2)
-const option = (name: string, fallback: string): string => {
-  const i = argv.indexOf(name)
-  return i === -1 ? fallback : argv[i + 1]!
-}
-const forward = argv.includes('--forward')
-const system = option('--client', forward ? 'forward-lean' : 'plugin-lean') as ClientSystem
-const seconds = Number(option('--seconds', '6'))
-const size = Number(option('--size', '100'))
-const inflight = Number(option('--inflight', '64'))
-const out = option('--out', '')
+const forward = flag('--forward')
+const system = (option('--client') ?? (forward ? 'forward-lean' : 'plugin-lean')) as ClientSystem
+const seconds = Number(option('--seconds') ?? '6')
+const size = Number(option('--size') ?? '100')
+const inflight = Number(option('--inflight') ?? '64')
+const out = option('--out') ?? ''
 const TOP = 25
 
 async function main (): Promise<void> {

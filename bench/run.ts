@@ -22,17 +22,11 @@ import os from 'node:os'
 import { join, resolve } from 'node:path'
 import { createRequire } from 'node:module'
 import { setTimeout as sleep } from 'node:timers/promises'
-import { windowFigures, type ClientSystem, type MemSpec, type RunResult, type RunSpec, type Scenario, type ServerSample } from './common.js'
+import { flag, option, windowFigures, type ClientSystem, type MemSpec, type RunResult, type RunSpec, type Scenario, type ServerSample } from './common.js'
 import { BENCH_DIR, ClientProcess, ServerProcess, buildBundles, cpuShares, cpuTimes, hasTaskset, killAll as killProcs, machineBasics, packageVersions, type CpuTimes, type ServerKind, type SpawnOptions } from './procs.js'
 import { FANOUT_FULL, FANOUT_QUICK, fanoutFailures, killFanout, runFanout } from './fanout.js'
 import { forwardSection, httpSection, summarize, writeReports, type Measurement, type MemoryResult, type HoldResult, type StartupResult, type BenchResults, type Plan } from './report.js'
 
-const argv = process.argv.slice(2)
-const flag = (name: string): boolean => argv.includes(name)
-const option = (name: string): string | undefined => {
-  const i = argv.indexOf(name)
-  return i === -1 ? undefined : argv[i + 1]
-}
 
 const quick = flag('--quick')
 const plan: Plan = quick
