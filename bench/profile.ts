@@ -1,9 +1,10 @@
 /**
- * Profiles the plugin's server under unary load: `node --cpu-prof` on the
- * server process while a client keeps 64 calls of 100 B in flight, then the
- * functions with the most self time, and the same by module.
+ * Profiles the plugin's server under load: `node --cpu-prof` on the server
+ * process while a client keeps 64 unary calls of 100 B in flight (or the
+ * given pattern: `--pattern bidi --inflight 1000` is the bench's pipelined
+ * bidi), then the functions with the most self time, and the same by module.
  *
- *   npx tsx bench/profile.ts [--client plugin-lean|plugin-grpcjs] [--seconds 6] [--size 100] [--inflight 64] [--out docs/bench-profile.md]
+ *   npx tsx bench/profile.ts [--client plugin-lean|plugin-grpcjs] [--pattern unary|bidi|server-stream] [--seconds 6] [--size 100] [--inflight 64] [--out docs/bench-profile.md]
  *
  * `--forward`: profiles the forwarder instead (bench/servers/forward.ts,
  * forwarding to a grpc-js upstream in another process), called over its
@@ -13,13 +14,14 @@
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
-import { flag, option, type ClientSystem, type RunResult, type RunSpec } from './common.js'
+import { flag, option, type ClientSystem, type Pattern, type RunResult, type RunSpec } from './common.js'
 import { profileTables, summarizeProfile } from './cpu-profile.js'
 import { BUILD_DIR, ClientProcess, ServerProcess, buildBundles, killAll } from './procs.js'
 
 const forward = flag('--forward')
 const system = (option('--client') ?? (forward ? 'forward-lean' : 'plugin-lean')) as ClientSystem
 const seconds = Number(option('--seconds') ?? '6')
+const pattern = (option('--pattern') ?? 'unary') as Pattern
 const size = Number(option('--size') ?? '100')
 const inflight = Number(option('--inflight') ?? '64')
 const out = option('--out') ?? ''
@@ -35,7 +37,7 @@ async function main (): Promise<void> {
   const client = await ClientProcess.start({ cpu: 1 })
   const target = system === 'forward-grpcjs' ? `127.0.0.1:${server.grpcPort}` : `ws://127.0.0.1:${server.port}/grpc`
   try {
-    const warm: RunSpec = { system, target, pattern: 'unary', size, inflight, warmupMs: 1500, windowMs: 50, maxOps: 50_000_000 }
+    const warm: RunSpec = { system, target, pattern, size, inflight, warmupMs: 1500, windowMs: 50, maxOps: 50_000_000 }
     await client.ask({ cmd: 'run', id: client.newId(), spec: warm }, 60_000)
     const spec: RunSpec = { ...warm, warmupMs: 100, windowMs: seconds * 1000 }
     let a = 0
@@ -44,7 +46,7 @@ async function main (): Promise<void> {
     const reply = await client.ask({ cmd: 'run', id: client.newId(), spec }, seconds * 1000 + 60_000) as { result: RunResult }
     await new Promise(resolve => setTimeout(resolve, 100))
     const r = reply.result
-    console.log(`load: ${system}, unary ${size} B, ${inflight} in flight: ${Math.round(r.ops / r.seconds).toLocaleString('en-US')} calls/s, server ${((b - a) / r.ops).toFixed(1)} µs/call, p50 ${r.p50Ms?.toFixed(2) ?? '?'} ms p99 ${r.p99Ms?.toFixed(2) ?? '?'} ms, ${r.errors} errors`)
+    console.log(`load: ${system}, ${pattern} ${size} B, ${inflight} in flight: ${Math.round(r.ops / r.seconds).toLocaleString('en-US')} ${pattern === 'unary' ? 'calls' : 'msgs'}/s, server ${((b - a) / r.ops).toFixed(1)} µs/${pattern === 'unary' ? 'call' : 'msg'}, p50 ${r.p50Ms?.toFixed(2) ?? '?'} ms p99 ${r.p99Ms?.toFixed(2) ?? '?'} ms, ${r.errors} errors`)
   } finally {
     await client.stop()
     await server.stop()
@@ -56,7 +58,7 @@ async function main (): Promise<void> {
   const busy = summary.busyUs
   const total = summary.totalUs
   const lines: string[] = []
-  lines.push(`# Server profile: fastify-grpc-ws${forward ? ' forwarding to a grpc-js upstream' : ''} under unary load (${system.endsWith('lean') ? 'lean client' : 'grpc-js client'}, ${size} B, ${inflight} in flight)`, '')
+  lines.push(`# Server profile: fastify-grpc-ws${forward ? ' forwarding to a grpc-js upstream' : ''} under ${pattern} load (${system.endsWith('lean') ? 'lean client' : 'grpc-js client'}, ${size} B, ${inflight} in flight)`, '')
   lines.push(`\`node --cpu-prof\` on the server process (pinned to CPU 0; client on CPU 1), ${seconds} s of load after 1.5 s of warm-up; the profile covers the whole process life, start-up included. Busy ${(busy / 1000).toFixed(0)} ms of ${(total / 1000).toFixed(0)} ms sampled (${(100 * busy / total).toFixed(0)} %). Percentages are of busy time. Bundle lines are mapped back to their source module (\`lib/...\`); \`bench/profile.ts\` regenerates this file.`, '')
   lines.push(...profileTables(summary, TOP).map(l => l.replace(/^### /, '## ')))
   lines.push('')
