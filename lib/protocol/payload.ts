@@ -5,6 +5,7 @@
 import { ByteReader, ByteWriter, asciiLength, utf8Decode, utf8Encode, utf8EncodeNonAscii } from './bytes.js'
 import { FRAME_HEADER_SIZE, FrameType, ProtocolError, writeFrameHeader } from './frame.js'
 import { metadataSize, readCallMetadata, readMetadata, writeMetadata, type MetadataEntry } from './metadata.js'
+import type { RecentText } from './recent-text.js'
 
 /** CALL timeout value meaning "no deadline". */
 export const NO_TIMEOUT = 0xffffffff
@@ -134,16 +135,20 @@ export interface ParsedCall extends CallStart {
   metadata: MetadataEntry[]
   /** Encoded size of the metadata block, for the receiver's limit. */
   metadataSize: number
+  /** The path's bytes: a view of the payload. */
+  pathBytes: Uint8Array
 }
 
-export function parseCall (payload: Uint8Array): ParsedCall {
+/** `paths`: the paths decoded before, found again by their bytes. */
+export function parseCall (payload: Uint8Array, paths?: RecentText): ParsedCall {
   const r = new ByteReader(payload)
   const timeoutMs = r.u32('timeout')
   const initialWindowSize = r.u32('window')
-  const path = utf8Decode(r.take(r.u16('path length'), 'path'))
+  const pathBytes = r.take(r.u16('path length'), 'path')
+  const path = paths === undefined ? utf8Decode(pathBytes) : paths.decode(pathBytes)
   const metadataSize = r.remaining
   const metadata = readCallMetadata(r)
-  return { path, timeoutMs, initialWindowSize, metadata, metadataSize }
+  return { path, timeoutMs, initialWindowSize, metadata, metadataSize, pathBytes }
 }
 
 // HEADERS ----------------------------------------------------------------

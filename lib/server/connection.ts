@@ -454,7 +454,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     }
     let start: ParsedCall
     try {
-      start = parseCall(frame.payload)
+      start = parseCall(frame.payload, this.dispatcher.paths)
     } catch (err) {
       if (err instanceof MetadataError) {
         this.refuse(id, GrpcStatus.INTERNAL, err.message)
@@ -473,6 +473,7 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       this.refuse(id, GrpcStatus.UNIMPLEMENTED, `The server does not implement the method ${start.path}`)
       return
     }
+    this.dispatcher.paths.remember(start.pathBytes, start.path)
     const deadline = start.timeoutMs === NO_TIMEOUT ? Infinity : Date.now() + start.timeoutMs
     const metadata = requestMetadata(start.metadata, this.userAgent)
     metadata.setOpaque(REQUEST_KEY, this.request)

@@ -9,6 +9,7 @@ import { Metadata, status as GrpcStatus, type Server, type ServerInterceptor, ty
 import { lookupHandler, runHandler, type RegisteredHandler } from '../grpc-internals.js'
 import { toGrpcMetadata } from '../grpc-metadata.js'
 import type { MetadataEntry } from '../protocol/metadata.js'
+import { RecentText } from '../protocol/recent-text.js'
 
 // Transport-level keys grpc-js strips before a handler sees the metadata.
 const strippedKeys = new Set(['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'])
@@ -37,6 +38,8 @@ export function requestMetadata (entries: readonly MetadataEntry[], userAgent: s
 
 export class Dispatcher {
   private readonly descriptors = new Map<string, ServerMethodDefinition<unknown, unknown>>()
+  /** The paths of methods called lately, for the CALLs of every connection (lib/protocol/recent-text.ts). */
+  readonly paths = new RecentText(8, 256)
 
   constructor (private readonly registry: Server, private readonly interceptors: readonly ServerInterceptor[]) {}
 

@@ -177,16 +177,17 @@ const callTarget: Target<Mutated<CallStart>> = {
     const got = attempt(() => parseCall(bytes), [TruncatedError, MetadataError])
     if (mutations.length === 0) {
       assert.ok('value' in got, 'a built CALL parses')
-      const { metadataSize, ...start } = got.value
+      const { metadataSize, pathBytes, ...start } = got.value
       assert.deepEqual(start, value, 'parse(encode(v)) is v')
+      assert.deepEqual([...pathBytes], [...new TextEncoder().encode(value.path)], 'pathBytes are the path\'s UTF-8')
     }
     if (!('value' in got)) return
     const call = got.value
     assert.ok(call.metadata.length <= bytes.length / MIN_ENTRY, `${call.metadata.length} entries from ${bytes.length} bytes`)
     assert.ok(call.metadataSize <= bytes.length - 10)
     const again = payloadOf(buildCall(1, call))
-    const { metadataSize: _a, ...reparsed } = parseCall(again)
-    const { metadataSize: _b, ...first } = call
+    const { metadataSize: _a, pathBytes: _c, ...reparsed } = parseCall(again)
+    const { metadataSize: _b, pathBytes: _d, ...first } = call
     assert.deepEqual(reparsed, first, 'encode(parse(x)) parses to parse(x)')
     // Bytes after the metadata block are ignored (PROTOCOL.md §6.1), and a path that is not UTF-8 decodes with U+FFFD.
     const pathBytes = bytes.subarray(10, 10 + ((bytes[8]! << 8) | bytes[9]!))

@@ -118,8 +118,8 @@ t.test('buildCall writes NO_TIMEOUT as ffffffff and an empty metadata block as a
 
 t.test('parseCall reads a hand-written CALL payload', async t => {
   const call = parseCall(hex('000003e8 00010000 0006 2f612e422f43 0001 0001 6b 00000001 76'))
-  t.same({ ...call, metadata: plain(call.metadata) }, {
-    path: '/a.B/C', timeoutMs: 1000, initialWindowSize: 65536, metadata: [['k', 'v']], metadataSize: 10
+  t.same({ ...call, metadata: plain(call.metadata), pathBytes: [...call.pathBytes] }, {
+    path: '/a.B/C', timeoutMs: 1000, initialWindowSize: 65536, metadata: [['k', 'v']], metadataSize: 10, pathBytes: [...Buffer.from('/a.B/C')]
   })
 })
 
