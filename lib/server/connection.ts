@@ -328,6 +328,8 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
    * -1 when every frame was handled or the connection ended.
    */
   private handleFrames (frames: Frame[], from: number): number {
+    // One clock read per timed frame: each is charged the time since the last read.
+    let mark = -1
     for (let i = from; i < frames.length;) {
       // A frame may end the connection (a spent budget): the rest is dropped.
       if (this.closed) return -1
@@ -335,10 +337,13 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
       let cost = 1
       const type = frame.type
       if (type === FrameType.CALL || type === FrameType.CANCEL || type === FrameType.HALF_CLOSE) {
-        // Frames that start, end or run a handler: charged by their measured time.
-        const started = performance.now()
+        // Frames that start, end or run a handler: charged by their measured time
+        // (with that of the untimed frames before it, charged a unit each already).
+        if (mark < 0) mark = performance.now()
         this.onFrame(frame)
-        cost = measuredCost(performance.now() - started, type === FrameType.CALL ? CALL_COST : 1)
+        const now = performance.now()
+        cost = measuredCost(now - mark, type === FrameType.CALL ? CALL_COST : 1)
+        mark = now
       } else {
         this.onFrame(frame)
       }
