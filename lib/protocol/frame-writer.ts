@@ -74,12 +74,17 @@ export class FrameWriter {
 
   /** @private The microtask checkpoint after the first write is over: send the batch. */
   tick (): void {
-    // Callbacks first, in write order, twice at most: what they write joins
-    // this message (one socket write per unary round trip instead of two).
-    for (let round = 0; round < 2 && this.callbacks !== null && this.size < this.maxMessageSize; round++) {
-      const callbacks = this.callbacks
+    // Callbacks first, in write order, for 32 rounds at most: what they write
+    // joins this message (a unary call's status after its response, a
+    // stream's next message). A grpc-js stream writes one message at a time,
+    // the next from the previous one's callback, so each round adds one
+    // message per stream (at two rounds, pipelined bidi left three messages
+    // per socket write). A literal: the browser bundle's budget is tight.
+    let callbacks = this.callbacks
+    for (let round = 0; round < 32 && callbacks !== null && this.size < this.maxMessageSize; round++) {
       this.callbacks = null
       for (const done of callbacks) done()
+      callbacks = this.callbacks
     }
     this.scheduled = false
     this.flush()

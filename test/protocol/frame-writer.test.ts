@@ -164,20 +164,40 @@ t.test('FrameWriter lets what a done callback writes join the same batch', async
   t.same(r.log, ['done 1', 'done 2', 'send 2'])
 })
 
-t.test('FrameWriter runs callbacks written in the second round after the batch is sent', async t => {
+// Rounds of write callbacks run into one batch (PROTOCOL.md §2).
+const CALLBACK_ROUNDS = 32
+
+t.test('FrameWriter lets a chain of callbacks join the batch for 32 rounds, then sends it', async t => {
   const r = recorder()
-  const w = new FrameWriter({ sendBatch: r.send }, 100)
-  w.write(bytes(1), () => {
-    r.log.push('done 1')
-    w.write(bytes(2), () => {
-      r.log.push('done 2')
-      w.write(bytes(3), () => r.log.push('done 3'))
+  const w = new FrameWriter({ sendBatch: r.send }, 1000)
+  const total = CALLBACK_ROUNDS + 8
+  // Each frame's callback writes the next, as a grpc-js stream writes its messages.
+  const writeFrom = (n: number): void => {
+    w.write(bytes(n), () => {
+      r.log.push(`done ${n}`)
+      if (n < total) writeFrom(n + 1)
     })
-  })
+  }
+  writeFrom(1)
   await settle()
-  // Frame 3 still joins the batch; only its callback waits for the send.
-  t.same(r.log, ['done 1', 'done 2', 'send 3', 'done 3'])
-  t.same(r.sent.map(m => [...m]), [[1, 2, 3]])
+  const first = Array.from({ length: CALLBACK_ROUNDS + 1 }, (_, i) => i + 1)
+  const second = Array.from({ length: total - CALLBACK_ROUNDS - 1 }, (_, i) => i + CALLBACK_ROUNDS + 2)
+  t.same(r.sent.map(m => [...m]), [first, second], 'the rounds\' writes in one message, the rest in the next')
+  // The last round's callback waits for the send.
+  const sendAt = r.log.indexOf(`send ${CALLBACK_ROUNDS + 1}`)
+  t.equal(r.log[sendAt - 1], `done ${CALLBACK_ROUNDS}`)
+  t.equal(r.log[sendAt + 1], `done ${CALLBACK_ROUNDS + 1}`)
+})
+
+t.test('FrameWriter stops running callbacks into a batch once it is full', async t => {
+  const r = recorder()
+  const w = new FrameWriter({ sendBatch: r.send }, 4)
+  const writeFrom = (n: number): void => {
+    w.write(bytes(n), () => { if (n < 10) writeFrom(n + 1) })
+  }
+  writeFrom(1)
+  await settle()
+  t.same(r.sent.map(m => [...m]), [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]])
 })
 
 t.test('FrameWriter.discard drops the batch and its callbacks', async t => {
