@@ -203,6 +203,9 @@ const DESCRIPTIONS: Record<ClientSystem, string> = {
 /** The systems of the main tables; the forwarded and HTTP rows have sections of their own. */
 const SYSTEM_ORDER: ClientSystem[] = ['plugin-lean', 'plugin-grpcjs', 'plugin-web', 'plugin-connect', 'grpc', 'connect', 'ws']
 const FORWARD_SYSTEMS: ClientSystem[] = ['forward-grpcjs', 'forward-lean']
+/** The HTTP rows measured with two client processes (bench/run.ts). */
+export const HTTP_SATURATED_KEY = 'unary-100-c64-2p'
+
 /** Each HTTP protocol: the plugin's row and connect-fastify's. */
 const HTTP_PAIRS: Array<{ protocol: string, plugin: ClientSystem, cf: ClientSystem }> = [
   { protocol: 'gRPC-Web', plugin: 'plugin-http-grpcweb', cf: 'cf-http-grpcweb' },
@@ -400,12 +403,19 @@ export function summarize (results: BenchResults): Summary {
     const c = findRow(u100, pair.cf)
     const rate = findRatio(u100, pair.plugin, pair.cf, 'rate')
     const cpu = findRatio(u100, pair.plugin, pair.cf, 'serverUsPerOp')
+    // Calls/s is the server's only where the clients have cores to spare: the two-client rows when measured.
+    const ps = findRow(HTTP_SATURATED_KEY, pair.plugin)
+    const cs = findRow(HTTP_SATURATED_KEY, pair.cf)
+    const rateS = findRatio(HTTP_SATURATED_KEY, pair.plugin, pair.cf, 'rate')
+    const judged = rateS ?? rate
     targets.push({
       name: `${pair.protocol} (binary) unary 100 B, 64 in flight, HTTP/1.1: calls/s ≥ connect-fastify's`,
       client: `connect-node ${pair.protocol} transport`,
-      measured: `${fmtInt(p?.rate)} vs ${fmtInt(c?.rate)} /s: ${fmtRatio(rate, false)}`,
-      value: rate?.median ?? null,
-      pass: rate === undefined ? null : rate.median >= 1
+      measured: rateS === undefined
+        ? `${fmtInt(p?.rate)} vs ${fmtInt(c?.rate)} /s: ${fmtRatio(rate, false)}`
+        : `two client processes: ${fmtInt(ps?.rate)} vs ${fmtInt(cs?.rate)} /s: ${fmtRatio(rateS, false)}; one (client-bound at ${fmt(p?.clientCpuPct, 0)} / ${fmt(c?.clientCpuPct, 0)} % of its core): ${fmtRatio(rate, false)}`,
+      value: judged?.median ?? null,
+      pass: judged === undefined ? null : judged.median >= 1
     })
     targets.push({
       name: `${pair.protocol} (binary) unary 100 B, 64 in flight, HTTP/1.1: server CPU per call ≤ connect-fastify's`,
@@ -654,24 +664,29 @@ export function forwardSection (r: BenchResults, s: Summary): string[] {
 
 /** docs/bench.md's section on the HTTP routes against connect-fastify (empty when not measured). */
 export function httpSection (r: BenchResults, s: Summary): string[] {
-  const key = 'unary-100-c64'
-  const present = HTTP_PAIRS.filter(p => s.rows.some(x => x.scenario === key && (x.system === p.plugin || x.system === p.cf)))
+  const present = HTTP_PAIRS.filter(p => s.rows.some(x => x.scenario === 'unary-100-c64' && (x.system === p.plugin || x.system === p.cf)))
   if (present.length === 0) return []
   const out: string[] = []
   out.push('## HTTP routes: gRPC-Web and Connect against connect-fastify (HTTP/1.1)', '')
   out.push('Goal: calls/s and server CPU per call at least on par with connect-fastify serving the same service. Unary 100 B at 64 in flight, binary; the client is connect-node\'s `createGrpcWebTransport` or `createConnectTransport` with `httpVersion: \'1.1\'` (Node\'s agent: a keep-alive socket per call in flight). The plugin\'s rows are its HTTP routes in the same server process as the WebSocket rows; connect-fastify runs in a process of its own over HTTP/1.1 (`bench/servers/http-connect.ts`) with the Echo as Connect handlers. Ratios are the medians of per-repetition ratios.', '')
-  out.push('| protocol | server | calls/s (median; min–max) | p50 / p99 ms | server CPU µs/call | server / client CPU use | plugin / connect-fastify: calls/s [per rep] | server CPU per call [per rep] |', '|---|---|---:|---:|---:|---:|---:|---:|')
-  for (const pair of present) {
-    const rate = s.ratios.find(x => x.scenario === key && x.a === pair.plugin && x.b === pair.cf && x.field === 'rate')
-    const cpu = s.ratios.find(x => x.scenario === key && x.a === pair.plugin && x.b === pair.cf && x.field === 'serverUsPerOp')
-    for (const system of [pair.plugin, pair.cf]) {
-      const x = s.rows.find(y => y.scenario === key && y.system === system)
-      if (x === undefined) continue
-      const mine = system === pair.plugin
-      out.push(`| ${pair.protocol} | ${mine ? 'fastify-grpc-ws' : 'connect-fastify'} | ${fmtInt(x.rate)} (${fmtInt(x.rateMin)}–${fmtInt(x.rateMax)})${x.errors > 0 ? ` ⚠ ${x.errors} errors` : ''} | ${fmt(x.p50Ms, 2)} / ${fmt(x.p99Ms, 2)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.serverCpuPct, 0)} % / ${fmt(x.clientCpuPct, 0)} % | ${mine ? ratioText(rate) : ''} | ${mine ? ratioText(cpu) : ''} |`)
+  out.push('One client process, pinned to the clients\' CPU as in the other rows, uses its whole core against either server, so its calls/s is the client\'s. The servers are therefore also driven by two client processes of 32 calls in flight each, not pinned (they share the clients\' CPU and whatever the pinned server leaves of its own): the calls/s a server gives when clients have cores to spare, which the calls/s goal is judged on. Their p50 / p99 is the worse of the two clients\'; client CPU use is the two summed.', '')
+  const table = (key: string, title: string): void => {
+    out.push(`**${title}**`, '')
+    out.push('| protocol | server | calls/s (median; min–max) | p50 / p99 ms | server CPU µs/call | server / client CPU use | plugin / connect-fastify: calls/s [per rep] | server CPU per call [per rep] |', '|---|---|---:|---:|---:|---:|---:|---:|')
+    for (const pair of present) {
+      const rate = s.ratios.find(x => x.scenario === key && x.a === pair.plugin && x.b === pair.cf && x.field === 'rate')
+      const cpu = s.ratios.find(x => x.scenario === key && x.a === pair.plugin && x.b === pair.cf && x.field === 'serverUsPerOp')
+      for (const system of [pair.plugin, pair.cf]) {
+        const x = s.rows.find(y => y.scenario === key && y.system === system)
+        if (x === undefined) continue
+        const mine = system === pair.plugin
+        out.push(`| ${pair.protocol} | ${mine ? 'fastify-grpc-ws' : 'connect-fastify'} | ${fmtInt(x.rate)} (${fmtInt(x.rateMin)}–${fmtInt(x.rateMax)})${x.errors > 0 ? ` ⚠ ${x.errors} errors` : ''} | ${fmt(x.p50Ms, 2)} / ${fmt(x.p99Ms, 2)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.serverCpuPct, 0)} % / ${fmt(x.clientCpuPct, 0)} % | ${mine ? ratioText(rate) : ''} | ${mine ? ratioText(cpu) : ''} |`)
+      }
     }
+    out.push('')
   }
-  out.push('')
+  table('unary-100-c64', 'One client process (pinned)')
+  if (s.rows.some(x => x.scenario === HTTP_SATURATED_KEY)) table(HTTP_SATURATED_KEY, 'Two client processes (32 in flight each, not pinned)')
   return out
 }
 

@@ -25,7 +25,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import { flag, option, windowFigures, type ClientSystem, type MemSpec, type RunResult, type RunSpec, type Scenario, type ServerSample } from './common.js'
 import { BENCH_DIR, ClientProcess, ServerProcess, buildBundles, cpuShares, cpuTimes, hasTaskset, killAll as killProcs, machineBasics, packageVersions, type CpuTimes, type ServerKind, type SpawnOptions } from './procs.js'
 import { FANOUT_FULL, FANOUT_QUICK, fanoutFailures, killFanout, runFanout } from './fanout.js'
-import { forwardSection, httpSection, summarize, writeReports, type Measurement, type MemoryResult, type HoldResult, type StartupResult, type BenchResults, type Plan } from './report.js'
+import { HTTP_SATURATED_KEY, forwardSection, httpSection, summarize, writeReports, type Measurement, type MemoryResult, type HoldResult, type StartupResult, type BenchResults, type Plan } from './report.js'
 
 
 const quick = flag('--quick')
@@ -80,8 +80,16 @@ const CLIENT_CPU = pin ? 1 : null
 // --only forward|http: one section's systems and scenarios, nothing else.
 const ONLY: Record<string, { systems: ClientSystem[], scenarios: RegExp }> = {
   forward: { systems: ['grpc', 'forward-grpcjs', 'forward-lean'], scenarios: new RegExp(`^(unary-100-c64|bidi-100-p${plan.streamInflight})$`) },
-  http: { systems: ['plugin-http-grpcweb', 'cf-http-grpcweb', 'plugin-http-connect', 'cf-http-connect'], scenarios: /^unary-100-c64$/ }
+  http: { systems: ['plugin-http-grpcweb', 'cf-http-grpcweb', 'plugin-http-connect', 'cf-http-connect'], scenarios: /^unary-100-c64(-2p)?$/ }
 }
+/**
+ * One client process of connect-node over HTTP/1.1 saturates its core before
+ * either HTTP server does, so the HTTP rows are also measured with two client
+ * processes (32 calls in flight each, not pinned) driving the pinned server:
+ * the calls/s that server can give.
+ */
+const SATURATED_KEY = HTTP_SATURATED_KEY
+const SATURATING_CLIENTS = 2
 const only = option('--only')
 if (only !== undefined && ONLY[only] === undefined) throw new Error(`--only ${only}: expected one of ${Object.keys(ONLY).join(', ')}`)
 // A smoke run or a section must not overwrite the published results in docs/.
@@ -117,15 +125,22 @@ const ALL_SYSTEMS: ClientSystem[] = [
 const bidiKey = `bidi-100-p${plan.streamInflight}`
 // --quick (the CI smoke) has the forwarder and the HTTP routes answer unary calls only, with no connect-fastify beside them.
 const forwardRows = quick && only === undefined ? ['unary-100-c64'] : ['unary-100-c64', bidiKey]
+// The quick plan measures the HTTP routes with one client only (a smoke, no connect-fastify to compare with).
+const httpRows = quick && only === undefined ? ['unary-100-c64'] : ['unary-100-c64', SATURATED_KEY]
 const ROWS_OF: Partial<Record<ClientSystem, string[]>> = {
   'plugin-web': ['unary-100-c64'],
   'plugin-connect': ['unary-100-c64'],
   'forward-grpcjs': forwardRows,
   'forward-lean': forwardRows,
-  'plugin-http-grpcweb': ['unary-100-c64'],
-  'cf-http-grpcweb': ['unary-100-c64'],
-  'plugin-http-connect': ['unary-100-c64'],
-  'cf-http-connect': ['unary-100-c64']
+  'plugin-http-grpcweb': httpRows,
+  'cf-http-grpcweb': httpRows,
+  'plugin-http-connect': httpRows,
+  'cf-http-connect': httpRows
+}
+/** Whether a system is measured in a scenario: the saturated one only where a system lists it. */
+function measures (system: ClientSystem, key: string): boolean {
+  const rows = ROWS_OF[system]
+  return rows === undefined ? key !== SATURATED_KEY : rows.includes(key)
 }
 // --systems a,b and --scenarios REGEX narrow a run down (for investigating; the report then has gaps).
 const DEFAULT_SYSTEMS = only !== undefined ? ONLY[only]!.systems : quick ? ALL_SYSTEMS.filter(x => !x.startsWith('cf-')) : ALL_SYSTEMS
@@ -138,6 +153,7 @@ function scenarios (): Scenario[] {
   for (const size of plan.unarySizes) {
     for (const inflight of plan.unaryInflight) list.push({ key: `unary-${size}-c${inflight}`, pattern: 'unary', size, inflight })
   }
+  list.push({ key: SATURATED_KEY, pattern: 'unary', size: 100, inflight: 64 })
   list.push({ key: 'server-stream-100', pattern: 'server-stream', size: 100, inflight: 1 })
   list.push({ key: bidiKey, pattern: 'bidi', size: 100, inflight: plan.streamInflight })
   return scenarioFilter === null ? list : list.filter(s => scenarioFilter.test(s.key))
@@ -181,10 +197,10 @@ const retryUntilMs = plan.budgetMs * 0.6
  * repeated, up to `retries` times while the time budget allows; the least
  * disturbed attempt is kept, with its foreign load on record.
  */
-async function measure (rep: number, scenario: Scenario, system: ClientSystem, client: ClientProcess, server: ServerProcess, target: string, upstream: ServerProcess | null): Promise<Measurement> {
+async function measure (rep: number, scenario: Scenario, system: ClientSystem, clients: ClientProcess[], server: ServerProcess, target: string, upstream: ServerProcess | null): Promise<Measurement> {
   let best: Measurement | null = null
   for (let attempt = 1; ; attempt++) {
-    const m = await measureOnce(rep, scenario, system, client, server, target, upstream)
+    const m = await measureOnce(rep, scenario, system, clients, server, target, upstream)
     m.attempts = attempt
     if (best === null || m.foreignCpuPct < best.foreignCpuPct) best = { ...m }
     if (m.foreignCpuPct <= plan.maxForeignCpuPct || attempt > 2 || retriesLeft <= 0 || elapsedMs() > retryUntilMs) break
@@ -195,35 +211,78 @@ async function measure (rep: number, scenario: Scenario, system: ClientSystem, c
   return best
 }
 
-/** `upstream`: the server behind a forwarder, whose CPU is sampled with the forwarder's. */
-async function measureOnce (rep: number, scenario: Scenario, system: ClientSystem, client: ClientProcess, server: ServerProcess, target: string, upstream: ServerProcess | null): Promise<Measurement> {
+/**
+ * Several clients' windows as one: their calls summed, their rates summed,
+ * the worst of their latency quantiles (the histograms stay in the clients).
+ */
+function combined (results: RunResult[]): RunResult {
+  if (results.length === 1) return results[0]!
+  const ops = results.reduce((n, r) => n + r.ops, 0)
+  const rate = results.reduce((n, r) => n + (r.seconds > 0 ? r.ops / r.seconds : 0), 0)
+  const worst = (pick: (r: RunResult) => number | null): number | null => {
+    const v = results.map(pick).filter((x): x is number => x !== null)
+    return v.length === 0 ? null : Math.max(...v)
+  }
+  return {
+    ops,
+    seconds: rate > 0 ? ops / rate : 0,
+    p50Ms: worst(r => r.p50Ms),
+    p90Ms: worst(r => r.p90Ms),
+    p99Ms: worst(r => r.p99Ms),
+    p999Ms: worst(r => r.p999Ms),
+    maxMs: worst(r => r.maxMs),
+    clientCpuUs: results.reduce((n, r) => n + r.clientCpuUs, 0),
+    errors: results.reduce((n, r) => n + r.errors, 0),
+    firstError: results.find(r => r.firstError !== null)?.firstError ?? null
+  }
+}
+
+/**
+ * `upstream`: the server behind a forwarder, whose CPU is sampled with the
+ * forwarder's. With several clients, each keeps its share of the calls in
+ * flight, and the server is sampled from the first client's window start to
+ * the last one's end (their windows start together, within milliseconds).
+ */
+async function measureOnce (rep: number, scenario: Scenario, system: ClientSystem, clients: ClientProcess[], server: ServerProcess, target: string, upstream: ServerProcess | null): Promise<Measurement> {
   const spec: RunSpec = {
-    system, target, pattern: scenario.pattern, size: scenario.size, inflight: scenario.inflight,
+    system, target, pattern: scenario.pattern, size: scenario.size, inflight: Math.ceil(scenario.inflight / clients.length),
     warmupMs: plan.warmupMs, windowMs: plan.windowMs, maxOps: MAX_OPS
   }
   let startStat: CpuTimes[] = []
   let endStat: CpuTimes[] = []
   let startSample: Promise<ServerSample[]> | null = null
   let endSample: Promise<ServerSample[]> | null = null
-  client.onMark = phase => {
-    const sample = Promise.all(upstream === null ? [server.sample()] : [server.sample(), upstream.sample()])
-    sample.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
-    if (phase === 'start') { startSample = sample; startStat = cpuTimes() } else { endSample = sample; endStat = cpuTimes() }
+  let starts = 0
+  let ends = 0
+  let startAt = 0
+  let endAt = 0
+  const sample = (): Promise<ServerSample[]> => {
+    const p = Promise.all(upstream === null ? [server.sample()] : [server.sample(), upstream.sample()])
+    p.catch(() => {}) // awaited below; never an unhandled rejection meanwhile
+    return p
   }
-  const reply = await client.ask({ cmd: 'run', id: client.newId(), spec }, plan.warmupMs + plan.windowMs + 30_000)
-  client.onMark = null
-  const result = (reply as { result: RunResult }).result
+  for (const client of clients) {
+    client.onMark = phase => {
+      if (phase === 'start' && ++starts === 1) { startSample = sample(); startStat = cpuTimes(); startAt = performance.now() }
+      if (phase === 'end' && ++ends === clients.length) { endSample = sample(); endStat = cpuTimes(); endAt = performance.now() }
+    }
+  }
+  const replies = await Promise.all(clients.map(async client => await client.ask({ cmd: 'run', id: client.newId(), spec }, plan.warmupMs + plan.windowMs + 30_000)))
+  for (const client of clients) client.onMark = null
+  const result = combined(replies.map(reply => (reply as { result: RunResult }).result))
   if (startSample === null || endSample === null) throw new Error(`${scenario.key} ${system}: the client never marked its window (${JSON.stringify(result)})`)
   const [a, ua] = await (startSample as Promise<ServerSample[]>)
   const [b, ub] = await (endSample as Promise<ServerSample[]>)
   const serverCpuUs = b!.cpuUs - a!.cpuUs
   const upstreamCpuUs = ua === undefined || ub === undefined ? null : ub.cpuUs - ua.cpuUs
+  // The server's share of a core over the time it was sampled; one client's window is that time.
+  const sampledS = clients.length === 1 ? result.seconds : (endAt - startAt) / 1000
   const m: Measurement = {
     ...windowFigures(rep, scenario, system, result),
     serverUsPerOp: result.ops > 0 ? serverCpuUs / result.ops : null,
     upstreamUsPerOp: upstreamCpuUs !== null && result.ops > 0 ? upstreamCpuUs / result.ops : null,
     clientUsPerOp: result.ops > 0 ? result.clientCpuUs / result.ops : null,
-    serverCpuPct: result.seconds > 0 ? serverCpuUs / (result.seconds * 1e4) : null,
+    serverCpuPct: sampledS > 0 ? serverCpuUs / (sampledS * 1e4) : null,
     clientCpuPct: result.seconds > 0 ? result.clientCpuUs / (result.seconds * 1e4) : null,
     machineCpu: cpuShares(startStat, endStat),
     foreignCpuPct: 0,
@@ -231,11 +290,11 @@ async function measureOnce (rep: number, scenario: Scenario, system: ClientSyste
   }
   // Machine busy time not spent by this server (and upstream) and client (in % of one core; the orchestrator's IPC forwarding is in it too).
   const machineBusy = m.machineCpu.reduce((n, c) => n + c.busy, 0)
-  const upstreamPct = upstreamCpuUs === null || result.seconds <= 0 ? 0 : upstreamCpuUs / (result.seconds * 1e4)
+  const upstreamPct = upstreamCpuUs === null || sampledS <= 0 ? 0 : upstreamCpuUs / (sampledS * 1e4)
   m.foreignCpuPct = Math.max(0, machineBusy - (m.serverCpuPct ?? 0) - upstreamPct - (m.clientCpuPct ?? 0))
   const lat = m.p50Ms === null ? '' : `  p50 ${m.p50Ms.toFixed(2)} ms p99 ${(m.p99Ms ?? NaN).toFixed(2)} ms`
   const mc = m.machineCpu.map(c => `${c.busy.toFixed(0)}/${c.idle.toFixed(0)}/${c.steal.toFixed(0)}`).join(' ')
-  log(`rep ${rep + 1}/${plan.reps} ${scenario.key.padEnd(20)} ${system.padEnd(14)} ${Math.round(m.rate).toLocaleString('en-US').padStart(9)} /s${lat}  server ${(m.serverUsPerOp ?? NaN).toFixed(1)} µs/op (${(m.serverCpuPct ?? NaN).toFixed(0)} %)${m.upstreamUsPerOp == null ? '' : ` upstream ${m.upstreamUsPerOp.toFixed(1)} µs/op (${upstreamPct.toFixed(0)} %)`}  client ${(m.clientCpuPct ?? NaN).toFixed(0)} %  other ${m.foreignCpuPct.toFixed(0)} %  [cpus busy/idle/steal ${mc}]${m.errors > 0 ? `  ERRORS ${m.errors}: ${m.firstError ?? ''}` : ''}`)
+  log(`rep ${rep + 1}/${plan.reps} ${scenario.key.padEnd(20)} ${system.padEnd(14)} ${Math.round(m.rate).toLocaleString('en-US').padStart(9)} /s${lat}  server ${(m.serverUsPerOp ?? NaN).toFixed(1)} µs/op (${(m.serverCpuPct ?? NaN).toFixed(0)} %)${m.upstreamUsPerOp == null ? '' : ` upstream ${m.upstreamUsPerOp.toFixed(1)} µs/op (${upstreamPct.toFixed(0)} %)`}  client${clients.length > 1 ? `s (${clients.length})` : ''} ${(m.clientCpuPct ?? NaN).toFixed(0)} %  other ${m.foreignCpuPct.toFixed(0)} %  [cpus busy/idle/steal ${mc}]${m.errors > 0 ? `  ERRORS ${m.errors}: ${m.firstError ?? ''}` : ''}`)
   return m
 }
 
@@ -271,6 +330,12 @@ async function throughputRep (rep: number): Promise<Measurement[]> {
   }
   const clients = new Map<ClientSystem, ClientProcess>()
   for (const [i, c] of (await Promise.all(SYSTEMS.map(async () => await ClientProcess.start(clientOptions())))).entries()) clients.set(SYSTEMS[i]!, c)
+  // The saturating clients float over both CPUs, where the server's spare time is too.
+  const saturating = new Map<ClientSystem, ClientProcess[]>()
+  for (const system of SYSTEMS.filter(x => measures(x, SATURATED_KEY) && scenarios().some(sc => sc.key === SATURATED_KEY))) {
+    saturating.set(system, await Promise.all(Array.from({ length: SATURATING_CLIENTS }, async () => await ClientProcess.start(clientOptions({ cpu: null })))))
+  }
+  const clientsOf = (system: ClientSystem, scenario: Scenario): ClientProcess[] => scenario.key === SATURATED_KEY ? saturating.get(system)! : [clients.get(system)!]
   const serverOf = (system: ClientSystem): ServerProcess => servers.get(serverKindOf(system))!
   const upstreamOf = (system: ClientSystem): ServerProcess | null => serverKindOf(system) === 'forward' ? servers.get('grpc')! : null
   const targetOf = (system: ClientSystem): string => {
@@ -296,19 +361,18 @@ async function throughputRep (rep: number): Promise<Measurement[]> {
     // Warm every server and client up (JIT, buffers) before anything counts.
     for (const system of rotate(SYSTEMS, rep)) {
       const spec: RunSpec = { system, target: targetOf(system), pattern: 'unary', size: 100, inflight: 64, warmupMs: plan.prewarmMs, windowMs: 50, maxOps: MAX_OPS }
-      const client = clients.get(system)!
-      await client.ask({ cmd: 'run', id: client.newId(), spec }, plan.prewarmMs + 30_000)
+      for (const client of [clients.get(system)!, ...saturating.get(system) ?? []]) await client.ask({ cmd: 'run', id: client.newId(), spec }, plan.prewarmMs + 30_000)
     }
     log(`rep ${rep + 1}/${plan.reps}: servers and clients started and warmed up (${plan.prewarmMs} ms of unary calls each)`)
     for (const [i, scenario] of scenarios().entries()) {
       // Systems alternate, and the order turns from one scenario and repetition to the next.
       for (const system of rotate(SYSTEMS, rep + i)) {
-        if (ROWS_OF[system] !== undefined && !ROWS_OF[system].includes(scenario.key)) continue
-        out.push(await measure(rep, scenario, system, clients.get(system)!, serverOf(system), targetOf(system), upstreamOf(system)))
+        if (!measures(system, scenario.key)) continue
+        out.push(await measure(rep, scenario, system, clientsOf(system, scenario), serverOf(system), targetOf(system), upstreamOf(system)))
       }
     }
   } finally {
-    await Promise.all([...clients.values()].map(async c => { await c.stop() }))
+    await Promise.all([...clients.values(), ...[...saturating.values()].flat()].map(async c => { await c.stop() }))
     await Promise.all([...servers.values()].map(async s => { await s.stop() }))
   }
   return out
