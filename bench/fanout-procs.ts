@@ -14,7 +14,9 @@
  *
  * Payload, 96 bytes (about 100 on the wire with the message's field tag):
  * u32 sequence number, f64 publish time (ms, performance.timeOrigin-based,
- * so one clock on the machine), u8 stream index (raw ws only).
+ * so one clock on the machine), u8 stream index (raw ws only). The publisher
+ * reports its first publish, and each client its last receipt, on that clock:
+ * the orchestrator's span of a step runs from one to the other.
  */
 import * as grpc from '@grpc/grpc-js'
 import * as loader from '@grpc/proto-loader'
@@ -62,7 +64,8 @@ export type ClientCommand =
 /** Latencies in 0.1 ms buckets, sent as [bucket, count] pairs. */
 export type Histogram = Array<[number, number]>
 
-export interface WindowResult { received: number, expected: number, lost: number, duplicated: number, hist: Histogram, cpuMs: number, wallMs: number }
+/** lastAt: the absolute time (the payload's clock) of the last receipt in the window, 0 if none. */
+export interface WindowResult { received: number, expected: number, lost: number, duplicated: number, hist: Histogram, lastAt: number, cpuMs: number, wallMs: number }
 export interface CheckResult { lost: number, duplicated: number, subscribers: number, ended: number }
 
 // --- server -------------------------------------------------------------------
@@ -166,12 +169,13 @@ async function server (system: string, streams: number, redisUrl: string): Promi
     if (m.cmd === 'publish') {
       // Paced on the clock (no drift): message k goes at start + k × interval.
       const start = performance.now()
+      const firstAt = performance.timeOrigin + start // the first publish goes now, on the clients' clock
       const first = seq
       let k = 0
       const next = (): void => {
         while (k < m.count && performance.now() >= start + k * m.intervalMs) { publishOne(seq++); k++ }
         if (k < m.count) setTimeout(next, Math.max(0, start + k * m.intervalMs - performance.now()))
-        else process.send!({ type: 'published', fromSeq: first, toSeq: seq - 1, ms: performance.now() - start })
+        else process.send!({ type: 'published', fromSeq: first, toSeq: seq - 1, ms: performance.now() - start, firstAt })
       }
       next()
     } else if (m.cmd === 'cpu') {
@@ -213,6 +217,7 @@ async function client (system: string, first: number, sockets: number, streams: 
   let inWindow = 0
   let winLost = 0
   let winDup = 0
+  let lastAt = 0
   const hist = new Uint32Array(BUCKETS)
   const onPayload = (i: number, p: Uint8Array): void => {
     const t = now()
@@ -228,6 +233,7 @@ async function client (system: string, first: number, sockets: number, streams: 
     next[i] = seq + 1
     if (seq >= from && seq <= to) {
       inWindow++
+      lastAt = t
       hist[Math.min(BUCKETS - 1, Math.max(0, Math.floor((t - view.readDoubleLE(4)) * 10)))]!++
     }
   }
@@ -297,6 +303,7 @@ async function client (system: string, first: number, sockets: number, streams: 
       inWindow = 0
       winLost = 0
       winDup = 0
+      lastAt = 0
       hist.fill(0)
       cpu0 = process.cpuUsage()
       wall0 = now()
@@ -307,7 +314,7 @@ async function client (system: string, first: number, sockets: number, streams: 
       const cpu = process.cpuUsage(cpu0)
       const pairs: Histogram = []
       for (let b = 0; b < BUCKETS; b++) if (hist[b]! > 0) pairs.push([b, hist[b]!])
-      process.send!({ type: 'result', result: { received: inWindow, expected: n * (to - from + 1), lost: winLost, duplicated: winDup, hist: pairs, cpuMs: (cpu.user + cpu.system) / 1000, wallMs: now() - wall0 } satisfies WindowResult })
+      process.send!({ type: 'result', result: { received: inWindow, expected: n * (to - from + 1), lost: winLost, duplicated: winDup, hist: pairs, lastAt, cpuMs: (cpu.user + cpu.system) / 1000, wallMs: now() - wall0 } satisfies WindowResult })
     } else if (m.cmd === 'check') {
       // Whatever was published and never arrived counts as lost, up to the last message.
       let tail = 0
