@@ -84,11 +84,10 @@ const ONLY: Record<string, { systems: ClientSystem[], scenarios: RegExp }> = {
 }
 /**
  * One client process of connect-node over HTTP/1.1 saturates its core before
- * either HTTP server does, so the HTTP rows are also measured with two client
- * processes (32 calls in flight each, not pinned) driving the pinned server:
- * the calls/s that server can give.
+ * either HTTP server does, so the HTTP rows are also measured with this many
+ * client processes (the scenario HTTP_SATURATED_KEY: 32 calls in flight
+ * each, not pinned) driving the pinned server: the calls/s it can give.
  */
-const SATURATED_KEY = HTTP_SATURATED_KEY
 const SATURATING_CLIENTS = 2
 const only = option('--only')
 if (only !== undefined && ONLY[only] === undefined) throw new Error(`--only ${only}: expected one of ${Object.keys(ONLY).join(', ')}`)
@@ -126,7 +125,7 @@ const bidiKey = `bidi-100-p${plan.streamInflight}`
 // --quick (the CI smoke) has the forwarder and the HTTP routes answer unary calls only, with no connect-fastify beside them.
 const forwardRows = quick && only === undefined ? ['unary-100-c64'] : ['unary-100-c64', bidiKey]
 // The quick plan measures the HTTP routes with one client only (a smoke, no connect-fastify to compare with).
-const httpRows = quick && only === undefined ? ['unary-100-c64'] : ['unary-100-c64', SATURATED_KEY]
+const httpRows = quick && only === undefined ? ['unary-100-c64'] : ['unary-100-c64', HTTP_SATURATED_KEY]
 const ROWS_OF: Partial<Record<ClientSystem, string[]>> = {
   'plugin-web': ['unary-100-c64'],
   'plugin-connect': ['unary-100-c64'],
@@ -140,7 +139,7 @@ const ROWS_OF: Partial<Record<ClientSystem, string[]>> = {
 /** Whether a system is measured in a scenario: the saturated one only where a system lists it. */
 function measures (system: ClientSystem, key: string): boolean {
   const rows = ROWS_OF[system]
-  return rows === undefined ? key !== SATURATED_KEY : rows.includes(key)
+  return rows === undefined ? key !== HTTP_SATURATED_KEY : rows.includes(key)
 }
 // --systems a,b and --scenarios REGEX narrow a run down (for investigating; the report then has gaps).
 const DEFAULT_SYSTEMS = only !== undefined ? ONLY[only]!.systems : quick ? ALL_SYSTEMS.filter(x => !x.startsWith('cf-')) : ALL_SYSTEMS
@@ -153,7 +152,7 @@ function scenarios (): Scenario[] {
   for (const size of plan.unarySizes) {
     for (const inflight of plan.unaryInflight) list.push({ key: `unary-${size}-c${inflight}`, pattern: 'unary', size, inflight })
   }
-  list.push({ key: SATURATED_KEY, pattern: 'unary', size: 100, inflight: 64 })
+  list.push({ key: HTTP_SATURATED_KEY, pattern: 'unary', size: 100, inflight: 64 })
   list.push({ key: 'server-stream-100', pattern: 'server-stream', size: 100, inflight: 1 })
   list.push({ key: bidiKey, pattern: 'bidi', size: 100, inflight: plan.streamInflight })
   return scenarioFilter === null ? list : list.filter(s => scenarioFilter.test(s.key))
@@ -332,10 +331,10 @@ async function throughputRep (rep: number): Promise<Measurement[]> {
   for (const [i, c] of (await Promise.all(SYSTEMS.map(async () => await ClientProcess.start(clientOptions())))).entries()) clients.set(SYSTEMS[i]!, c)
   // The saturating clients float over both CPUs, where the server's spare time is too.
   const saturating = new Map<ClientSystem, ClientProcess[]>()
-  for (const system of SYSTEMS.filter(x => measures(x, SATURATED_KEY) && scenarios().some(sc => sc.key === SATURATED_KEY))) {
+  for (const system of SYSTEMS.filter(x => measures(x, HTTP_SATURATED_KEY) && scenarios().some(sc => sc.key === HTTP_SATURATED_KEY))) {
     saturating.set(system, await Promise.all(Array.from({ length: SATURATING_CLIENTS }, async () => await ClientProcess.start(clientOptions({ cpu: null })))))
   }
-  const clientsOf = (system: ClientSystem, scenario: Scenario): ClientProcess[] => scenario.key === SATURATED_KEY ? saturating.get(system)! : [clients.get(system)!]
+  const clientsOf = (system: ClientSystem, scenario: Scenario): ClientProcess[] => scenario.key === HTTP_SATURATED_KEY ? saturating.get(system)! : [clients.get(system)!]
   const serverOf = (system: ClientSystem): ServerProcess => servers.get(serverKindOf(system))!
   const upstreamOf = (system: ClientSystem): ServerProcess | null => serverKindOf(system) === 'forward' ? servers.get('grpc')! : null
   const targetOf = (system: ClientSystem): string => {
