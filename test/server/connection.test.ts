@@ -58,6 +58,9 @@ interface CloseInfo { code: number, reason: string }
 class Peer {
   /** Every frame received, in order, with payloads copied. */
   readonly frames: Frame[] = []
+  /** For each frame of `frames`, which WebSocket message (counted from 0) it came in. */
+  readonly messageOf: number[] = []
+  private received = 0
   closeInfo: CloseInfo | undefined
   readonly problems: string[] = []
   private readonly decoder = new FrameDecoder(0x7fffffff)
@@ -71,7 +74,11 @@ class Peer {
         this.problems.push('the server sent a text message')
       } else {
         try {
-          for (const f of this.decoder.push(data)) this.frames.push({ ...f, payload: f.payload.slice() })
+          for (const f of this.decoder.push(data)) {
+            this.frames.push({ ...f, payload: f.payload.slice() })
+            this.messageOf.push(this.received)
+          }
+          this.received++
           if (this.decoder.buffered > 0) this.problems.push('the server sent a frame spanning WebSocket messages')
         } catch (err) {
           this.problems.push(`undecodable bytes from the server: ${(err as Error).message}`)
@@ -247,6 +254,25 @@ t.test('a unary call done by hand gets HEADERS, MESSAGE, TRAILERS in that order'
   t.equal(status.details, 'OK')
   t.same(status.metadata, [])
   t.equal(peer.frames[0]!.type, FrameType.SETTINGS, 'SETTINGS still came first')
+  assertOpen(t, peer)
+  await peer.shut()
+})
+
+t.test('a server stream\'s messages, each written from the last one\'s write callback, leave in one WebSocket message', async t => {
+  // grpc-js writes a stream's next message only once the last one's callback ran: the writer runs
+  // those callbacks into the batch (PROTOCOL.md §2), for 32 rounds, so 20 messages are one batch.
+  const peer = await Peer.open()
+  const path = '/test.Test/ServerStream'
+  peer.send(
+    buildCall(1, { path, timeoutMs: NO_TIMEOUT, initialWindowSize: 262144, metadata: [] }),
+    messageFrame(1, testDefinition.ServerStream!.requestSerialize({ mode: 'count', count: 20, size: 10 })),
+    buildEmpty(FrameType.HALF_CLOSE, 1)
+  )
+  const status = await peer.trailers(1)
+  t.equal(status.code, 0)
+  const messages = peer.frames.flatMap((f, i) => f.streamId === 1 && f.type === FrameType.MESSAGE ? [i] : [])
+  t.equal(messages.length, 20, 'every message arrived')
+  t.equal(new Set(messages.map(i => peer.messageOf[i])).size, 1, 'all 20 in one WebSocket message')
   assertOpen(t, peer)
   await peer.shut()
 })
