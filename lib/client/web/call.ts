@@ -33,7 +33,8 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
    * bounded by the window, not by a count of objects. Made by the first.
    */
   private queue?: MessageQueue
-  private wake?: () => void
+  /** A next() waiting for a response (undefined: the call is over). */
+  private pull?: (bytes?: Uint8Array) => void
   // Made on first use: a unary call awaits no send, and settles one promise.
   private sends?: Set<(sent: boolean) => void>
   private settle?: () => void
@@ -127,7 +128,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
 
   [Symbol.asyncIterator] (): AsyncIterator<O> {
     return {
-      next: async () => await this.next(),
+      next: () => this.next(),
       // Leaving a for-await loop early: nobody reads any more, so stop the server.
       return: async () => {
         this.cancel()
@@ -137,19 +138,23 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   }
 
   private async next (): Promise<IteratorResult<O>> {
-    for (;;) {
-      const bytes = this.queue?.shift()
-      if (bytes !== undefined) {
-        // Credit goes back only now: a slow reader holds the server's writer back.
-        this.stream?.consumed()
-        return { done: false, value: this.decode(bytes) }
-      }
-      if (this.over) {
-        if (this.error) throw this.error
-        return { done: true, value: undefined }
-      }
-      await new Promise<void>(resolve => { this.wake = resolve })
+    let bytes = this.queue?.shift()
+    // Nothing queued: onMessage hands the next response straight to this reader (no copy).
+    if (bytes === undefined && !this.over) {
+      bytes = await new Promise<Uint8Array | undefined>(resolve => {
+        this.pull = next => {
+          this.pull = undefined
+          resolve(next)
+        }
+      })
     }
+    if (bytes !== undefined) {
+      // Credit goes back only now: a slow reader holds the server's writer back.
+      this.stream?.consumed()
+      return { done: false, value: this.decode(bytes) }
+    }
+    if (this.error) throw this.error
+    return { done: true, value: undefined }
   }
 
   /**
@@ -167,12 +172,6 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     }
   }
 
-  private wakeUp (): void {
-    const wake = this.wake
-    this.wake = undefined
-    wake?.()
-  }
-
   // --- StreamHandler -----------------------------------------------------------------
 
   onHeaders (entries: MetadataEntry[]): void {
@@ -184,8 +183,9 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
   onMessage (bytes: Uint8Array): void {
     if (this.over) return
     if (this.streamed) {
-      (this.queue ??= new MessageQueue()).push(bytes)
-      this.wakeUp()
+      // A reader waits only while nothing is queued.
+      if (this.pull) this.pull(bytes)
+      else (this.queue ??= new MessageQueue()).push(bytes)
       return
     }
     let value: O
@@ -225,7 +225,7 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     this.sends?.forEach(resolve => { resolve(false) })
     this.sends = undefined
     this.settle?.()
-    this.wakeUp()
+    this.pull?.()
   }
 }
 
