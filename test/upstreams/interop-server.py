@@ -57,10 +57,13 @@ def unary(request, context):
 def server_stream(request, context):
     begin(context)
     if first(context, 'x-count') == 'endless':
+        # Counted when the RPC ends (here, only by a cancel): grpcio stops
+        # taking responses from a cancelled call, so a count after the loop
+        # runs only if is_active() sees the cancel before the next yield.
+        context.add_callback(count_cancel)
         while context.is_active():
             yield request
             time.sleep(0.005)
-        count_cancel()
         return
     for _ in range(int(first(context, 'x-count') or 3)):
         yield request
