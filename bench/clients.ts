@@ -8,10 +8,17 @@
  * and every ratio is taken within one.
  *
  *   npx tsx bench/clients.ts [--reps 5] [--seconds 2] [--sizes 100,65536] [--inflight 64]
- *     [--systems plugin-web,plugin-grpcjs,ws] [--prof plugin-web] [--no-pin]
+ *     [--systems plugin-web,plugin-grpcjs,ws] [--prof plugin-web] [--no-stackless] [--no-pin]
  *
- * `--prof SYSTEM` runs that client under `node --cpu-prof` and prints where
+ * `--prof SYSTEM` (or `--prof 'plugin-grpcjs, no stacks'`) runs that client under `node --cpu-prof` and prints where
  * its time went (the whole process, every size and repetition of the run).
+ *
+ * With plugin-grpcjs among the systems, a further row runs the same client
+ * in a process started with `--stack-trace-limit=0`: grpc-js's Client makes
+ * a `new Error()` for every call (to give a failure the caller's stack),
+ * and the difference between the two rows is what capturing that stack
+ * costs, which no Channel can avoid. A diagnostic, not a way to run an app.
+ * `--no-stackless` leaves it out.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync } from 'node:fs'
@@ -27,15 +34,21 @@ const warmupMs = 500
 const sizes = (option('--sizes') ?? '100,65536').split(',').map(Number)
 const inflight = Number(option('--inflight') ?? '64')
 const systems = (option('--systems') ?? 'plugin-web,plugin-grpcjs,ws').split(',') as ClientSystem[]
-const profiled = (option('--prof') ?? '') as ClientSystem | ''
+const profiled = option('--prof') ?? ''
+
+/** One row of the table: a client system in a process started with these node flags. */
+interface Way { key: string, system: ClientSystem, nodeArgs: string[] }
+const STACKLESS = 'plugin-grpcjs, no stacks'
+const ways: Way[] = systems.map(system => ({ key: system, system, nodeArgs: [] }))
+if (systems.includes('plugin-grpcjs') && !flag('--no-stackless')) ways.push({ key: STACKLESS, system: 'plugin-grpcjs', nodeArgs: ['--stack-trace-limit=0'] })
 const pin = !flag('--no-pin') && os.availableParallelism() >= 2 && hasTaskset()
 
 // Bounded in time whatever happens.
-const budgetMs = reps * sizes.length * systems.length * (warmupMs + windowMs + 5000) + 60_000
+const budgetMs = reps * sizes.length * ways.length * (warmupMs + windowMs + 5000) + 60_000
 setTimeout(() => { console.error(`bench:clients: still running after ${budgetMs} ms; stopping`); killAll(); process.exit(2) }, budgetMs).unref()
 process.on('exit', killAll)
 
-interface Row { rep: number, size: number, system: ClientSystem, rate: number, clientUs: number, clientPct: number, serverUs: number, p50: number, p99: number, errors: number, firstError: string | null }
+interface Row { rep: number, size: number, system: string, rate: number, clientUs: number, clientPct: number, serverUs: number, p50: number, p99: number, errors: number, firstError: string | null }
 
 function hasTaskset (): boolean {
   try { execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }); return true } catch { return false }
@@ -47,26 +60,27 @@ async function main (): Promise<void> {
   const plugin = await ServerProcess.start('plugin', { cpu: cpu(0) })
   const ws = await ServerProcess.start('ws', { cpu: cpu(0) })
   const profDir = mkdtempSync(join(os.tmpdir(), 'grpcws-client-prof-'))
-  const clients = new Map<ClientSystem, ClientProcess>()
-  for (const system of systems) {
-    clients.set(system, await ClientProcess.start({ cpu: cpu(1), nodeArgs: system === profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir] : [] }))
+  const clients = new Map<string, ClientProcess>()
+  for (const way of ways) {
+    const prof = way.key === profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []
+    clients.set(way.key, await ClientProcess.start({ cpu: cpu(1), nodeArgs: [...way.nodeArgs, ...prof] }))
   }
   const serverOf = (system: ClientSystem): ServerProcess => system === 'ws' ? ws : plugin
   const targetOf = (system: ClientSystem): string => system === 'ws' ? `ws://127.0.0.1:${ws.port}` : `ws://127.0.0.1:${plugin.port}/grpc`
   const rows: Row[] = []
   const started = performance.now()
   try {
-    for (const system of systems) {
-      const c = clients.get(system)!
+    for (const { key, system } of ways) {
+      const c = clients.get(key)!
       for (const size of sizes) {
         await c.ask({ cmd: 'run', id: c.newId(), spec: { system, target: targetOf(system), pattern: 'unary', size, inflight, warmupMs: 600, windowMs: 50, maxOps: 50_000_000 } }, 60_000)
       }
     }
     for (let rep = 0; rep < reps; rep++) {
       for (const [i, size] of sizes.entries()) {
-        const n = (rep + i) % systems.length
-        for (const system of [...systems.slice(n), ...systems.slice(0, n)]) {
-          const c = clients.get(system)!
+        const n = (rep + i) % ways.length
+        for (const { key, system } of [...ways.slice(n), ...ways.slice(0, n)]) {
+          const c = clients.get(key)!
           const server = serverOf(system)
           let a: Promise<number> | null = null
           let b: Promise<number> | null = null
@@ -76,7 +90,7 @@ async function main (): Promise<void> {
           c.onMark = null
           const serverCpu = a !== null && b !== null ? await b - await a : NaN
           const row: Row = {
-            rep, size, system,
+            rep, size, system: key,
             rate: r.ops / r.seconds,
             clientUs: r.clientCpuUs / r.ops,
             clientPct: r.clientCpuUs / (r.seconds * 1e4),
@@ -87,7 +101,7 @@ async function main (): Promise<void> {
             firstError: r.firstError
           }
           rows.push(row)
-          console.log(`rep ${rep + 1}/${reps} ${String(size).padStart(5)} B ${system.padEnd(14)} ${Math.round(row.rate).toLocaleString('en-US').padStart(8)} /s  client ${row.clientUs.toFixed(1).padStart(6)} µs/call (${row.clientPct.toFixed(0)} %)  server ${row.serverUs.toFixed(1)} µs/call  p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms  load ${os.loadavg()[0]!.toFixed(1)}${row.errors > 0 ? `  ERRORS ${row.errors}: ${row.firstError ?? ''}` : ''}`)
+          console.log(`rep ${rep + 1}/${reps} ${String(size).padStart(5)} B ${key.padEnd(24)} ${Math.round(row.rate).toLocaleString('en-US').padStart(8)} /s  client ${row.clientUs.toFixed(1).padStart(6)} µs/call (${row.clientPct.toFixed(0)} %)  server ${row.serverUs.toFixed(1)} µs/call  p50 ${row.p50.toFixed(2)} p99 ${row.p99.toFixed(2)} ms  load ${os.loadavg()[0]!.toFixed(1)}${row.errors > 0 ? `  ERRORS ${row.errors}: ${row.firstError ?? ''}` : ''}`)
         }
       }
     }
@@ -102,13 +116,24 @@ async function main (): Promise<void> {
   lines.push(`${reps} repetitions × ${windowMs / 1000} s per measurement, ${inflight} unary calls in flight, ${(performance.now() - started) / 1000 | 0} s; pinning ${pin ? 'servers on CPU 0, clients on CPU 1' : 'off'}; load average at the end ${os.loadavg()[0]!.toFixed(1)} (${os.availableParallelism()} CPUs). Medians over the repetitions; ratios per repetition, then their median.`, '')
   lines.push('| size | client | calls/s | client CPU µs/call | client CPU % | × raw ws client per message | server CPU µs/call | p50 / p99 ms |', '|---:|---|---:|---:|---:|---:|---:|---:|')
   for (const size of sizes) {
-    for (const system of systems) {
+    for (const { key: system } of ways) {
       const mine = rows.filter(r => r.size === size && r.system === system)
       const ratios = floor === null
         ? []
         : mine.map(r => r.clientUs / (rows.find(f => f.size === size && f.rep === r.rep && f.system === floor)?.clientUs ?? NaN))
       const m = (f: (r: Row) => number): number => median(mine.map(f))
       lines.push(`| ${size === 65536 ? '64 KiB' : `${size} B`} | ${system} | ${Math.round(m(r => r.rate)).toLocaleString('en-US')} | ${m(r => r.clientUs).toFixed(1)} | ${m(r => r.clientPct).toFixed(0)} | ${floor === null ? '' : `${median(ratios).toFixed(2)} (${ratios.map(x => x.toFixed(2)).join(', ')})`} | ${m(r => r.serverUs).toFixed(1)} | ${m(r => r.p50).toFixed(2)} / ${m(r => r.p99).toFixed(2)} |`)
+    }
+  }
+  if (ways.some(w => w.key === STACKLESS)) {
+    lines.push('')
+    for (const size of sizes) {
+      // Per repetition, as the ratios: the same client with and without its caller stacks.
+      const shares = rows.filter(r => r.size === size && r.system === 'plugin-grpcjs').map(r => {
+        const without = rows.find(f => f.size === size && f.rep === r.rep && f.system === STACKLESS)?.clientUs ?? NaN
+        return { us: r.clientUs - without, share: 1 - without / r.clientUs }
+      })
+      lines.push(`${size === 65536 ? '64 KiB' : `${size} B`}: without its caller stacks, the grpc-js channel spends ${median(shares.map(x => x.us)).toFixed(1)} µs less client CPU per call, ${(100 * median(shares.map(x => x.share))).toFixed(0)} % of it (per repetition: ${shares.map(x => `${(100 * x.share).toFixed(0)} %`).join(', ')}).`)
     }
   }
   console.log(['', ...lines].join('\n'))
