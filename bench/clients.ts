@@ -8,7 +8,7 @@
  * and every ratio is taken within one.
  *
  *   npx tsx bench/clients.ts [--reps 5] [--seconds 2] [--sizes 100,65536] [--inflight 64]
- *     [--systems plugin-web,plugin-grpcjs,ws] [--prof plugin-web] [--no-stackless] [--no-pin]
+ *     [--systems plugin-web,plugin-grpcjs,ws] [--prof plugin-web] [--no-stackless] [--memory-reducer] [--no-pin]
  *
  * `--prof SYSTEM` (or `--prof 'plugin-grpcjs, no stacks'`) runs that client under `node --cpu-prof` and prints where
  * its time went (the whole process, every size and repetition of the run).
@@ -19,6 +19,9 @@
  * and the difference between the two rows is what capturing that stack
  * costs, which no Channel can avoid. A diagnostic, not a way to run an app.
  * `--no-stackless` leaves it out.
+ *
+ * Clients run with `--no-memory-reducer` (see CLIENT_FLAGS);
+ * `--memory-reducer` gives them V8's default.
  */
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync } from 'node:fs'
@@ -35,6 +38,15 @@ const sizes = (option('--sizes') ?? '100,65536').split(',').map(Number)
 const inflight = Number(option('--inflight') ?? '64')
 const systems = (option('--systems') ?? 'plugin-web,plugin-grpcjs,ws').split(',') as ClientSystem[]
 const profiled = option('--prof') ?? ''
+
+// Each client idles while the others run. After a few seconds of that,
+// V8's memory reducer shrinks its heap, and at 64 KiB the plugin's clients
+// then took twice the CPU per call (GC 11 → 25 % of it, on more than one
+// thread) for the rest of the run, whenever the idle gaps were long enough
+// (with four clients, in each of six runs; with three, not in the one run
+// tried). Every client runs without it, the raw ws client too, so that each
+// row is the client's steady state, not the alternation's after-effect.
+const CLIENT_FLAGS = flag('--memory-reducer') ? [] : ['--no-memory-reducer']
 
 /** One row of the table: a client system in a process started with these node flags. */
 interface Way { key: string, system: ClientSystem, nodeArgs: string[] }
@@ -63,7 +75,7 @@ async function main (): Promise<void> {
   const clients = new Map<string, ClientProcess>()
   for (const way of ways) {
     const prof = way.key === profiled ? ['--cpu-prof', '--cpu-prof-dir', profDir] : []
-    clients.set(way.key, await ClientProcess.start({ cpu: cpu(1), nodeArgs: [...way.nodeArgs, ...prof] }))
+    clients.set(way.key, await ClientProcess.start({ cpu: cpu(1), nodeArgs: [...CLIENT_FLAGS, ...way.nodeArgs, ...prof] }))
   }
   const serverOf = (system: ClientSystem): ServerProcess => system === 'ws' ? ws : plugin
   const targetOf = (system: ClientSystem): string => system === 'ws' ? `ws://127.0.0.1:${ws.port}` : `ws://127.0.0.1:${plugin.port}/grpc`
@@ -113,7 +125,7 @@ async function main (): Promise<void> {
 
   const floor = systems.includes('ws') ? 'ws' : null
   const lines: string[] = []
-  lines.push(`${reps} repetitions × ${windowMs / 1000} s per measurement, ${inflight} unary calls in flight, ${(performance.now() - started) / 1000 | 0} s; pinning ${pin ? 'servers on CPU 0, clients on CPU 1' : 'off'}; load average at the end ${os.loadavg()[0]!.toFixed(1)} (${os.availableParallelism()} CPUs). Medians over the repetitions; ratios per repetition, then their median.`, '')
+  lines.push(`${reps} repetitions × ${windowMs / 1000} s per measurement, ${inflight} unary calls in flight, ${(performance.now() - started) / 1000 | 0} s; pinning ${pin ? 'servers on CPU 0, clients on CPU 1' : 'off'}; clients ${CLIENT_FLAGS.length === 0 ? "with V8's memory reducer" : 'with --no-memory-reducer'}; load average at the end ${os.loadavg()[0]!.toFixed(1)} (${os.availableParallelism()} CPUs). Medians over the repetitions; ratios per repetition, then their median.`, '')
   lines.push('| size | client | calls/s | client CPU µs/call | client CPU % | × raw ws client per message | server CPU µs/call | p50 / p99 ms |', '|---:|---|---:|---:|---:|---:|---:|---:|')
   for (const size of sizes) {
     for (const { key: system } of ways) {
