@@ -43,7 +43,7 @@ const profiled = option('--prof') ?? ''
 // V8's memory reducer shrinks its heap, and at 64 KiB the plugin's clients
 // then took twice the CPU per call (GC 11 → 25 % of it, on more than one
 // thread) for the rest of the run, whenever the idle gaps were long enough
-// (with four clients, in each of six runs; with three, not in the one run
+// (with four clients, in each of nine runs; with three, not in the one run
 // tried). Every client runs without it, the raw ws client too, so that each
 // row is the client's steady state, not the alternation's after-effect.
 const CLIENT_FLAGS = flag('--memory-reducer') ? [] : ['--no-memory-reducer']
