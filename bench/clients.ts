@@ -10,8 +10,9 @@
  *   npx tsx bench/clients.ts [--reps 5] [--seconds 2] [--sizes 100,65536] [--inflight 64]
  *     [--systems plugin-web,plugin-grpcjs,ws] [--prof plugin-web] [--no-stackless] [--memory-reducer] [--no-pin]
  *
- * `--prof SYSTEM` (or `--prof 'plugin-grpcjs, no stacks'`) runs that client under `node --cpu-prof` and prints where
- * its time went (the whole process, every size and repetition of the run).
+ * `--prof SYSTEM` (or `--prof 'plugin-grpcjs, no stacks'`) runs that client
+ * under `node --cpu-prof` and prints where its time went (the whole process,
+ * every size and repetition of the run).
  *
  * With plugin-grpcjs among the systems, a further row runs the same client
  * in a process started with `--stack-trace-limit=0`: grpc-js's Client makes
@@ -61,6 +62,10 @@ setTimeout(() => { console.error(`bench:clients: still running after ${budgetMs}
 process.on('exit', killAll)
 
 interface Row { rep: number, size: number, system: string, rate: number, clientUs: number, clientPct: number, serverUs: number, p50: number, p99: number, errors: number, firstError: string | null }
+
+function sizeLabel (size: number): string {
+  return size === 65536 ? '64 KiB' : `${size} B`
+}
 
 function hasTaskset (): boolean {
   try { execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }); return true } catch { return false }
@@ -134,7 +139,7 @@ async function main (): Promise<void> {
         ? []
         : mine.map(r => r.clientUs / (rows.find(f => f.size === size && f.rep === r.rep && f.system === floor)?.clientUs ?? NaN))
       const m = (f: (r: Row) => number): number => median(mine.map(f))
-      lines.push(`| ${size === 65536 ? '64 KiB' : `${size} B`} | ${system} | ${Math.round(m(r => r.rate)).toLocaleString('en-US')} | ${m(r => r.clientUs).toFixed(1)} | ${m(r => r.clientPct).toFixed(0)} | ${floor === null ? '' : `${median(ratios).toFixed(2)} (${ratios.map(x => x.toFixed(2)).join(', ')})`} | ${m(r => r.serverUs).toFixed(1)} | ${m(r => r.p50).toFixed(2)} / ${m(r => r.p99).toFixed(2)} |`)
+      lines.push(`| ${sizeLabel(size)} | ${system} | ${Math.round(m(r => r.rate)).toLocaleString('en-US')} | ${m(r => r.clientUs).toFixed(1)} | ${m(r => r.clientPct).toFixed(0)} | ${floor === null ? '' : `${median(ratios).toFixed(2)} (${ratios.map(x => x.toFixed(2)).join(', ')})`} | ${m(r => r.serverUs).toFixed(1)} | ${m(r => r.p50).toFixed(2)} / ${m(r => r.p99).toFixed(2)} |`)
     }
   }
   if (ways.some(w => w.key === STACKLESS)) {
@@ -145,7 +150,7 @@ async function main (): Promise<void> {
         const without = rows.find(f => f.size === size && f.rep === r.rep && f.system === STACKLESS)?.clientUs ?? NaN
         return { us: r.clientUs - without, share: 1 - without / r.clientUs }
       })
-      lines.push(`${size === 65536 ? '64 KiB' : `${size} B`}: without its caller stacks, the grpc-js channel spends ${median(shares.map(x => x.us)).toFixed(1)} µs less client CPU per call, ${(100 * median(shares.map(x => x.share))).toFixed(0)} % of it (per repetition: ${shares.map(x => `${(100 * x.share).toFixed(0)} %`).join(', ')}).`)
+      lines.push(`${sizeLabel(size)}: without its caller stacks, the grpc-js channel spends ${median(shares.map(x => x.us)).toFixed(1)} µs less client CPU per call, ${(100 * median(shares.map(x => x.share))).toFixed(0)} % of it (per repetition: ${shares.map(x => `${(100 * x.share).toFixed(0)} %`).join(', ')}).`)
     }
   }
   console.log(['', ...lines].join('\n'))
