@@ -138,6 +138,11 @@ export class ServerProcess {
     return withTimeout(answer, 30_000, `server ${this.kind} ${cmd}`)
   }
 
+  /** Moves the running process, every thread, to `cpu` (taskset -a -p). */
+  pin (cpu: number): void {
+    execFileSync('taskset', ['-a', '-p', '-c', String(cpu), String(this.child.pid)], { stdio: 'ignore' })
+  }
+
   sample (): Promise<ServerSample> { return this.ask('sample') }
   gcAndSample (): Promise<ServerSample> { return this.ask('gc') }
 

@@ -44,6 +44,8 @@ interface Figures {
   serverUsPerOp: number | null
   /** Behind the forwarder: the upstream's CPU per call (the forwarder's is serverUsPerOp). */
   upstreamUsPerOp?: number | null
+  /** Behind the forwarder: the upstream's share of a core (%). */
+  upstreamCpuPct?: number | null
   clientUsPerOp: number | null
   serverCpuPct: number | null
   clientCpuPct: number | null
@@ -225,6 +227,7 @@ export function summarize (results: BenchResults): Summary {
     rows.push({
       ...summarizeRepetitions(list),
       upstreamUsPerOp: medianOrNull(list.map(m => m.upstreamUsPerOp ?? null)),
+      upstreamCpuPct: medianOrNull(list.map(m => m.upstreamCpuPct ?? null)),
       clientUsPerOp: medianOrNull(list.map(m => m.clientUsPerOp)),
       serverCpuPct: medianOrNull(list.map(m => m.serverCpuPct)),
       clientCpuPct: medianOrNull(list.map(m => m.clientCpuPct))
@@ -645,17 +648,17 @@ export function forwardSection (r: BenchResults, s: Summary): string[] {
   if (rows.length === 0) return []
   const out: string[] = []
   out.push('## Forwarding to a grpc-js upstream', '')
-  out.push('Goal: forwarded calls/s at least 80 % of a direct grpc-js client to the same upstream, with the forwarder\'s CPU per call. The upstream is the grpc-js server of the grpc-js rows above (a process of its own); the forwarder (`bench/servers/forward.ts`) is a Fastify app with no handlers of its own forwarding echo.Echo to it, called over its `grpcServer` by a stock grpc-js client (HTTP/2 in, HTTP/2 out) and over its WebSocket route by the lean client. The forwarder and the upstream are both pinned to the servers\' CPU with the other (idle) servers, so a forwarded call\'s two hops share one core while a direct call has it alone. "Direct" is the grpc-js row measured in the same repetitions; "vs direct" is the median of per-repetition ratios.', '')
-  out.push('| scenario | way | calls or msgs/s (median; min–max) | vs direct [per rep] | forwarder CPU µs/call | upstream CPU µs/call | client CPU µs/call | forwarder / client CPU use |', '|---|---|---:|---:|---:|---:|---:|---:|')
+  out.push('Goal: forwarded calls/s at least 80 % of a direct grpc-js client to the same upstream, with the forwarder\'s CPU per call. The upstream is the grpc-js server of the grpc-js rows above (a process of its own); the forwarder (`bench/servers/forward.ts`) is a Fastify app with no handlers of its own forwarding echo.Echo to it, called over its `grpcServer` by a stock grpc-js client (HTTP/2 in, HTTP/2 out) and over its WebSocket route by the lean client. Each row\'s system under test has the servers\' CPU to itself: the grpc-js server in a direct row, the forwarder in a forwarded one, while the upstream is moved (`taskset -a -p`) to the clients\' CPU for that row\'s measurement, as if it ran on a host of its own. On two cores one of the three processes has to share: here the upstream shares with the client, and the last column shows how much of a core each took. The forwarder\'s and the upstream\'s CPU per call are measured apart, whatever the layout. "Direct" is the grpc-js row measured in the same repetitions; "vs direct" is the median of per-repetition ratios.', '')
+  out.push('| scenario | way | calls or msgs/s (median; min–max) | vs direct [per rep] | forwarder CPU µs/call | upstream CPU µs/call | client CPU µs/call | forwarder / upstream / client CPU use |', '|---|---|---:|---:|---:|---:|---:|---:|')
   for (const key of keys) {
     const direct = s.rows.find(x => x.scenario === key && x.system === 'grpc')
     const label = key.startsWith('bidi') ? `bidi 100 B, pipelined (${r.plan.streamInflight} in flight)` : 'unary 100 B, 64 in flight'
-    if (direct !== undefined) out.push(`| ${label} | direct grpc-js client | ${fmtInt(direct.rate)} (${fmtInt(direct.rateMin)}–${fmtInt(direct.rateMax)}) | 100 % | – | ${fmt(direct.serverUsPerOp)} | ${fmt(direct.clientUsPerOp)} | – / ${fmt(direct.clientCpuPct, 0)} % |`)
+    if (direct !== undefined) out.push(`| ${label} | direct grpc-js client | ${fmtInt(direct.rate)} (${fmtInt(direct.rateMin)}–${fmtInt(direct.rateMax)}) | 100 % | – | ${fmt(direct.serverUsPerOp)} | ${fmt(direct.clientUsPerOp)} | – / ${fmt(direct.serverCpuPct, 0)} % / ${fmt(direct.clientCpuPct, 0)} % |`)
     for (const system of FORWARD_SYSTEMS) {
       const x = s.rows.find(y => y.scenario === key && y.system === system)
       if (x === undefined) continue
       const vs = s.ratios.find(y => y.scenario === key && y.a === system && y.b === 'grpc' && y.field === 'rate')
-      out.push(`| ${label} | ${LABELS[system]} | ${fmtInt(x.rate)} (${fmtInt(x.rateMin)}–${fmtInt(x.rateMax)})${x.errors > 0 ? ` ⚠ ${x.errors} errors` : ''} | ${ratioText(vs, true)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.upstreamUsPerOp)} | ${fmt(x.clientUsPerOp)} | ${fmt(x.serverCpuPct, 0)} % / ${fmt(x.clientCpuPct, 0)} % |`)
+      out.push(`| ${label} | ${LABELS[system]} | ${fmtInt(x.rate)} (${fmtInt(x.rateMin)}–${fmtInt(x.rateMax)})${x.errors > 0 ? ` ⚠ ${x.errors} errors` : ''} | ${ratioText(vs, true)} | ${fmt(x.serverUsPerOp)} | ${fmt(x.upstreamUsPerOp)} | ${fmt(x.clientUsPerOp)} | ${fmt(x.serverCpuPct, 0)} % / ${fmt(x.upstreamCpuPct, 0)} % / ${fmt(x.clientCpuPct, 0)} % |`)
     }
   }
   out.push('')

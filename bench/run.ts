@@ -280,6 +280,7 @@ async function measureOnce (rep: number, scenario: Scenario, system: ClientSyste
     ...windowFigures(rep, scenario, system, result),
     serverUsPerOp: result.ops > 0 ? serverCpuUs / result.ops : null,
     upstreamUsPerOp: upstreamCpuUs !== null && result.ops > 0 ? upstreamCpuUs / result.ops : null,
+    upstreamCpuPct: upstreamCpuUs !== null && sampledS > 0 ? upstreamCpuUs / (sampledS * 1e4) : null,
     clientUsPerOp: result.ops > 0 ? result.clientCpuUs / result.ops : null,
     serverCpuPct: sampledS > 0 ? serverCpuUs / (sampledS * 1e4) : null,
     clientCpuPct: result.seconds > 0 ? result.clientCpuUs / (result.seconds * 1e4) : null,
@@ -289,7 +290,7 @@ async function measureOnce (rep: number, scenario: Scenario, system: ClientSyste
   }
   // Machine busy time not spent by this server (and upstream) and client (in % of one core; the orchestrator's IPC forwarding is in it too).
   const machineBusy = m.machineCpu.reduce((n, c) => n + c.busy, 0)
-  const upstreamPct = upstreamCpuUs === null || sampledS <= 0 ? 0 : upstreamCpuUs / (sampledS * 1e4)
+  const upstreamPct = m.upstreamCpuPct ?? 0
   m.foreignCpuPct = Math.max(0, machineBusy - (m.serverCpuPct ?? 0) - upstreamPct - (m.clientCpuPct ?? 0))
   const lat = m.p50Ms === null ? '' : `  p50 ${m.p50Ms.toFixed(2)} ms p99 ${(m.p99Ms ?? NaN).toFixed(2)} ms`
   const mc = m.machineCpu.map(c => `${c.busy.toFixed(0)}/${c.idle.toFixed(0)}/${c.steal.toFixed(0)}`).join(' ')
@@ -324,7 +325,7 @@ async function throughputRep (rep: number): Promise<Measurement[]> {
   const first = kinds.filter(k => k !== 'forward')
   for (const [i, s] of (await Promise.all(first.map(async k => await ServerProcess.start(k, serverOptions())))).entries()) servers.set(first[i]!, s)
   if (kinds.includes('forward')) {
-    // Pinned with the other servers: forwarder and upstream share the servers' CPU.
+    // Pinned with the other servers; its upstream moves to the clients' CPU while it is measured (below).
     servers.set('forward', await ServerProcess.start('forward', serverOptions({ env: { ...childEnv, UPSTREAM_TARGET: `127.0.0.1:${servers.get('grpc')!.port}` } })))
   }
   const clients = new Map<ClientSystem, ClientProcess>()
@@ -367,7 +368,17 @@ async function throughputRep (rep: number): Promise<Measurement[]> {
       // Systems alternate, and the order turns from one scenario and repetition to the next.
       for (const system of rotate(SYSTEMS, rep + i)) {
         if (!measures(system, scenario.key)) continue
-        out.push(await measure(rep, scenario, system, clientsOf(system, scenario), serverOf(system), targetOf(system), upstreamOf(system)))
+        const upstream = upstreamOf(system)
+        // Each row's system under test has the servers' CPU to itself: for a
+        // direct row the grpc-js server, for a forwarded row the forwarder,
+        // whose upstream goes to the clients' CPU meanwhile, as if on a host of
+        // its own (on two cores, one of the three processes has to share).
+        if (upstream !== null && CLIENT_CPU !== null) upstream.pin(CLIENT_CPU)
+        try {
+          out.push(await measure(rep, scenario, system, clientsOf(system, scenario), serverOf(system), targetOf(system), upstream))
+        } finally {
+          if (upstream !== null && SERVER_CPU !== null) upstream.pin(SERVER_CPU)
+        }
       }
     }
   } finally {
