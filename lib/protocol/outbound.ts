@@ -38,13 +38,6 @@ export class OutboundMessages {
     private readonly sink: FrameSink
   ) {}
 
-  /** Bytes queued and not yet sent. */
-  get queuedBytes (): number {
-    let n = 0
-    for (const p of this.queue) n += p.bytes.byteLength - p.offset
-    return n
-  }
-
   /**
    * Queues a message; `done` runs once its last frame has gone to the
    * socket. The bytes are not copied: they must not change until then.

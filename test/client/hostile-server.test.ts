@@ -128,10 +128,12 @@ t.test('Should leave a message queued, not loop, when the frame limit leaves no 
   const outbound = new OutboundMessages(1, new SendWindow(65536), sink)
   outbound.send(new Uint8Array(100))
   t.same(written, [], 'nothing written')
-  t.equal(outbound.queuedBytes, 100, 'the message waits')
   t.equal(outbound.window.available, 65536, 'the window is untouched')
   outbound.send(new Uint8Array(0))
   t.same(written, [], 'an empty message waits behind it')
+  sink.maxFramePayload = 16384
+  outbound.pump()
+  t.same(written, [100, 0], 'both waited, whole and in order, for a frame limit that leaves room')
 })
 
 // --- 15: a unary call answered with two messages ---------------------------------
