@@ -268,6 +268,49 @@ t.test('Should fail the call with INTERNAL on bad metadata, an unserializable re
   t.same([decode.code, decode.details], [Status.INTERNAL, 'Response message parsing error: cannot decode'])
 })
 
+t.test('Should fail a stream whose response cannot be parsed, whether its reader waited or the response was queued', async t => {
+  // Parses the first response, fails on the second.
+  const failingSecond = (): MethodDescriptor<object, Response> => {
+    let n = 0
+    return {
+      path: '/test.Test/ServerStream',
+      serialize: r => Request.encode(Request.fromObject(r)).finish(),
+      deserialize: b => {
+        if (++n === 2) throw new Error('cannot decode')
+        return ResponseType.toObject(ResponseType.decode(b)) as Response
+      }
+    }
+  }
+  const unhandled: unknown[] = []
+  const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
+  process.on('unhandledRejection', onUnhandled)
+  t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
+
+  // The reader waits: each response goes straight to it.
+  const waitedId = nextId()
+  const waitedCancelled = handlerEvent(env.events, waitedId)
+  const waited: string[] = []
+  const waitedErr = await rejection(async () => {
+    for await (const m of client.serverStream(failingSecond(), { mode: 'endless', id: waitedId })) waited.push(m.message)
+  })
+  t.same([waitedErr.code, waitedErr.details], [Status.INTERNAL, 'Response message parsing error: cannot decode'])
+  t.same(waited, ['tick'], 'the response before it was read')
+  t.equal((await waitedCancelled).event, 'cancelled', 'the server was told')
+
+  // Nobody reads until responses are queued: the second fails when taken.
+  const stream = client.serverStream(failingSecond(), { mode: 'count', count: 3 })
+  await stream.headers
+  await new Promise(resolve => setTimeout(resolve, 50))
+  const iterator = stream[Symbol.asyncIterator]()
+  t.equal((await iterator.next()).value?.message, '0')
+  const queuedErr = await rejection(async () => await iterator.next())
+  t.same([queuedErr.code, queuedErr.details], [Status.INTERNAL, 'Response message parsing error: cannot decode'])
+  const after = await rejection(async () => await iterator.next())
+  t.equal(after, queuedErr, 'the iteration stays failed: the third response was dropped')
+  await new Promise(resolve => setImmediate(resolve))
+  t.same(unhandled, [], 'no promise left rejected unhandled')
+})
+
 t.test('Should refuse a response over maxReceiveMessageSize with RESOURCE_EXHAUSTED and stay usable', async t => {
   const { client: small, test: smallTest } = webClient(env.wsUrl, { maxReceiveMessageSize: 1000 })
   t.teardown(() => { small.close() })

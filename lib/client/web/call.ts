@@ -167,6 +167,9 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
       return this.method.deserialize(bytes)
     } catch (err) {
       this.queue = undefined
+      // A queued response is parsed when taken, maybe after the call ended:
+      // its failure still ends the call, as grpc-js's parse on arrival would.
+      this.over = false
       this.cancelWith(Status.INTERNAL, `Response message parsing error: ${(err as Error).message}`, err)
       throw this.error!
     }
