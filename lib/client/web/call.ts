@@ -33,8 +33,8 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
    * bounded by the window, not by a count of objects. Made by the first.
    */
   private queue?: MessageQueue
-  /** A next() waiting for a response (undefined: the call is over). */
-  private pull?: (bytes?: Uint8Array) => void
+  /** Settles the promise a next() returned while nothing was queued: the next response does. */
+  private pull?: (result: IteratorResult<O> | Promise<IteratorResult<O>>) => void
   // Made on first use: a unary call awaits no send, and settles one promise.
   private sends?: Set<(sent: boolean) => void>
   private settle?: () => void
@@ -137,24 +137,27 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     }
   }
 
-  private async next (): Promise<IteratorResult<O>> {
-    let bytes = this.queue?.shift()
+  // Not async, and one promise per response: for-await resumes on the tick
+  // that settles it (fan-out clients take thousands of responses a burst).
+  private next (): Promise<IteratorResult<O>> {
+    const bytes = this.queue?.shift()
+    if (bytes !== undefined) return Promise.resolve(this.take(bytes))
+    if (this.over) return this.error ? Promise.reject(this.error) : Promise.resolve({ done: true, value: undefined })
     // Nothing queued: onMessage hands the next response straight to this reader (no copy).
-    if (bytes === undefined && !this.over) {
-      bytes = await new Promise<Uint8Array | undefined>(resolve => {
-        this.pull = next => {
-          this.pull = undefined
-          resolve(next)
-        }
-      })
-    }
-    if (bytes !== undefined) {
-      // Credit goes back only now: a slow reader holds the server's writer back.
-      this.stream?.consumed()
+    return new Promise(resolve => { this.pull = resolve })
+  }
+
+  /**
+   * A response the reader takes (a rejection if it cannot be parsed): credit
+   * goes back only now, so a slow reader holds the server's writer back.
+   */
+  private take (bytes: Uint8Array): IteratorResult<O> | Promise<never> {
+    this.stream?.consumed()
+    try {
       return { done: false, value: this.decode(bytes) }
+    } catch (err) {
+      return Promise.reject(err)
     }
-    if (this.error) throw this.error
-    return { done: true, value: undefined }
   }
 
   /**
@@ -187,8 +190,12 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     if (this.over) return
     if (this.streamed) {
       // A reader waits only while nothing is queued.
-      if (this.pull) this.pull(bytes)
-      else (this.queue ??= new MessageQueue()).push(bytes)
+      const pull = this.pull
+      // Taken before the response is: if it fails the call, finish() must not settle it too.
+      if (pull) {
+        this.pull = undefined
+        pull(this.take(bytes))
+      } else (this.queue ??= new MessageQueue()).push(bytes)
       return
     }
     let value: O
@@ -228,7 +235,9 @@ export class WebCall<I, O> implements StreamHandler, BidiCall<I, O> {
     this.sends?.forEach(resolve => { resolve(false) })
     this.sends = undefined
     this.settle?.()
-    this.pull?.()
+    // A reader waits only while nothing is queued: next() now ends its
+    // iteration. (Once over, nothing reads pull again.)
+    this.pull?.(this.next())
   }
 }
 

@@ -131,7 +131,7 @@ export class GrpcWsClient {
 }
 
 /** Feeds requests one at a time, each after the previous one has gone out (the server's credit). */
-async function pump<I> (call: WebCall<I, unknown>, requests: AsyncIterable<I> | Iterable<I>): Promise<void> {
+async function pump<I, O> (call: WebCall<I, O>, requests: AsyncIterable<I> | Iterable<I>): Promise<void> {
   try {
     for await (const request of requests) {
       if (!await call.send(request)) return
