@@ -118,7 +118,7 @@ export interface BenchResults {
     bufferutil: boolean
     pinned: string
     versions: Record<string, string>
-    /** 1-minute load average when the run started and when it ended (other sessions share the machine). */
+    /** 1-minute load average when the run started and when it ended (other work shares the machine). */
     loadAvgStart: number
     loadAvgEnd: number
   }
@@ -627,7 +627,10 @@ function markdown (r: BenchResults, s: Summary): string {
   out.push('- Windows are short so that the default run ends within 5 minutes; run-to-run drift on this VM is large (see the baselines), so compare systems by the ratios, which are taken within one repetition.')
   const foreign = r.throughput.map(m => m.foreignCpuPct)
   const repeated = r.throughput.filter(m => m.attempts > 1).length
-  out.push(`- This machine is shared (other sessions run their test suites on it). Each window records the CPU other processes used (from \`/proc/stat\`, minus this server and client): median ${median(foreign).toFixed(0)} %, max ${Math.max(0, ...foreign).toFixed(0)} % of one core over the ${foreign.length} kept measurements; ${repeated} measurement(s) were repeated because it exceeded ${r.plan.maxForeignCpuPct} % (the least disturbed attempt is kept; see \`foreignCpuPct\` and \`attempts\` in bench.json). Load average: ${r.machine.loadAvgStart.toFixed(2)} at the start, ${r.machine.loadAvgEnd.toFixed(2)} at the end.`)
+  out.push(`- This machine is shared with other work. Each window records the CPU other processes used (from \`/proc/stat\`, minus this server and client): median ${median(foreign).toFixed(0)} %, max ${Math.max(0, ...foreign).toFixed(0)} % of one core over the ${foreign.length} kept measurements; ${repeated} measurement(s) were repeated because it exceeded ${r.plan.maxForeignCpuPct} % (the least disturbed attempt is kept; see \`foreignCpuPct\` and \`attempts\` in bench.json). Load average: ${r.machine.loadAvgStart.toFixed(2)} at the start, ${r.machine.loadAvgEnd.toFixed(2)} at the end.`)
+  // Time the hypervisor gave other machines while this one wanted the CPU: no process sees it, every figure pays for it.
+  const steal = r.throughput.map(m => m.machineCpu.reduce((n, c) => n + c.steal, 0) / Math.max(1, m.machineCpu.length))
+  if (steal.length > 0) out.push(`- The machine is a VM: the hypervisor took (steal, from \`/proc/stat\`) a median ${median(steal).toFixed(0)} % and at most ${Math.max(...steal).toFixed(0)} % of the CPUs' time over the kept measurements (\`machineCpu\` in bench.json); a window with steal ran slower than the code it measured.`)
   out.push('- Not measured: TLS, browsers, non-loopback networks, JSON encodings, other Node versions.')
   for (const note of r.notes) out.push(`- ${note}`)
   out.push('')

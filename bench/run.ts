@@ -191,7 +191,7 @@ let retriesLeft = plan.retries
 const retryUntilMs = plan.budgetMs * 0.6
 
 /**
- * Other processes share this machine (other sessions' test runs, say). A
+ * Other processes share this machine (other test runs, say). A
  * measurement during which they used more than maxForeignCpuPct of a core is
  * repeated, up to `retries` times while the time budget allows; the least
  * disturbed attempt is kept, with its foreign load on record.
