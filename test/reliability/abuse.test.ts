@@ -16,7 +16,7 @@ import WebSocket from 'ws'
 import fastifyGrpcWs, { type FastifyGrpcWsOptions } from '../../index.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
 import { FrameDecoder, FrameFlags, FrameType, SUBPROTOCOL, encodeFrame } from '../../lib/protocol/frame.js'
-import { NO_TIMEOUT, buildCall, buildEmpty, buildPing, parseGoAway } from '../../lib/protocol/payload.js'
+import { NO_TIMEOUT, buildCall, buildEmpty, buildPing, parseGoAway, parseTrailers } from '../../lib/protocol/payload.js'
 import { bounded } from '../helpers/bounded.js'
 import { startEnv, unary, type Env } from '../helpers/parity.js'
 import { startPluginApp, type PluginApp } from '../helpers/plugin-app.js'
@@ -428,7 +428,11 @@ t.test('stream-level protocol errors (window overruns, MESSAGE after HALF_CLOSE,
   t.equal(await peer.closed(), 1008)
   t.equal(peer.closeReason, 'too many protocol errors')
   t.equal(goAwayOf(peer)?.reason, 'too many protocol errors')
-  t.equal(peer.frames.filter(f => f.type === FrameType.TRAILERS).length, 31, 'each error reset its stream, the 31st spent the budget')
+  // A HALF_CLOSE's handler may end its call with OK before the MESSAGE behind
+  // it is handled (frames past the turn's share wait for the next turn):
+  // that MESSAGE then finds no stream, and no error is spent. Count resets.
+  const resets = peer.frames.filter(f => f.type === FrameType.TRAILERS && parseTrailers(f.payload).code !== grpc.status.OK)
+  t.equal(resets.length, 31, 'each error reset its stream, the 31st spent the budget')
 })
 
 t.test('a message over maxReceiveMessageSize does not count as a protocol error', async t => {
