@@ -24,13 +24,12 @@
  * Clients run with `--no-memory-reducer` (see CLIENT_FLAGS);
  * `--memory-reducer` gives them V8's default.
  */
-import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readdirSync } from 'node:fs'
 import os from 'node:os'
 import { join } from 'node:path'
 import { flag, median, option, type ClientSystem, type RunResult, type RunSpec } from './common.js'
 import { profileTables, summarizeProfile } from './cpu-profile.js'
-import { BUILD_DIR, ClientProcess, ServerProcess, buildBundles, killAll } from './procs.js'
+import { BUILD_DIR, ClientProcess, ServerProcess, buildBundles, hasTaskset, killAll } from './procs.js'
 
 const reps = Number(option('--reps') ?? '5')
 const windowMs = Number(option('--seconds') ?? '2') * 1000
@@ -65,10 +64,6 @@ interface Row { rep: number, size: number, system: string, rate: number, clientU
 
 function sizeLabel (size: number): string {
   return size === 65536 ? '64 KiB' : `${size} B`
-}
-
-function hasTaskset (): boolean {
-  try { execFileSync('taskset', ['-p', String(process.pid)], { stdio: 'ignore' }); return true } catch { return false }
 }
 
 async function main (): Promise<void> {

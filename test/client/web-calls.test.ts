@@ -297,6 +297,20 @@ t.test('Should fail a stream whose response cannot be parsed, whether its reader
   t.same(waited, ['tick'], 'the response before it was read')
   t.equal((await waitedCancelled).event, 'cancelled', 'the server was told')
 
+  // The reference: a stock grpc-js client over HTTP/2, with the same descriptor.
+  const refId = nextId()
+  const refCancelled = handlerEvent(env.events, refId)
+  const refDescriptor = failingSecond()
+  const refMessages: string[] = []
+  const ref = await new Promise<grpc.ServiceError>(resolve => {
+    const call = http2.makeServerStreamRequest(refDescriptor.path, (r: object) => Buffer.from(refDescriptor.serialize(r)), (b: Buffer) => refDescriptor.deserialize(b), { mode: 'endless', id: refId })
+    call.on('data', (m: Response) => { refMessages.push(m.message) })
+    call.on('error', resolve)
+  })
+  t.same([waitedErr.code, waitedErr.details], [ref.code, ref.details], 'as grpc-js over HTTP/2 ends it')
+  t.same(waited, refMessages, 'with the same responses before it')
+  t.equal((await refCancelled).event, 'cancelled', 'whose server was told too')
+
   // Nobody reads until responses are queued: the second fails when taken.
   const stream = client.serverStream(failingSecond(), { mode: 'count', count: 3 })
   await stream.headers
