@@ -103,6 +103,27 @@ t.test('Should reuse @fastify/websocket when the app registered it', async t => 
   other.close()
 })
 
+t.test('Should serve calls over permessage-deflate when the app\'s @fastify/websocket negotiates it', async t => {
+  // With an extension ws must frame (and may compress) every message itself:
+  // batches go through ws.send, not straight to the socket.
+  const app = Fastify()
+  t.teardown(async () => await app.close())
+  await app.register(websocket, { options: { perMessageDeflate: true } })
+  await app.register(fastifyGrpcWs, { services: [service()] })
+  const client = wsClient(await listen(app))
+  t.teardown(() => client.close())
+  const payload = Buffer.alloc(100_000, 3)
+  const [large, small] = await Promise.all([
+    unary(client, { mode: 'echo', message: 'large', payload }),
+    unary(client, { mode: 'echo', message: 'small' })
+  ])
+  t.equal(large.value.message, 'large')
+  t.ok(Buffer.from(large.value.payload).equals(payload), 'a 100,000-byte payload comes back whole')
+  t.equal(small.value.message, 'small')
+  const [socket] = [...app.websocketServer.clients]
+  t.match(socket?.extensions, /permessage-deflate/, 'the connection did negotiate permessage-deflate')
+})
+
 t.test('Should serve the app\'s own WebSocket routes after the plugin, with the @fastify/websocket it registered', async t => {
   // The plugin registers @fastify/websocket at the app's root: the app adds
   // { websocket: true } routes after it with no second registration (which

@@ -18,8 +18,8 @@ const due = new TurnQueue<FrameWriter>(queueMicrotask, writer => { writer.tick()
 
 export class FrameWriter {
   // Null while empty: an idle connection keeps no arrays.
-  private parts: Uint8Array[] | null = null
-  private size = 0
+  protected parts: Uint8Array[] | null = null
+  protected size = 0
   private frames = 0
   private callbacks: Array<() => void> | null = null
   private scheduled = false
@@ -101,7 +101,7 @@ export class FrameWriter {
     queueMicrotask(() => { for (const done of callbacks) done() })
   }
 
-  private sendBatch (): void {
+  protected sendBatch (): void {
     const parts = this.parts
     if (parts === null) return
     let message: Uint8Array
@@ -119,7 +119,7 @@ export class FrameWriter {
     this.sink.sendBatch(message)
   }
 
-  private empty (): void {
+  protected empty (): void {
     this.parts = null
     this.size = 0
     this.frames = 0

@@ -20,6 +20,7 @@ import {
   parseWindowUpdate, type ParsedCall, type Settings
 } from '../protocol/payload.js'
 import { SendBacklog } from './backlog.js'
+import { writeBinaryMessage } from './ws-message.js'
 import { requestMetadata, type Dispatcher } from './dispatch.js'
 import { Keepalive } from './keepalive.js'
 import { RateBudget, type RateLimit } from './rate-budget.js'
@@ -102,6 +103,24 @@ function onSocketPing (this: WebSocket): void {
 }
 function ignore (): void {}
 
+/** Hands a batch's parts to the connection, which writes them without joining them (see ws-message.ts). */
+class ServerFrameWriter extends FrameWriter {
+  constructor (private readonly connection: ServerConnection, maxMessageSize: number) {
+    super(connection, maxMessageSize)
+  }
+
+  protected override sendBatch (): void {
+    const parts = this.parts
+    if (parts === null || !this.connection.direct) {
+      super.sendBatch()
+      return
+    }
+    const size = this.size
+    this.empty()
+    this.connection.sendParts(parts, size)
+  }
+}
+
 export class ServerConnection implements CallHost, FrameSink, BatchSink {
   readonly host: string
   private readonly streams = new StreamMap<WebSocketServerCall>()
@@ -126,6 +145,8 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
   private idleSince: number
   /** @private Stops reading a peer that sends more than it reads. */
   readonly backlog: SendBacklog
+  /** No extension negotiated: batches are written straight to the socket. */
+  readonly direct: boolean
   // Made on first use: most connections never cancel nor err.
   private resets: RateBudget | null = null
   private errors: RateBudget | null = null
@@ -151,7 +172,8 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
     this.requestLog = context.log
     this.logCalls = context.log.isLevelEnabled?.('debug') ?? false
     this.decoder = new FrameDecoder(limits.maxFrameSize - FRAME_HEADER_SIZE)
-    this.writer = new FrameWriter(this, limits.maxFrameSize)
+    this.direct = socket.extensions === ''
+    this.writer = new ServerFrameWriter(this, limits.maxFrameSize)
     this.idleSince = Date.now()
     this.keepalive = new Keepalive(socket, this.idleSince)
     // Streams stop at the high-water mark plus one batch: beyond that, the
@@ -207,19 +229,27 @@ export class ServerConnection implements CallHost, FrameSink, BatchSink {
 
   canWrite (): boolean { return !this.congested }
 
-  /** @private From the writer: one batch of frames, one WebSocket message. */
+  /** @private From the writer, on a socket with extensions: one batch of frames, joined, one WebSocket message. */
   sendBatch (message: Uint8Array): void {
+    this.sendParts([message], message.byteLength)
+  }
+
+  /**
+   * @private One batch of frames, one WebSocket message: its parts straight
+   * to the socket, or (on a socket with extensions, where ws frames and may
+   * compress it) the one joined part through ws.
+   */
+  sendParts (parts: Uint8Array[], size: number): void {
     const socket = this.socket
     if (socket.readyState !== OPEN) return
-    const buffered = socket.bufferedAmount + message.byteLength
-    if (buffered > this.limits.socketHighWaterMark) {
-      // The last send's callback runs once everything before it is flushed.
-      this.congested = true
-      socket.send(message, this.onFlushed ??= () => { this.flushed() })
-      this.backlog.check(buffered)
-    } else {
-      socket.send(message)
-    }
+    const buffered = socket.bufferedAmount + size
+    const congested = buffered > this.limits.socketHighWaterMark
+    // The last send's callback runs once everything before it is flushed.
+    const done = congested ? (this.onFlushed ??= () => { this.flushed() }) : undefined
+    if (congested) this.congested = true
+    if (this.direct) writeBinaryMessage(this.netSocket, parts, size, done)
+    else socket.send(parts[0]!, done)
+    if (congested) this.backlog.check(buffered)
   }
 
   private flushed (): void {
