@@ -47,7 +47,7 @@ export class FrameWriter {
   /**
    * Batches a MESSAGE frame: its header, and `chunk` itself, which is not
    * copied here. It must not change afterwards: this writer copies it into
-   * the batch, but the server's hands a large chunk to the socket as it is.
+   * the batch, but the server's writer hands a large chunk to the socket as it is.
    */
   writeMessage (streamId: number, flags: number, chunk: Uint8Array, done?: () => void): void {
     const header = new Uint8Array(FRAME_HEADER_SIZE)

@@ -38,24 +38,18 @@ export function writeBinaryMessage (socket: Socket, parts: readonly Uint8Array[]
       runSize += part.byteLength
       continue
     }
-    if (runSize > 0) out.push(join(run, runSize))
+    pushRun(out, run, runSize)
     run = []
     runSize = 0
     out.push(part)
   }
-  if (runSize > 0) out.push(join(run, runSize))
+  pushRun(out, run, runSize)
   socket.cork()
   for (let i = 0; i < out.length; i++) socket.write(out[i]!, i === out.length - 1 ? done : undefined)
   socket.uncork()
 }
 
-function join (run: readonly Uint8Array[], size: number): Uint8Array {
-  if (run.length === 1) return run[0]!
-  const out = Buffer.allocUnsafe(size)
-  let at = 0
-  for (const part of run) {
-    out.set(part, at)
-    at += part.byteLength
-  }
-  return out
+// A run of small parts as one buffer (Node's Buffer.concat); a run of one part as it is.
+function pushRun (out: Uint8Array[], run: Uint8Array[], size: number): void {
+  if (size > 0) out.push(run.length === 1 ? run[0]! : Buffer.concat(run, size))
 }
