@@ -5,7 +5,8 @@
  *
  * Server systems: `topics` (app.grpc.topics, serialized once per publish),
  * `per-call` (the handler writes the message object to every call), `ws` (a
- * raw `ws` broadcast loop), `socketio` (Socket.IO 4, WebSocket transport,
+ * raw `ws` broadcast loop), `tcp` (one write to each bare TCP socket: the
+ * machine's floor), `socketio` (Socket.IO 4, WebSocket transport,
  * `io.to(room).emit`). With `--redis URL`, topics go through redisBus and
  * Socket.IO through @socket.io/redis-adapter; only instance 0 publishes.
  * `--streams K` gives every socket K subscribers: K server-streaming calls
@@ -14,13 +15,14 @@
  *
  * Payload, 96 bytes (about 100 on the wire with the message's field tag):
  * u32 sequence number, f64 publish time (ms, performance.timeOrigin-based,
- * so one clock on the machine), u8 stream index (raw ws only). The publisher
+ * so one clock on the machine), u8 stream index (raw ws and bare TCP only). The publisher
  * reports its first publish, and each client its last receipt, on that clock:
  * the orchestrator's span of a step runs from one to the other.
  */
 import * as grpc from '@grpc/grpc-js'
 import * as loader from '@grpc/proto-loader'
 import { once } from 'node:events'
+import { connect, createServer, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
 import { performance } from 'node:perf_hooks'
 import WebSocket, { WebSocketServer } from 'ws'
@@ -32,6 +34,7 @@ const method = definition.ServerStream!
 const now = (): number => performance.timeOrigin + performance.now()
 const PAYLOAD = 96
 const TOPIC = 'bench'
+const GREETING = Buffer.from([0])
 
 function payload (seq: number): Buffer {
   const b = Buffer.alloc(PAYLOAD)
@@ -111,6 +114,27 @@ async function server (system: string, streams: number, redisUrl: string): Promi
       const bytes = payload(seq)
       for (const ns of namespaces) ns.to(TOPIC).emit('m', bytes)
     }
+  } else if (system === 'tcp') {
+    // The machine's floor: one write of the step's bytes to each socket, no WebSocket, no framing.
+    const sockets = new Set<Socket>()
+    const tcp = createServer(socket => {
+      socket.setNoDelay(true)
+      // A greeting byte: the client counts as connected once the server has the socket (a publish reaches it).
+      socket.write(GREETING)
+      sockets.add(socket)
+      socket.on('close', () => { sockets.delete(socket) })
+      socket.on('error', () => {})
+    })
+    tcp.listen(0, '127.0.0.1')
+    await once(tcp, 'listening')
+    port = (tcp.address() as { port: number }).port
+    publishOne = seq => {
+      const base = payload(seq)
+      const bytes = Buffer.alloc(PAYLOAD * streams)
+      for (let j = 0; j < streams; j++) { base.copy(bytes, j * PAYLOAD); bytes[j * PAYLOAD + 12] = j }
+      for (const socket of sockets) socket.write(bytes)
+    }
+    cleanups.push(async () => { for (const socket of sockets) socket.destroy(); tcp.close() })
   } else if (system === 'ws') {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' })
     await once(wss, 'listening')
@@ -205,6 +229,29 @@ async function server (system: string, streams: number, redisUrl: string): Promi
 
 const BUCKETS = 600_000 // 0.1 ms up to 60 s
 
+/** `Response.payload` (field 2, bytes) of an encoded Response, without decoding the rest. */
+function responsePayload (b: Uint8Array): Uint8Array {
+  let at = 0
+  const varint = (): number => {
+    let v = 0
+    for (let shift = 0; ; shift += 7) {
+      const byte = b[at++]!
+      v += (byte & 0x7f) * 2 ** shift
+      if (byte < 0x80) return v
+    }
+  }
+  while (at < b.length) {
+    const tag = varint()
+    const wire = tag & 7
+    if (wire === 0) { varint(); continue }
+    if (wire !== 2) throw new Error(`unexpected wire type ${wire} in a Response`)
+    const length = varint()
+    if (tag >>> 3 === 2) return b.subarray(at, at + length)
+    at += length
+  }
+  throw new Error('a Response without a payload')
+}
+
 async function client (system: string, first: number, sockets: number, streams: number, neverReader: boolean): Promise<void> {
   const n = sockets * streams
   const next = new Float64Array(n) // the sequence number each subscriber expects next
@@ -245,8 +292,9 @@ async function client (system: string, first: number, sockets: number, streams: 
   const descriptor = {
     path: method.path,
     serialize: (r: unknown) => method.requestSerialize(r),
-    // The payload, not decoded into an object: the client's CPU stays the server's to measure.
-    deserialize: (b: Uint8Array) => method.responseDeserialize(Buffer.from(b.buffer, b.byteOffset, b.byteLength))
+    // The payload's bytes only, as the other systems' clients read theirs: decoding into an object is the app's work, and
+    // on this machine the clients' CPU is taken from the server's.
+    deserialize: (b: Uint8Array) => ({ payload: responsePayload(b) })
   }
   const open = async (): Promise<void> => {
     for (let s = 0; s < sockets; s++) {
@@ -262,6 +310,22 @@ async function client (system: string, first: number, sockets: number, streams: 
           ready.push(once(socket as any, 'connect'))
           closers.push(() => socket.disconnect())
         }
+      } else if (system === 'tcp') {
+        const socket = connect(ports[g % ports.length]!, '127.0.0.1')
+        // Records of PAYLOAD bytes, as TCP happens to cut them.
+        let rest: Buffer | null = null
+        let greeted: (() => void) | null = null
+        ready.push(new Promise<void>(resolve => { greeted = resolve }))
+        socket.on('data', (chunk: Buffer) => {
+          if (greeted !== null) { greeted(); greeted = null; chunk = chunk.subarray(GREETING.length) }
+          const data = rest === null ? chunk : Buffer.concat([rest, chunk])
+          let at = 0
+          for (; at + PAYLOAD <= data.length; at += PAYLOAD) onPayload(s * streams + data[at + 12]!, data.subarray(at, at + PAYLOAD))
+          rest = at < data.length ? data.subarray(at) : null
+        })
+        socket.on('close', () => { ended++ })
+        socket.on('error', () => {})
+        closers.push(() => socket.destroy())
       } else if (system === 'ws') {
         const ws = new WebSocket(`ws://${url(g)}`, { perMessageDeflate: false })
         ws.on('message', (data: Buffer) => { onPayload(s * streams + data[12]!, data) })

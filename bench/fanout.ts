@@ -9,8 +9,11 @@
  *   subscribed with app.grpc.topics (serialized once per publish);
  * - `per-call`: the plugin, the handler writing the message object to each
  *   call (serialized once per subscriber);
- * - `ws`: a raw `ws` broadcast loop (the floor; single instance only: a bare
- *   `ws` server has no way to reach another instance's sockets);
+ * - `ws`: a raw `ws` broadcast loop (single instance only: a bare `ws`
+ *   server has no way to reach another instance's sockets);
+ * - `tcp`: one write of the same bytes to each bare TCP socket, no WebSocket
+ *   and no framing: what the machine allows any server, the floor under
+ *   every latency (a p99 target below its p99 cannot be met here);
  * - `socketio`: Socket.IO 4, WebSocket transport, `io.to(room).emit`;
  * - `topics-redis`, `socketio-redis`: two server processes on one
  *   redis-server (Debian's, started here on a random loopback port, nothing
@@ -37,7 +40,10 @@
  * over all "with" rounds pooled against all "without" rounds pooled; the
  * per-pair ratios are reported beside it.
  *
- * Standalone options: --sizes 1000x10,10000x1 --systems topics,ws,socketio,topics-redis,socketio-redis
+ * FANOUT_PROF=DIR: the server processes (FANOUT_PROF_ROLE=client: the
+ * client processes) run with --cpu-prof into DIR.
+ *
+ * Standalone options: --sizes 1000x10,10000x1 --systems topics,ws,tcp,socketio,topics-redis,socketio-redis
  * --clients 4 --intervals 1000,500,200,100,50,20 --window 2000 --no-slow --quick --out DIR
  */
 import { fork, type ChildProcess } from 'node:child_process'
@@ -51,7 +57,7 @@ import { RedisServer } from '../test/redis/redis-server.js'
 import type { CheckResult, ClientCommand, Histogram, ServerCommand, WindowResult } from './fanout-procs.js'
 import { BUILD_DIR, buildBundles } from './procs.js'
 
-export const FANOUT_SYSTEMS = ['topics', 'per-call', 'ws', 'socketio', 'topics-redis', 'socketio-redis'] as const
+export const FANOUT_SYSTEMS = ['topics', 'per-call', 'ws', 'tcp', 'socketio', 'topics-redis', 'socketio-redis'] as const
 export type FanoutSystem = (typeof FANOUT_SYSTEMS)[number]
 const PLUGIN_SYSTEMS: readonly FanoutSystem[] = ['topics', 'per-call', 'topics-redis']
 
@@ -77,7 +83,7 @@ export interface FanoutPlan {
 export const FANOUT_FULL: FanoutPlan = {
   name: 'default',
   sizes: [{ sockets: 1000, streams: 10 }, { sockets: 10_000, streams: 1 }],
-  systems: ['topics', 'ws', 'socketio', 'topics-redis', 'socketio-redis'],
+  systems: ['topics', 'ws', 'tcp', 'socketio', 'topics-redis', 'socketio-redis'],
   clients: 4,
   intervalsMs: [1000, 500, 200, 100, 50, 20],
   search: true,
@@ -199,7 +205,7 @@ const PROTO = fileURLToPath(new URL('../test/fixtures/test.proto', import.meta.u
 const live = new Set<ChildProcess>()
 
 function child (args: string[]): ChildProcess {
-  const c = fork(PROCS, args, { execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, FANOUT_PROTO: PROTO } })
+  const c = fork(PROCS, args, { execArgv: process.env.FANOUT_PROF !== undefined && args.includes(process.env.FANOUT_PROF_ROLE ?? 'server') ? ['--cpu-prof', '--cpu-prof-dir', process.env.FANOUT_PROF] : [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, FANOUT_PROTO: PROTO } })
   live.add(c)
   c.once('exit', () => { live.delete(c) })
   c.on('error', () => {}) // a send to a process that died: its awaited reply fails instead (reply())
@@ -609,6 +615,7 @@ const LABEL: Record<FanoutSystem, string> = {
   topics: 'fastify-grpc-ws topics',
   'per-call': 'fastify-grpc-ws, a write per call',
   ws: 'raw `ws` broadcast loop',
+  tcp: 'bare TCP write loop (the floor)',
   socketio: 'Socket.IO, `io.to(room).emit`',
   'topics-redis': 'fastify-grpc-ws topics, Redis bus',
   'socketio-redis': 'Socket.IO, @socket.io/redis-adapter'
@@ -646,6 +653,15 @@ function versusSocketIo (x: FanoutCell, y: FanoutCell, p99TargetMs: number, top:
   return { measured: `${knee}; delivered in full: ${versus(x.fastest, y.fastest, top)}`, pass }
 }
 
+/** What the bare TCP floor gave at its slowest step: below the target or not. */
+function floorNote (floor: FanoutCell, p99TargetMs: number): string {
+  const first = floor.steps[0]
+  if (first === undefined) return ''
+  return floor.best === null
+    ? `; the bare TCP floor had none either (p99 ${f1(first.p99Ms)} ms at ${first.publishesPerS} publishes/s): no server can meet p99 < ${p99TargetMs} ms at this size on this machine`
+    : `; the bare TCP floor had one (${int(floor.best.deliveriesPerS)} deliveries/s at p99 ${f1(floor.best.p99Ms)} ms)`
+}
+
 export function fanoutTargets (r: FanoutResults): FanoutTarget[] {
   const out: FanoutTarget[] = []
   const cell = (system: FanoutSystem, size: { sockets: number, streams: number }): FanoutCell | undefined =>
@@ -660,11 +676,15 @@ export function fanoutTargets (r: FanoutResults): FanoutTarget[] {
       const ratio = c === null ? NaN : c[0].serverUsPerDelivery / c[1].serverUsPerDelivery
       out.push({ name: `${at}: server CPU per delivery ≤ 1.2× the raw ws broadcast`, measured: c === null ? 'not measured' : `${c[0].serverUsPerDelivery} vs ${c[1].serverUsPerDelivery} µs at ${c[0].publishesPerS} publishes/s: ${ratio.toFixed(2)}×`, pass: Number.isFinite(ratio) ? ratio <= 1.2 : null })
     }
+    const floor = cell('tcp', size)
     for (const [a, b] of [['topics', 'socketio'], ['topics-redis', 'socketio-redis']] as const) {
       const x = cell(a, size)
       const y = cell(b, size)
       if (x === undefined || y === undefined) continue
-      out.push({ name: `${at}${a.endsWith('-redis') ? ', two instances' : ''}: deliveries/s ≥ 2× Socket.IO's`, ...versusSocketIo(x, y, r.plan.p99TargetMs, top) })
+      const v = versusSocketIo(x, y, r.plan.p99TargetMs, top)
+      // Without a knee on either side, the floor tells whether this machine allows one at all.
+      if (v.pass === null && floor !== undefined) v.measured += floorNote(floor, r.plan.p99TargetMs)
+      out.push({ name: `${at}${a.endsWith('-redis') ? ', two instances' : ''}: deliveries/s ≥ 2× Socket.IO's`, ...v })
     }
   }
   const plugin = r.cells.filter(c => PLUGIN_SYSTEMS.includes(c.system))
@@ -684,8 +704,9 @@ export function fanoutMarkdown (r: FanoutResults, options: { targets?: boolean }
   const p = r.plan
   out.push('## Fan-out: one message to many subscribers', '')
   out.push(`One ${96}-byte payload (a sequence number and the publish time; about 100 bytes on the wire) published every N ms to every subscriber. Sizes: ${p.sizes.map(s => `${s.sockets.toLocaleString('en-US')} sockets × ${s.streams} stream${s.streams > 1 ? 's' : ''}`).join(' and ')}; the subscribers are spread over ${p.clients} client processes. Each cell steps the publish interval down (${p.intervalsMs.join(', ')} ms${p.search ? '' : ': the first only, a smoke'}; ${p.warmupMs} ms warm-up, then about ${p.windowMs} ms and at least 5 publishes per step) and stops at the first step that loses or doubles a message or has not delivered all within 3 s of its last publish; "p99 < ${p.p99TargetMs} ms: highest" is the highest-rate step whose p99 from publish to receipt is under ${p.p99TargetMs} ms, whatever the slower steps gave (their few publishes make their p99 noisy). Publishes/s is the rate the publisher achieved (publishes over its loop's duration plus one interval). Deliveries/s count from the step's first publish to the last receipt of its messages (the processes' clocks are one on this machine), plus one interval as for publishes, so they are at most subscribers × publishes/s, and a server that queues messages internally is not credited with the time it takes to drain them. Server CPU is every server process's (\`process.cpuUsage()\`; redis-server's from /proc) from just before the first publish until every subscriber had the step's messages (polled every 50 ms): divided by the deliveries for µs/delivery, by that wall time for %. Systems alternate: the order turns from one size to the next. One run of each cell, not repeated: read the ratios, not the absolute figures.`, '')
-  out.push('- Streams per socket: the plugin opens that many server-streaming calls on the socket; Socket.IO that many namespaces on one connection (one `emit` per namespace per publish); the raw `ws` loop sends that many frames per socket, told apart by a byte.')
-  out.push(`- Two instances: two server processes on one redis-server (${r.redis ?? 'not run'}), sockets split evenly over both, the publisher on the first. The raw \`ws\` broadcast is single-instance only (a bare \`ws\` server cannot reach another instance's sockets).`)
+  out.push('- Streams per socket: the plugin opens that many server-streaming calls on the socket; Socket.IO that many namespaces on one connection (one `emit` per namespace per publish); the raw `ws` loop sends that many frames per socket, told apart by a byte; the bare TCP loop writes that many records to each socket at once.')
+  out.push('- The bare TCP write loop is the floor: one `socket.write` of the same bytes to each socket, no WebSocket and no framing, read by the same client processes. Where even its p99 is over the target, no server can meet the target at that size on this machine.')
+  out.push(`- Two instances: two server processes on one redis-server (${r.redis ?? 'not run'}), sockets split evenly over both, the publisher on the first. The raw \`ws\` and bare TCP loops are single-instance only (they cannot reach another instance's sockets).`)
   out.push(`- Client CPU is each client process's share of one core over the step; ≥ 90 % (marked ⚠) means that client, not the server, may set the latency. The machine has ${r.cores} cores for every server, client and redis-server.`)
   out.push(`- Load average ${r.loadAvgStart.toFixed(2)} at the start, ${r.loadAvgEnd.toFixed(2)} at the end of the section (other work shares the machine); ${r.durationS.toFixed(0)} s. Versions: ${Object.entries(r.versions).map(([k, v]) => `${k} ${v}`).join(', ')}.`)
   out.push('')
