@@ -15,9 +15,10 @@
  *
  * Payload, 96 bytes (about 100 on the wire with the message's field tag):
  * u32 sequence number, f64 publish time (ms, performance.timeOrigin-based,
- * so one clock on the machine), u8 stream index (raw ws and bare TCP only). The publisher
- * reports its first publish, and each client its last receipt, on that clock:
- * the orchestrator's span of a step runs from one to the other.
+ * so one clock on the machine), u8 stream index (raw ws and bare TCP only).
+ * The publisher reports its first publish, and each client its last
+ * receipt, on that clock: the orchestrator's span of a step runs from one to
+ * the other.
  */
 import * as grpc from '@grpc/grpc-js'
 import * as loader from '@grpc/proto-loader'
@@ -292,8 +293,7 @@ async function client (system: string, first: number, sockets: number, streams: 
   const descriptor = {
     path: method.path,
     serialize: (r: unknown) => method.requestSerialize(r),
-    // The payload's bytes only, as the other systems' clients read theirs: decoding into an object is the app's work, and
-    // on this machine the clients' CPU is taken from the server's.
+    // The payload's bytes only, as the other systems' clients read theirs: the clients' CPU is taken from the server's here.
     deserialize: (b: Uint8Array) => ({ payload: responsePayload(b) })
   }
   const open = async (): Promise<void> => {
@@ -315,7 +315,8 @@ async function client (system: string, first: number, sockets: number, streams: 
         // Records of PAYLOAD bytes, as TCP happens to cut them.
         let rest: Buffer | null = null
         let greeted: (() => void) | null = null
-        ready.push(new Promise<void>(resolve => { greeted = resolve }))
+        // A socket that fails before the greeting fails the cell's connect, as ws's 'open' does.
+        ready.push(new Promise<void>((resolve, reject) => { greeted = resolve; socket.once('error', reject) }))
         socket.on('data', (chunk: Buffer) => {
           if (greeted !== null) { greeted(); greeted = null; chunk = chunk.subarray(GREETING.length) }
           const data = rest === null ? chunk : Buffer.concat([rest, chunk])
