@@ -22,6 +22,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import * as loader from '@grpc/proto-loader'
+import { BinaryReader } from '@bufbuild/protobuf/wire'
 import { once } from 'node:events'
 import { connect, createServer, type Socket } from 'node:net'
 import { fileURLToPath } from 'node:url'
@@ -232,23 +233,11 @@ const BUCKETS = 600_000 // 0.1 ms up to 60 s
 
 /** `Response.payload` (field 2, bytes) of an encoded Response, without decoding the rest. */
 function responsePayload (b: Uint8Array): Uint8Array {
-  let at = 0
-  const varint = (): number => {
-    let v = 0
-    for (let shift = 0; ; shift += 7) {
-      const byte = b[at++]!
-      v += (byte & 0x7f) * 2 ** shift
-      if (byte < 0x80) return v
-    }
-  }
-  while (at < b.length) {
-    const tag = varint()
-    const wire = tag & 7
-    if (wire === 0) { varint(); continue }
-    if (wire !== 2) throw new Error(`unexpected wire type ${wire} in a Response`)
-    const length = varint()
-    if (tag >>> 3 === 2) return b.subarray(at, at + length)
-    at += length
+  const reader = new BinaryReader(b)
+  while (reader.pos < reader.len) {
+    const [field, wireType] = reader.tag()
+    if (field === 2) return reader.bytes()
+    reader.skip(wireType)
   }
   throw new Error('a Response without a payload')
 }
