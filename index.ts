@@ -128,7 +128,6 @@ const plugin: FastifyPluginAsync<FastifyGrpcWsOptions> = async function fastifyG
   })
 
   // --- gRPC-Web and Connect over HTTP: lib/server/http/ ---
-  if (options.connect) await jsonCodecs.load()
   const connectGet = await registerHttpRoutes(fastify, server, options, jsonCodecs)
 
   // --- grpc-websockets compatibility route (improbable-eng / nice-grpc-web clients) on the same paths: lib/server/grpc-websockets/ ---

@@ -11,6 +11,7 @@ import { EventEmitter } from 'node:events'
 import http from 'node:http'
 import t from 'tap'
 import fastifyGrpcWs, { fastifyRequestOf, type FastifyGrpcWsOptions } from '../../index.js'
+import { JsonCodecs } from '../../lib/server/http/json.js'
 import { bounded } from '../helpers/bounded.js'
 import { createTestService, testDefinition, type Request } from '../helpers/test-service.js'
 
@@ -441,6 +442,30 @@ t.test('Connect: a definition without descriptors serves binary, and answers JSO
   const json = await post(url, { 'content-type': 'application/json' }, '{}')
   t.equal(json.status, 415)
   t.match(JSON.parse(json.body.toString()).message, /no descriptors for JSON/)
+})
+
+t.test('Connect JSON: @bufbuild/protobuf is loaded by the first JSON request, once, not at registration', async t => {
+  const load = JsonCodecs.prototype.load
+  const loads: Array<Promise<void>> = []
+  JsonCodecs.prototype.load = function (this: JsonCodecs) {
+    const loading = load.call(this)
+    loads.push(loading)
+    return loading
+  }
+  t.teardown(() => { JsonCodecs.prototype.load = load })
+  const url = `${await start()}/grpc/test.Test/Unary`
+  const binary = await post(url, { 'content-type': 'application/proto' }, request({ mode: 'echo', message: 'binary' }))
+  t.equal(testDefinition.Unary!.responseDeserialize(binary.body).message, 'binary')
+  t.equal(loads.length, 0, 'registering the plugin and binary calls load nothing')
+  // The first JSON requests arrive together: each waits for the one load.
+  const first = await Promise.all([1, 2, 3].map(async i => await post(url, { 'content-type': 'application/json' }, `{"mode":"echo","message":"json ${i}"}`)))
+  t.same(first.map(a => [a.status, JSON.parse(a.body.toString())]), [1, 2, 3].map(i => [200, { message: `json ${i}` }]))
+  t.ok(loads.length >= 1, 'the JSON requests loaded it')
+  t.equal(new Set(loads).size, 1, 'one load, shared by every request that waited for it')
+  const seen = loads.length
+  const later = await post(url, { 'content-type': 'application/json' }, '{"mode":"echo","message":"later"}')
+  t.same(JSON.parse(later.body.toString()), { message: 'later' })
+  t.equal(loads.length, seen, 'once loaded, JSON requests go straight on')
 })
 
 t.test('Connect streaming: end-stream message with the error and the trailers', async t => {

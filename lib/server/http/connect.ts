@@ -291,6 +291,13 @@ export function serveConnect (r: ConnectRequest): void {
  */
 export function serveConnectMethod (r: ConnectRequest, handler: RegisteredHandler): void {
   const { req, res, body, path, type } = r
+  if (type.json && !r.codecs.loaded) {
+    // The first JSON request loads the codecs; the body waits unread meanwhile.
+    void r.codecs.load().then(() => {
+      if (!req.destroyed && !res.destroyed) serveConnectMethod(r, handler)
+    })
+    return
+  }
   const refuse = (code: number, details: string, httpStatus?: number): void => { refuseConnect(req, res, body, type, code, details, httpStatus) }
   let deadline = Infinity
   const timeout = single(req.headers['connect-timeout-ms'])

@@ -6,9 +6,11 @@
  * is turned into binary before the handler deserializes it, a response
  * from binary after it serialized it: the handlers never know.
  *
- * @bufbuild/protobuf is an optional peer dependency, loaded once when the
- * routes are registered; without it, or for a definition without
- * descriptors, JSON requests get HTTP 415 with a message saying why.
+ * @bufbuild/protobuf is an optional peer dependency, loaded once, by the
+ * first JSON request: a server that never gets one does not hold it (its
+ * modules and well-known types are about 2 MB of heap, enough to change
+ * how V8 collects a busy server's garbage). Without it, or for a definition
+ * without descriptors, JSON requests get HTTP 415 with a message saying why.
  *
  * The same registry of definitions says which methods are marked free of
  * side effects (`option idempotency_level = NO_SIDE_EFFECTS`), the ones
@@ -55,15 +57,19 @@ export class JsonCodecs {
   private missing = 'JSON needs the optional dependency @bufbuild/protobuf (npm install @bufbuild/protobuf)'
   private readonly byPath = new Map<string, ServiceEntry>()
   private readonly sideEffectFree = new Set<string>()
+  private loading: Promise<void> | null = null
+  private tried = false
 
-  /** Loads @bufbuild/protobuf if it is installed. */
-  async load (): Promise<void> {
-    try {
-      const [pb, wkt] = await Promise.all([import('@bufbuild/protobuf'), import('@bufbuild/protobuf/wkt')])
-      this.lib = { pb, wkt }
-    } catch (err) {
-      this.missing += ` (${(err as Error).message})`
-    }
+  /** True once load() has settled: lookup() can answer. */
+  get loaded (): boolean { return this.tried }
+
+  /** Loads @bufbuild/protobuf if it is installed; once, however often it is called. Never rejects. */
+  load (): Promise<void> {
+    this.loading ??= Promise.all([import('@bufbuild/protobuf'), import('@bufbuild/protobuf/wkt')]).then(
+      ([pb, wkt]) => { this.lib = { pb, wkt } },
+      (err: unknown) => { this.missing += ` (${(err as Error).message})` }
+    ).finally(() => { this.tried = true })
+    return this.loading
   }
 
   /** A service the plugin serves. */
@@ -80,7 +86,7 @@ export class JsonCodecs {
     return this.sideEffectFree.has(path)
   }
 
-  /** The JSON codec of `path`, or why there is none. */
+  /** The JSON codec of `path`, or why there is none (call once `loaded`). */
   lookup (path: string): MethodJson | string {
     const entry = this.byPath.get(path)
     if (entry === undefined) return `No JSON mapping for ${path}`
