@@ -293,8 +293,12 @@ export function serveConnectMethod (r: ConnectRequest, handler: RegisteredHandle
   const { req, res, body, path, type } = r
   if (type.json && !r.codecs.loaded) {
     // The first JSON request loads the codecs; the body waits unread meanwhile.
-    void r.codecs.load().then(() => {
+    // A throw would otherwise be an unhandled rejection: end this request only, as the route does.
+    r.codecs.load().then(() => {
       if (!req.destroyed && !res.destroyed) serveConnectMethod(r, handler)
+    }).catch((err: unknown) => {
+      r.request.log.error({ err }, 'Connect call failed to start')
+      res.destroy()
     })
     return
   }
