@@ -98,6 +98,14 @@ async function server (system: string, streams: number, redisUrl: string): Promi
       // A command timing out under overload is reported, not a crash of this instance (the cell's counts show the loss).
       pub.on('error', (err: Error) => { console.error(`socket.io redis client: ${err.message}`) })
       sub.on('error', (err: Error) => { console.error(`socket.io redis client: ${err.message}`) })
+      // Under overload a command of the adapter's can time out, and its rejection goes unhandled (redis-adapter
+      // 8.3 does not catch its PUBLISHes): that ended this process and the cell with it. Reported once instead.
+      let timedOut = 0
+      process.on('unhandledRejection', (err: unknown) => {
+        // node-redis's TimeoutError sets neither a name nor a message.
+        if (!(err instanceof Error && err.constructor.name === 'TimeoutError')) throw err
+        if (timedOut++ === 0) console.error('socket.io redis adapter: a command timed out; further ones not reported')
+      })
       io.adapter(createAdapter(pub, sub))
       // Each namespace's adapter psubscribes on its own: the publisher waits until every instance's are in
       // place. PUBSUB NUMPAT counts distinct patterns (the same on every instance): CLIENT LIST has each connection's.
