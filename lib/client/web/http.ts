@@ -167,7 +167,8 @@ class PendingStream implements CallStream {
   send (bytes: Uint8Array, done?: () => void): void { this.run(s => { s.send(bytes, done) }) }
   halfClose (): void { this.run(s => { s.halfClose() }) }
   cancel (): void { this.run(s => { s.cancel() }) }
-  consumed (): void { this.run(s => { s.consumed() }) }
+  // Straight to the stream, no closure per response taken; unbound, no response has come to be taken.
+  consumed (): void { this.target?.consumed() }
 }
 
 /** One call as a gRPC-Web request (binary) over fetch. */
