@@ -8,6 +8,7 @@
 import { Metadata, status as GrpcStatus, type ServerInterceptingCallInterface } from '@grpc/grpc-js'
 import { ERR_INVALID_OPTION, ERR_INVALID_TOPIC, ERR_TOPIC_SERIALIZER } from '../errors.js'
 import { acceptEncoded, callChain, EncodedMessage, handlerOfCall, type RegisteredHandler } from '../grpc-internals.js'
+import { sendBatchesDueFromNow } from '../protocol/frame-writer.js'
 import { ServerCallBase } from '../server/call-base.js'
 import { memoryBus, type TopicBus } from './bus.js'
 import { Subscriber, type OverflowPolicy, type QueueLimits, type WritableCall } from './subscriber.js'
@@ -367,8 +368,25 @@ export class Topics {
 
 const endEvents = ['cancelled', 'finish', 'close', 'error'] as const
 
+/**
+ * Subscribers between early sends. WebSocket frames otherwise leave at the
+ * end of the turn, so a publish to 10,000 subscribers would put nothing on
+ * the wire for the milliseconds it takes to queue them all.
+ */
+const SEND_EVERY = 256
+
 function deliver (state: TopicState, message: EncodedMessage): void {
-  for (const subscriber of state.subscribers) subscriber.deliver(message)
+  const subscribers = state.subscribers
+  if (subscribers.size <= SEND_EVERY) {
+    for (const subscriber of subscribers) subscriber.deliver(message)
+    return
+  }
+  const sendEarly = sendBatchesDueFromNow()
+  let n = 0
+  for (const subscriber of subscribers) {
+    subscriber.deliver(message)
+    if (++n % SEND_EVERY === 0) sendEarly()
+  }
 }
 
 function toBuffer (bytes: Uint8Array): Buffer {

@@ -16,6 +16,24 @@ export interface BatchSink {
 // per writer (one per connection, kept as long as the connection).
 const due = new TurnQueue<FrameWriter>(queueMicrotask, writer => { writer.tick() })
 
+/**
+ * For one synchronous run (a fan-out writing to thousands of streams): a
+ * function that sends at once the batches of the writers that became due
+ * since this call, each once, their callbacks kept for the turn's tick. So
+ * the first sockets are on the wire while the rest are still being queued.
+ * Writers due before the call are left alone, and so are frames a writer
+ * gets after it was sent: a burst of writes in one turn still leaves as one
+ * batch per writer.
+ */
+export function sendBatchesDueFromNow (): () => void {
+  const writers = due.items
+  let at = writers.length
+  return () => {
+    // Callbacks stay for the tick: as if the batch had not been sent yet.
+    for (; at < writers.length; at++) writers[at]!.sendBatch()
+  }
+}
+
 export class FrameWriter {
   // Null while empty: an idle connection keeps no arrays.
   protected parts: Uint8Array[] | null = null
@@ -102,7 +120,8 @@ export class FrameWriter {
     queueMicrotask(() => { for (const done of callbacks) done() })
   }
 
-  protected sendBatch (): void {
+  /** @private Sends what is batched now, leaving the callbacks for the tick. */
+  sendBatch (): void {
     const parts = this.parts
     if (parts === null) return
     let message: Uint8Array

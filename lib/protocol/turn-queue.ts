@@ -5,7 +5,8 @@
  * process.nextTick).
  */
 export class TurnQueue<T> {
-  private items: T[] = []
+  /** @private The items queued this turn so far: the same array until the turn's callback runs. */
+  items: T[] = []
 
   /**
    * @param schedule runs its argument later (once per turn with items)

@@ -109,7 +109,7 @@ class ServerFrameWriter extends FrameWriter {
     super(connection, maxMessageSize)
   }
 
-  protected override sendBatch (): void {
+  override sendBatch (): void {
     const parts = this.parts
     if (parts === null || !this.connection.direct) {
       super.sendBatch()

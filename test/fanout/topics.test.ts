@@ -6,6 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js'
 import { once } from 'node:events'
+import type { Socket } from 'node:net'
 import { setTimeout as sleep } from 'node:timers/promises'
 import t from 'tap'
 import { ERR_INVALID_OPTION, ERR_INVALID_TOPIC, ERR_TOPIC_SERIALIZER } from '../../index.js'
@@ -14,6 +15,7 @@ import { TestClient, testDefinition } from '../helpers/test-service.js'
 import { webClient } from '../helpers/web-client.js'
 import { h2Subscriber, until, wsSubscriber } from '../helpers/fanout-clients.js'
 import { createWebSocketChannel } from '../../lib/client/grpc-js/index.js'
+import { FRAME_HEADER_SIZE } from '../../lib/protocol/frame.js'
 import { WebsocketTransport, createChannel, createClient, type MethodDefinition } from 'nice-grpc-web'
 import type { Request, Response } from '../helpers/test-service.js'
 
@@ -198,6 +200,61 @@ for (const overflow of ['drop-oldest', 'drop-newest', 'end'] as const) {
     await until(() => fx.app.grpc.topics.stats(topic) === undefined)
   })
 }
+
+t.test('Should put a publish to many WebSocket subscribers on the wire as it goes, every 256 subscribers, one batch per socket', async t => {
+  const topic = 'early-sends'
+  // The server's side of each client's socket, in the order the clients connect.
+  const sockets: Socket[] = []
+  const onConnection = (socket: Socket): void => { sockets.push(socket) }
+  fx.app.server.on('connection', onConnection)
+  t.teardown(() => { fx.app.server.off('connection', onConnection) })
+  // Subscribed one client after the other, so the topic's order is A's 100, B's, C's, D's:
+  // the first 256 are A's, B's and 56 of C's.
+  const clients: Array<ReturnType<typeof webClient>> = []
+  const subs: Array<ReturnType<typeof wsSubscriber>> = []
+  for (let c = 0; c < 4; c++) {
+    const client = webClient(fx.url)
+    clients.push(client)
+    const mine = Array.from({ length: 100 }, () => wsSubscriber(client.test, { message: topic }))
+    await Promise.all(mine.map(async s => await s.headers))
+    subs.push(...mine)
+  }
+  t.teardown(() => { for (const c of clients) c.client.close() })
+  t.equal(sockets.length, 4, 'one socket per client')
+  await sleep(20) // settled: nothing more in flight on the sockets
+  const written = (): number[] => sockets.map(s => s.bytesWritten)
+  // One WebSocket message of n MESSAGE frames of `text`: 4 bytes of header from 126 bytes on.
+  const message = (n: number, text: string): number => 4 + n * (FRAME_HEADER_SIZE + encode(text).byteLength)
+
+  const before = written()
+  void fx.app.grpc.topics.publish(topic, { message: 'one' })
+  const onReturn = written()
+  t.same([0, 1].map(i => onReturn[i]! - before[i]!), [message(100, 'one'), message(100, 'one')], 'A and B (all in the first 256) were written before publish() returned, each as one message')
+  t.equal(onReturn[2]! - before[2]!, message(56, 'one'), "C's 56 among the first 256 too")
+  t.equal(onReturn[3], before[3], 'D (all after the 256th) was not: it goes at the end of the turn')
+  await sleep(0)
+  const afterTurn = written()
+  t.same([0, 1].map(i => afterTurn[i]! - onReturn[i]!), [0, 0], 'A and B had everything at once')
+  t.equal(afterTurn[2]! - onReturn[2]!, message(44, 'one'), "C's other 44 went at the end of the turn")
+  t.equal(afterTurn[3]! - onReturn[3]!, message(100, 'one'), 'D went at the end of the turn')
+
+  // A burst in one turn: only the first publish sends early; the rest still leave as one batch per socket.
+  const texts = Array.from({ length: 20 }, (_, i) => `b${String(i).padStart(2, '0')}`)
+  const burstBefore = written()
+  for (const text of texts) void fx.app.grpc.topics.publish(topic, { message: text })
+  const burstOnReturn = written()
+  t.equal(burstOnReturn[0]! - burstBefore[0]!, message(100, 'b00'), 'only the first publish of the burst went early')
+  await sleep(0)
+  const burstAfter = written()
+  t.equal(burstAfter[0]! - burstOnReturn[0]!, message(19 * 100, 'b01'), "the burst's other 19 left in one message on A")
+
+  const expected = ['one', ...texts]
+  await until(() => subs.every(s => s.received.messages.length >= expected.length))
+  await sleep(20)
+  t.equal(subs.filter(s => JSON.stringify(s.received.messages) === JSON.stringify(expected)).length, 400, 'every subscriber got every message once, in order')
+  for (const s of subs) s.call.cancel()
+  await until(() => fx.app.grpc.topics.stats(topic) === undefined)
+})
 
 t.test('Should leave nothing behind after 1,000 churned subscribers (cancel, disconnect, unsubscribe)', async t => {
   const h2 = new TestClient(fx.grpcAddress, grpc.credentials.createInsecure()) as any

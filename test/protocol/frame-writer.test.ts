@@ -1,5 +1,5 @@
 import t from 'tap'
-import { FrameWriter } from '../../lib/protocol/frame-writer.js'
+import { FrameWriter, sendBatchesDueFromNow } from '../../lib/protocol/frame-writer.js'
 
 function bytes (...values: number[]): Uint8Array {
   return Uint8Array.from(values)
@@ -296,4 +296,31 @@ t.test('FrameWriter with maxBatchFrames sends a batch once it holds that many fr
   w.write(bytes(5))
   await settle()
   t.same(r.sent.map(m => [...m]), [[1, 4, 0, 0, 0, 0, 1, 0, 0, 0, 1, 2, 3], [4, 5]])
+})
+
+t.test('sendBatchesDueFromNow sends, at once, the writers that became due since; the rest and the callbacks wait for the tick', async t => {
+  const [early, before, late] = [recorder(), recorder(), recorder()]
+  const wEarly = new FrameWriter({ sendBatch: early.send }, 1000)
+  const wBefore = new FrameWriter({ sendBatch: before.send }, 1000)
+  const wLate = new FrameWriter({ sendBatch: late.send }, 1000)
+  const done: string[] = []
+  wBefore.write(bytes(9)) // due before the run starts: left to the tick
+  const sendEarly = sendBatchesDueFromNow()
+  wEarly.write(bytes(1, 2), () => { done.push('early 1') })
+  wEarly.write(bytes(3))
+  sendEarly()
+  t.same(early.sent.map(m => [...m]), [[1, 2, 3]], 'a writer due since the call: its batch went at once')
+  t.same(done, [], 'its callback waits for the tick, as if it had not been sent yet')
+  t.same(before.sent, [], 'a writer due before the call waits for the tick')
+  wEarly.write(bytes(4), () => { done.push('early 4') })
+  wLate.write(bytes(5))
+  sendEarly()
+  t.same(early.sent.length, 1, 'a writer already sent once is not sent again: its later frames wait for the tick')
+  t.same(late.sent.map(m => [...m]), [[5]], 'a writer that became due later is sent by the next call')
+  await settle()
+  t.same(early.sent.map(m => [...m]), [[1, 2, 3], [4]], 'what came after the early send left at the tick')
+  t.same(before.sent.map(m => [...m]), [[9]])
+  t.same(done, ['early 1', 'early 4'], 'callbacks ran in write order, once')
+  sendBatchesDueFromNow()()
+  t.same([early.sent.length, before.sent.length, late.sent.length], [2, 1, 1], 'nothing is due after the tick: nothing is sent')
 })
