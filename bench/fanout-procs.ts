@@ -249,7 +249,7 @@ const scratchView = new DataView(scratch.buffer)
  * (field 2, bytes), read in place: what the raw ws and TCP clients read off
  * their Buffers, without a reader, a view or a copy of the payload per message.
  */
-function responsePayload (b: Uint8Array): Received {
+function readReceived (b: Uint8Array): Received {
   let at = 0
   while (at < b.length) {
     const tag = b[at++]!
@@ -313,7 +313,7 @@ async function client (system: string, first: number, sockets: number, streams: 
     path: method.path,
     serialize: (r: unknown) => method.requestSerialize(r),
     // The payload's two numbers only, as the other systems' clients read theirs: the clients' CPU is taken from the server's here.
-    deserialize: responsePayload
+    deserialize: readReceived
   }
   const open = async (): Promise<void> => {
     for (let s = 0; s < sockets; s++) {

@@ -78,7 +78,7 @@ export interface FanoutPlan {
    * has compiled (a cell's first rounds took twice as long as its later ones).
    */
   warmup: { intervalMs: number, publishes: number }
-  /** Before each round of the slow-subscriber cell, at its rate. */
+  /** The slow-subscriber cell's warm-up at its own rate, after the cell's warm-up and before its first round. */
   warmupMs: number
   windowMs: number
   p99TargetMs: number

@@ -201,7 +201,7 @@ for (const overflow of ['drop-oldest', 'drop-newest', 'end'] as const) {
   })
 }
 
-t.test('Should put a publish to many WebSocket subscribers on the wire as it goes, every 256 subscribers, one batch per socket', async t => {
+t.test('Should put a publish to many WebSocket subscribers on the wire as it goes, every 256 subscribers, one batch per socket; HTTP/2 subscribers among them get it all the same', async t => {
   const topic = 'early-sends'
   // The server's side of each client's socket, in the order the clients connect.
   const sockets: Socket[] = []
@@ -219,7 +219,12 @@ t.test('Should put a publish to many WebSocket subscribers on the wire as it goe
     await Promise.all(mine.map(async s => await s.headers))
     subs.push(...mine)
   }
-  t.teardown(() => { for (const c of clients) c.client.close() })
+  // Then 100 over HTTP/2 (grpcServer, not this server's sockets), past the 400th: the same publishes reach them.
+  const h2 = new TestClient(fx.grpcAddress, grpc.credentials.createInsecure()) as any
+  const h2Subs = Array.from({ length: 100 }, () => h2Subscriber(h2, { message: topic }))
+  await Promise.all(h2Subs.map(async s => await s.headers))
+  t.teardown(() => { for (const c of clients) c.client.close(); h2.close() })
+  t.equal(fx.app.grpc.topics.stats(topic)?.subscribers, 500, 'all 500 subscribed')
   t.equal(sockets.length, 4, 'one socket per client')
   await sleep(20) // settled: nothing more in flight on the sockets
   const written = (): number[] => sockets.map(s => s.bytesWritten)
@@ -249,10 +254,13 @@ t.test('Should put a publish to many WebSocket subscribers on the wire as it goe
   t.equal(burstAfter[0]! - burstOnReturn[0]!, message(19 * 100, 'b01'), "the burst's other 19 left in one message on A")
 
   const expected = ['one', ...texts]
-  await until(() => subs.every(s => s.received.messages.length >= expected.length))
+  const all = [...subs, ...h2Subs]
+  await until(() => all.every(s => s.received.messages.length >= expected.length))
   await sleep(20)
-  t.equal(subs.filter(s => JSON.stringify(s.received.messages) === JSON.stringify(expected)).length, 400, 'every subscriber got every message once, in order')
-  for (const s of subs) s.call.cancel()
+  const exact = (list: typeof all): number => list.filter(s => JSON.stringify(s.received.messages) === JSON.stringify(expected)).length
+  t.equal(exact(subs), 400, 'every WebSocket subscriber got every message once, in order')
+  t.equal(exact(h2Subs), 100, 'every HTTP/2 subscriber too')
+  for (const s of all) s.call.cancel()
   await until(() => fx.app.grpc.topics.stats(topic) === undefined)
 })
 
